@@ -1,0 +1,92 @@
+"""Connections: which database (CONTRACT §6), how to reach it, and the named queries."""
+
+from __future__ import annotations
+
+import os
+import re
+from functools import lru_cache
+from importlib import resources
+from urllib.parse import urlencode
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from .errors import DatabaseUnavailable, MonitorError, UsageError
+
+
+def resolve_dsn(dsn: str | None) -> str:
+    """--dsn, else MONITOR_DSN, else DATABASE_URL, else '' (libpq's PG* variables)."""
+    for value in (dsn, os.environ.get("MONITOR_DSN"), os.environ.get("DATABASE_URL")):
+        if value:
+            return value
+    return ""
+
+
+def params(dsn: str) -> dict:
+    try:
+        return conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError as exc:
+        raise UsageError(f"invalid connection string: {str(exc).splitlines()[0]}")
+
+
+def describe(dsn: str) -> str:
+    """The server and database a DSN points at, for messages (never the password)."""
+    p = params(dsn)
+    host = p.get("host") or os.environ.get("PGHOST") or "localhost (unix socket)"
+    port = p.get("port") or os.environ.get("PGPORT") or "5432"
+    dbname = p.get("dbname") or os.environ.get("PGDATABASE") or p.get("user") or os.environ.get("PGUSER") or ""
+    return f"{host}:{port}/{dbname}" if dbname else f"{host}:{port}"
+
+
+def connect(dsn: str, autocommit: bool = True, **kwargs) -> psycopg.Connection:
+    """Connect, or raise DatabaseUnavailable naming the server tried."""
+    p = params(dsn)
+    p.setdefault("connect_timeout", os.environ.get("PGCONNECT_TIMEOUT", "10"))
+    p.setdefault("application_name", "monitorctl")
+    try:
+        return psycopg.connect(make_conninfo("", **p), autocommit=autocommit, **kwargs)
+    except psycopg.OperationalError as exc:
+        reason = " ".join(str(exc).split())
+        reason = re.sub(r"^connection to server .*? failed: ", "", reason)
+        raise DatabaseUnavailable(f"cannot connect to {describe(dsn)}: {reason}")
+
+
+def with_dbname(dsn: str, dbname: str) -> str:
+    p = params(dsn)
+    p["dbname"] = dbname
+    return make_conninfo("", **p)
+
+
+def yoyo_uri(dsn: str) -> str:
+    """A yoyo URI for the same connection, with yoyo's own tables in schema monitor.
+
+    yoyo passes every query argument to psycopg.connect, so keyword DSNs, unix-socket hosts and
+    libpq defaults all survive the trip.
+    """
+    p = {k: v for k, v in params(dsn).items() if v is not None}
+    p.setdefault("application_name", "monitorctl")
+    p["schema"] = "monitor"
+    return "postgresql+psycopg:///?" + urlencode(p)
+
+
+@lru_cache(maxsize=1)
+def _queries() -> dict[str, str]:
+    text = (resources.files("monitorctl") / "queries.sql").read_text()
+    out: dict[str, str] = {}
+    name = None
+    for line in text.splitlines():
+        m = re.match(r"^--\s*name:\s*(\S+)", line)
+        if m:
+            name = m.group(1)
+            out[name] = ""
+        elif name:
+            out[name] += line + "\n"
+    return {k: v.strip() for k, v in out.items()}
+
+
+def query(name: str) -> str:
+    """A named query from monitorctl/queries.sql."""
+    try:
+        return _queries()[name]
+    except KeyError:
+        raise MonitorError(f"internal: no query named {name!r}")

@@ -1,0 +1,307 @@
+"""A real PostgreSQL on demand, for the tests and for `monitorctl demo`.
+
+Backends, chosen in this order by :func:`start`:
+
+* ``external``: an explicit DSN (``MONITOR_TEST_DSN``) to a server someone else runs;
+* ``docker``: a testcontainers container built from ``docker/`` when a Docker engine answers;
+* ``local``: a throwaway cluster made with the machine's ``initdb``/``pg_ctl`` in a temp dir,
+  listening on a unix socket only, with pg_cron preloaded when its library is installed.
+
+The local cluster runs as the unprivileged ``postgres`` user when started by root (initdb
+refuses root), and is stopped and removed at exit, on Ctrl-C and on failure.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+from psycopg.conninfo import make_conninfo
+
+CRON_DATABASE = "postgres"
+
+
+class EmbeddedError(RuntimeError):
+    """The embedded server could not be started; the message says why and what to do."""
+
+
+@dataclass
+class Server:
+    """A running PostgreSQL server and how to reach it."""
+
+    backend: str
+    conninfo: dict  # connection parameters without dbname
+    cron_database: str | None  # None when pg_cron is not available
+    cron_note: str = ""
+    _stop: list = field(default_factory=list, repr=False)
+
+    def dsn(self, dbname: str = CRON_DATABASE) -> str:
+        return make_conninfo("", **self.conninfo, dbname=dbname)
+
+    @property
+    def has_cron(self) -> bool:
+        return self.cron_database is not None
+
+    def create_database(self, name: str, template: str | None = None) -> str:
+        """Create (or re-create) database ``name`` and return its DSN."""
+        from psycopg import sql
+
+        with psycopg.connect(self.dsn(), autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+            stmt = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+            if template:
+                stmt += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
+            conn.execute(stmt)
+        return self.dsn(name)
+
+    def drop_database(self, name: str) -> None:
+        from psycopg import sql
+
+        with psycopg.connect(self.dsn(), autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+    def stop(self) -> None:
+        while self._stop:
+            with contextlib.suppress(Exception):
+                self._stop.pop()()
+
+
+def start(progress=None) -> Server:
+    """Start (or reach) a PostgreSQL server with the best backend this machine offers."""
+    say = progress or (lambda msg: None)
+    dsn = os.environ.get("MONITOR_TEST_DSN")
+    if dsn:
+        return external(dsn)
+    if docker_available():
+        say("starting PostgreSQL with pg_cron in a Docker container")
+        return start_docker()
+    return start_local(say)
+
+
+# -- external -------------------------------------------------------------------------------------
+
+def external(dsn: str) -> Server:
+    params = psycopg.conninfo.conninfo_to_dict(dsn)
+    params.pop("dbname", None)
+    server = Server("external", params, None)
+    with psycopg.connect(server.dsn(dsn_dbname(dsn)), autocommit=True) as conn:
+        row = conn.execute(
+            "select current_setting('cron.database_name', true),"
+            " exists (select from pg_extension where extname = 'pg_cron')"
+        ).fetchone()
+    if row[0]:
+        server.cron_database = row[0]
+    else:
+        server.cron_note = "pg_cron is not preloaded on that server"
+    return server
+
+
+def dsn_dbname(dsn: str) -> str:
+    return psycopg.conninfo.conninfo_to_dict(dsn).get("dbname") or CRON_DATABASE
+
+
+# -- docker (testcontainers) ----------------------------------------------------------------------
+
+DOCKER_DIR = Path(__file__).resolve().parent.parent / "docker"
+
+
+def docker_available() -> bool:
+    """True when a Docker engine answers (not just when the client is installed)."""
+    if os.environ.get("MONITOR_NO_DOCKER"):
+        return False
+    try:
+        import docker  # installed with testcontainers
+    except ImportError:
+        return False
+    try:
+        client = docker.from_env(timeout=3)
+        return bool(client.ping())
+    except Exception:
+        return False
+
+
+def start_docker() -> Server:  # pragma: no cover - no Docker engine on the CI machines
+    from testcontainers.core.image import DockerImage
+    from testcontainers.postgres import PostgresContainer
+
+    image = DockerImage(path=str(DOCKER_DIR), tag="monitorctl-postgres:15").build()
+    container = PostgresContainer(str(image), username="postgres", password="postgres", dbname=CRON_DATABASE)
+    container.start()
+    params = {
+        "host": container.get_container_host_ip(),
+        "port": str(container.get_exposed_port(5432)),
+        "user": "postgres",
+        "password": "postgres",
+    }
+    server = Server("docker", params, CRON_DATABASE)
+    server._stop.append(container.stop)
+    wait_ready(server)
+    create_cron_extension(server)
+    return server
+
+
+# -- local cluster --------------------------------------------------------------------------------
+
+def pg_bindir() -> Path:
+    initdb = shutil.which("initdb")
+    if initdb:
+        return Path(os.path.realpath(initdb)).parent
+    for candidate in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True):
+        if (candidate / "initdb").exists():
+            return candidate
+    raise EmbeddedError("PostgreSQL server binaries not found: install postgresql (initdb, pg_ctl) or set MONITOR_TEST_DSN")
+
+
+def cron_library_present(bindir: Path) -> bool:
+    return (bindir.parent / "lib" / "pg_cron.so").exists()
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _as_server_user(cmd: list[str]) -> list[str]:
+    if os.geteuid() != 0:
+        return cmd
+    try:
+        pwd.getpwnam("postgres")
+    except KeyError:
+        raise EmbeddedError("running as root needs a 'postgres' user to own the server (initdb refuses root)")
+    return ["runuser", "-u", "postgres", "--", *cmd]
+
+
+def start_local(say=lambda msg: None) -> Server:
+    bindir = pg_bindir()
+    with_cron = cron_library_present(bindir)
+    base = Path(tempfile.mkdtemp(prefix="monitorctl-pg-"))
+    datadir, sockdir = base / "data", base
+    if os.geteuid() == 0:
+        pw = pwd.getpwnam("postgres") if _has_user("postgres") else None
+        if pw:
+            os.chown(base, pw.pw_uid, pw.pw_gid)
+    os.chmod(base, 0o755)
+    port = free_port()
+    server = Server("local", {"host": str(sockdir), "port": str(port), "user": "postgres"},
+                    CRON_DATABASE if with_cron else None)
+    server.cron_note = "" if with_cron else (
+        "pg_cron is not installed (apt-get install postgresql-15-cron): scheduling is off")
+    stopper = _LocalStopper(bindir, datadir, base)
+    server._stop.append(stopper)
+    atexit.register(server.stop)
+    _install_signal_handlers()
+    try:
+        say(f"initialising a throwaway PostgreSQL cluster in {base}")
+        _run(_as_server_user([str(bindir / "initdb"), "-D", str(datadir), "-U", "postgres",
+                              "--auth=trust", "--encoding=UTF8", "--locale=C.UTF-8", "--no-sync"]), "initdb")
+        conf = [
+            "listen_addresses = ''",
+            f"port = {port}",
+            f"unix_socket_directories = '{sockdir}'",
+            "fsync = off",
+            "synchronous_commit = off",
+            "full_page_writes = off",
+            "max_connections = 200",
+            "shared_buffers = 256MB",
+            "log_min_messages = warning",
+            "timezone = 'UTC'",
+        ]
+        if with_cron:
+            conf += [
+                "shared_preload_libraries = 'pg_cron'",
+                f"cron.database_name = '{CRON_DATABASE}'",
+                f"cron.host = '{sockdir}'",
+            ]
+        with open(datadir / "postgresql.conf", "a") as f:
+            f.write("\n# monitorctl embedded server\n" + "\n".join(conf) + "\n")
+        _run(_as_server_user([str(bindir / "pg_ctl"), "-D", str(datadir), "-l", str(base / "server.log"),
+                              "-w", "-t", "60", "start"]), "pg_ctl start")
+        stopper.started = True
+        wait_ready(server)
+        if with_cron:
+            create_cron_extension(server)
+        say(f"PostgreSQL {server_version(server)} running on {sockdir} port {port}")
+        return server
+    except BaseException:
+        server.stop()
+        raise
+
+
+def _has_user(name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+        return True
+    except KeyError:
+        return False
+
+
+class _LocalStopper:
+    def __init__(self, bindir: Path, datadir: Path, base: Path):
+        self.bindir, self.datadir, self.base, self.started = bindir, datadir, base, False
+
+    def __call__(self) -> None:
+        if self.started:
+            subprocess.run(_as_server_user([str(self.bindir / "pg_ctl"), "-D", str(self.datadir),
+                                            "-m", "immediate", "-w", "stop"]),
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+            self.started = False
+        shutil.rmtree(self.base, ignore_errors=True)
+
+
+def _run(cmd: list[str], what: str) -> None:
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if proc.returncode != 0:
+        tail = " | ".join(proc.stdout.strip().splitlines()[-5:])
+        raise EmbeddedError(f"{what} failed: {tail}")
+
+
+_handlers_installed = False
+
+
+def _install_signal_handlers() -> None:
+    """Turn SIGTERM/SIGHUP into a normal exit so atexit stops the server."""
+    global _handlers_installed
+    if _handlers_installed:
+        return
+    _handlers_installed = True
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(sig) in (signal.SIG_DFL, None):
+            with contextlib.suppress(ValueError):  # not in the main thread
+                signal.signal(sig, lambda signum, frame: sys.exit(128 + signum))
+
+
+# -- shared ---------------------------------------------------------------------------------------
+
+def wait_ready(server: Server, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with psycopg.connect(server.dsn(), connect_timeout=2):
+                return
+        except psycopg.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def create_cron_extension(server: Server) -> None:
+    with psycopg.connect(server.dsn(server.cron_database), autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS pg_cron")
+
+
+def server_version(server: Server) -> str:
+    with psycopg.connect(server.dsn()) as conn:
+        return conn.execute("show server_version").fetchone()[0]

@@ -1,0 +1,202 @@
+"""install / uninstall / migration state.
+
+The whole install (migrations and the re-runnable ``sql/``) runs under one session-level advisory
+lock, so concurrent installs serialise and a stale yoyo lock left by a killed install is cleared.
+"""
+
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import jinja2
+from psycopg import sql
+from psycopg.types.json import Jsonb
+from yoyo import get_backend, read_migrations
+
+from . import __version__, mapping as mapping_mod, resources, schedule
+from .db import connect, query, yoyo_uri
+from .errors import DatabaseUnavailable, MonitorError, UsageError
+
+INSTALL_LOCK = (472101, 1)  # advisory lock keys held for the whole install / uninstall
+MIGRATION_TABLE = "_yoyo_migration"
+
+
+@dataclass
+class InstallReport:
+    applied: list[str] = field(default_factory=list)
+    scheduling: schedule.SyncReport | None = None
+    scheduling_off: str = ""
+
+
+@contextmanager
+def install_lock(conn):
+    conn.execute("select pg_advisory_lock(%s, %s)", INSTALL_LOCK)
+    try:
+        yield
+    finally:
+        conn.execute("select pg_advisory_unlock(%s, %s)", INSTALL_LOCK)
+
+
+def applied_ids(conn) -> list[str] | None:
+    """Migration ids recorded in this database, or None when monitor was never installed."""
+    if conn.execute("select to_regclass('monitor._yoyo_migration')").fetchone()[0] is None:
+        return None
+    return [r[0] for r in conn.execute(query("applied_migrations"))]
+
+
+def known_ids() -> set[str]:
+    return set(resources.migration_ids("monitor")) | set(resources.migration_ids("ledger"))
+
+
+def check_not_newer(conn) -> None:
+    applied = applied_ids(conn) or []
+    unknown = sorted(set(applied) - known_ids())
+    if unknown:
+        raise DatabaseUnavailable(
+            f"this database was migrated by a newer monitorctl (migration {unknown[-1]}); "
+            f"this build ({__version__}) installs schema {resources.schema_version()}: upgrade monitorctl")
+
+
+def pending_ids(conn) -> list[str]:
+    applied = set(applied_ids(conn) or [])
+    return [m for m in resources.migration_ids("monitor") if m not in applied]
+
+
+def ensure_installed(conn) -> None:
+    """For every command but install: the schema is there and current."""
+    if applied_ids(conn) is None:
+        raise DatabaseUnavailable("monitor is not installed in this database: run `monitorctl install`")
+    check_not_newer(conn)
+    if pending_ids(conn):
+        raise DatabaseUnavailable("monitor's schema is out of date: run `monitorctl install` to upgrade it")
+
+
+def apply_migrations(dsn: str, which: str) -> list[str]:
+    backend = get_backend(yoyo_uri(dsn), migration_table=MIGRATION_TABLE)
+    try:
+        backend.break_lock()  # we hold the install lock: any yoyo lock row left is stale
+        migrations = read_migrations(str(resources.migrations_dir(which)))
+        with backend.lock():
+            todo = backend.to_apply(migrations)
+            backend.apply_migrations(todo)
+        return [m.id for m in todo]
+    finally:
+        backend.connection.close()
+
+
+def stored_mapping(conn) -> dict | None:
+    if conn.execute("select to_regclass('monitor.settings')").fetchone()[0] is None:
+        return None
+    row = conn.execute("select value from monitor.settings where key = 'sources.mapping'").fetchone()
+    return row[0] if row else None
+
+
+def resolve_mapping(conn, with_ledger: bool, config: dict | None) -> dict:
+    if config and config.get("sources"):
+        return {"sources": config["sources"]}
+    stored = stored_mapping(conn)
+    if stored:
+        return stored
+    if with_ledger:
+        return mapping_mod.ledger_mapping()
+    raise UsageError("no source mapping: pass --with-ledger (reference ledger) or --config FILE (your tables)")
+
+
+def render_sql(conn, context: dict) -> list[tuple[str, str]]:
+    """The sql/ files in order, templates rendered: [(file name, SQL)]."""
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True)
+    out = []
+    for path in sorted(resources.sql_dir().iterdir()):
+        if path.name.endswith(".sql"):
+            out.append((path.name, path.read_text()))
+        elif path.name.endswith(".sql.j2"):
+            out.append((path.name, env.from_string(path.read_text()).render(**context)))
+    return out
+
+
+def install(dsn: str, with_ledger: bool = False, config: dict | None = None, do_schedule: bool = True,
+            say=lambda msg: None) -> InstallReport:
+    report = InstallReport()
+    with connect(dsn) as conn, install_lock(conn):
+        check_not_newer(conn)
+        if config and config.get("sources") and not with_ledger:
+            mapping_mod.check_database(conn, {"sources": config["sources"]})  # before anything changes
+        elif not (config and config.get("sources")) and not with_ledger and not stored_mapping(conn):
+            raise UsageError("no source mapping: pass --with-ledger (reference ledger) or --config FILE "
+                             "(your tables)")
+        conn.execute("create schema if not exists monitor")
+        report.applied += apply_migrations(dsn, "monitor")
+        if with_ledger:
+            report.applied += apply_migrations(dsn, "ledger")
+        for mid in report.applied:
+            say(f"applied migration {mid}")
+        mapping = resolve_mapping(conn, with_ledger, config)
+        mapping_mod.check_database(conn, mapping)
+        with conn.transaction():
+            conn.execute(query("store_mapping"), (Jsonb(mapping),))
+            for name, text in render_sql(conn, mapping_mod.template_context(conn, mapping)):
+                try:
+                    conn.execute(text)
+                except Exception as exc:
+                    raise MonitorError(f"install failed in sql/{name}: {str(exc).splitlines()[0]}") from exc
+            for detector, params in ((config or {}).get("detectors") or {}).items():
+                set_params(conn, detector, params)
+        say(f"installed monitor schema {resources.schema_version()} and {len(render_sql_names())} SQL files")
+        if do_schedule:
+            report.scheduling, report.scheduling_off = schedule.sync(conn, dsn)
+        else:
+            report.scheduling_off = "--no-schedule was given"
+    return report
+
+
+def render_sql_names() -> list[str]:
+    return [p.name for p in sorted(resources.sql_dir().iterdir()) if ".sql" in p.name]
+
+
+def set_params(conn, detector: str, params: dict) -> dict:
+    import psycopg
+
+    try:
+        with conn.transaction():
+            return conn.execute("select monitor.set_params(%s, %s)", (detector, Jsonb(params))).fetchone()[0]
+    except psycopg.errors.InvalidParameterValue as exc:
+        raise UsageError(exc.diag.message_primary or str(exc))
+
+
+def uninstall_summary(conn) -> dict:
+    if applied_ids(conn) is None:
+        raise DatabaseUnavailable("monitor is not installed in this database: nothing to uninstall")
+    row = conn.execute(query("uninstall_summary")).fetchone()
+    return {"events": row[0], "alert_history": row[1], "detectors": row[2]}
+
+
+def uninstall(dsn: str, say=lambda msg: None) -> int:
+    with connect(dsn) as conn, install_lock(conn):
+        removed = schedule.remove_all(conn, dsn)
+        conn.execute("drop schema if exists monitor cascade")
+        say(f"dropped schema monitor and its migration records; removed {removed} pg_cron jobs")
+        return removed
+
+
+def migration_status(dsn: str, show_sql: bool = False) -> list[dict]:
+    with connect(dsn) as conn:
+        applied = set(applied_ids(conn) or [])
+        check_not_newer(conn)
+    rows = []
+    for which in ("monitor", "ledger"):
+        for mid in resources.migration_ids(which):
+            row = {"set": which, "id": mid, "applied": mid in applied}
+            if show_sql:
+                row["sql"] = (resources.migrations_dir(which) / f"{mid}.sql").read_text()
+            rows.append(row)
+    return rows
+
+
+def dumps(obj) -> str:
+    return json.dumps(obj, indent=2, default=str)
+
+
+def quote_ident(conn, name: str) -> str:
+    return sql.Identifier(name).as_string(conn)

@@ -1,0 +1,154 @@
+"""The source mapping (CONTRACT §2): which user tables and columns feed the three source views.
+
+A mapping is a plain dict, as read from the TOML file::
+
+    {"sources": {"transactions": {"relation": "public.t", "columns": {"txn_id": "id", ...}}, ...},
+     "detectors": {"duplicate_scan": {"window": "3 seconds"}}}
+
+Everything is checked before anything in the database changes; a problem is reported as one line
+naming the key.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+from psycopg import sql
+
+from .errors import UsageError
+
+# logical relation -> column -> required?
+COLUMNS: dict[str, dict[str, bool]] = {
+    "accounts": {"account_id": True, "balance": True, "opening_balance": False, "updated_at": False},
+    "transactions": {
+        "txn_id": True, "account_id": True, "amount": True, "status": True,
+        "balance_before": False, "balance_after": False, "device_id": False,
+        "created_at": True, "updated_at": False,
+    },
+    "scans": {"scan_id": True, "account_id": True, "device_id": False, "scanned_at": True},
+}
+DEFAULT_RELATIONS = {"accounts": "ledger.accounts", "transactions": "ledger.transactions", "scans": "ledger.scans"}
+IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*$")
+
+
+def ledger_mapping() -> dict:
+    """The mapping onto the reference ledger (`install --with-ledger`)."""
+    return {"sources": {
+        rel: {"relation": DEFAULT_RELATIONS[rel], "columns": {col: col for col in cols}}
+        for rel, cols in COLUMNS.items()
+    }}
+
+
+def load(path: str | Path) -> dict:
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise UsageError(f"config file {path} does not exist")
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"config file {path} is not valid TOML: {exc}")
+    check_shape(data)
+    return data
+
+
+def check_shape(data: dict) -> None:
+    """Refuse unknown keys and malformed values (no database needed)."""
+    for key in data:
+        if key not in ("sources", "detectors"):
+            raise UsageError(f"config: unknown key '{key}' (expected 'sources' or 'detectors')")
+    sources = data.get("sources", {})
+    if not isinstance(sources, dict):
+        raise UsageError("config: 'sources' must be a table")
+    for rel, spec in sources.items():
+        where = f"sources.{rel}"
+        if rel not in COLUMNS:
+            raise UsageError(f"config: unknown key '{where}' (expected one of {', '.join(COLUMNS)})")
+        if not isinstance(spec, dict):
+            raise UsageError(f"config: '{where}' must be a table")
+        for key in spec:
+            if key not in ("relation", "columns"):
+                raise UsageError(f"config: unknown key '{where}.{key}' (expected 'relation' or 'columns')")
+        relation = spec.get("relation")
+        if not isinstance(relation, str):
+            raise UsageError(f"config: '{where}.relation' is missing (a schema-qualified table or view)")
+        parts = relation.split(".")
+        if len(parts) > 2 or not all(IDENT.match(p) for p in parts):
+            raise UsageError(f"config: '{where}.relation' = {relation!r} is not a plain (optionally "
+                             "schema-qualified) name")
+        columns = spec.get("columns", {})
+        if not isinstance(columns, dict):
+            raise UsageError(f"config: '{where}.columns' must be a table")
+        for col, value in columns.items():
+            ckey = f"{where}.columns.{col}"
+            if col not in COLUMNS[rel]:
+                raise UsageError(f"config: unknown key '{ckey}' (expected one of {', '.join(COLUMNS[rel])})")
+            if isinstance(value, str):
+                if not IDENT.match(value):
+                    raise UsageError(f"config: '{ckey}' = {value!r} is not a plain column name "
+                                     "(use {{ sql = \"...\" }} for an expression)")
+            elif isinstance(value, dict) and set(value) == {"sql"} and isinstance(value["sql"], str):
+                if not value["sql"].strip():
+                    raise UsageError(f"config: '{ckey}' has an empty sql expression")
+            else:
+                raise UsageError(f"config: '{ckey}' must be a column name or {{ sql = \"...\" }}")
+        for col, required in COLUMNS[rel].items():
+            if required and col not in columns:
+                raise UsageError(f"config: '{where}.columns.{col}' is missing (required)")
+    missing = [rel for rel in COLUMNS if rel not in sources]
+    if data.get("sources") is not None and missing:
+        raise UsageError(f"config: 'sources.{missing[0]}' is missing")
+    detectors = data.get("detectors", {})
+    if not isinstance(detectors, dict) or not all(isinstance(v, dict) for v in detectors.values()):
+        raise UsageError("config: 'detectors' must hold one table per detector, e.g. [detectors.duplicate_scan]")
+
+
+def check_database(conn, mapping: dict) -> None:
+    """Every relation and named column exists, and every sql expression evaluates."""
+    for rel, spec in mapping["sources"].items():
+        where = f"sources.{rel}"
+        relation = spec["relation"]
+        parts = relation.split(".")
+        qualified = ".".join(sql.Identifier(p).as_string(conn) for p in parts)
+        oid = conn.execute("select to_regclass(%s)::oid", (qualified,)).fetchone()[0]
+        if oid is None:
+            raise UsageError(f"config: '{where}.relation' = {relation!r}: relation does not exist")
+        have = {r[0] for r in conn.execute(
+            "select attname from pg_attribute where attrelid = %s and attnum > 0 and not attisdropped", (oid,))}
+        for col, value in spec["columns"].items():
+            if isinstance(value, str) and value not in have:
+                raise UsageError(f"config: '{where}.columns.{col}' = {value!r}: no such column in {relation}")
+        # the rendered expressions must evaluate against the relation (catches bad sql = ... early)
+        exprs = render_relation(conn, rel, spec)
+        probe = sql.SQL("select {} from {} as s limit 0").format(
+            sql.SQL(", ").join(sql.SQL(f"({exprs[c]})") for c in COLUMNS[rel]), sql.SQL(exprs["relation"]))
+        try:
+            with conn.transaction():
+                conn.execute(probe)
+        except Exception as exc:  # psycopg.Error: report the key, not a traceback
+            raise UsageError(f"config: '{where}': {str(exc).splitlines()[0]}")
+
+
+def render_relation(conn, rel: str, spec: dict) -> dict[str, str]:
+    out = {
+        "relation": ".".join(sql.Identifier(p).as_string(conn) for p in spec["relation"].split(".")),
+        "relation_text": spec["relation"],
+    }
+    for col in COLUMNS[rel]:
+        value = spec["columns"].get(col)
+        if value is None:
+            out[col] = "NULL"
+        elif isinstance(value, str):
+            out[col] = "s." + sql.Identifier(value).as_string(conn)
+        else:
+            out[col] = value["sql"]
+    return out
+
+
+def template_context(conn, mapping: dict) -> dict:
+    return {rel: render_relation(conn, rel, spec) for rel, spec in mapping["sources"].items()}
+
+
+def has_column(mapping: dict, rel: str, col: str) -> bool:
+    return mapping["sources"][rel]["columns"].get(col) is not None

@@ -1,0 +1,134 @@
+-- The detector registry: built-in rows (defaults never overwrite a user's changes on re-install)
+-- and monitor.register_detector for custom detectors (CONTRACT §3).
+
+CREATE OR REPLACE FUNCTION monitor.valid_schedule(p_schedule text) RETURNS boolean
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT p_schedule ~ '^\s*[0-9*,/-]+(\s+[0-9A-Za-z*,/-]+){4}\s*$'
+        OR p_schedule ~ '^\s*@(yearly|annually|monthly|weekly|daily|hourly|reboot)\s*$'
+        OR p_schedule ~ '^\s*[1-5]?[0-9]\s+seconds?\s*$'
+$$;
+
+CREATE OR REPLACE FUNCTION monitor.check_detector_function(p_function text) RETURNS text
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, monitor AS $$
+DECLARE
+    fn regprocedure;
+BEGIN
+    IF p_function !~ '^[A-Za-z_][A-Za-z0-9_$]*\.[A-Za-z_][A-Za-z0-9_$]*$' THEN
+        RAISE EXCEPTION 'detector function must be a schema-qualified name such as myschema.detect_x, not %',
+            p_function USING ERRCODE = '22023';
+    END IF;
+    fn := to_regprocedure(p_function || '(jsonb,timestamp with time zone)');
+    IF fn IS NULL THEN
+        RAISE EXCEPTION 'function %(params jsonb, since timestamptz) does not exist', p_function
+            USING ERRCODE = '22023', HINT = 'create it first: it must return SETOF monitor.finding';
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_proc WHERE oid = fn AND proretset
+                   AND prorettype = 'monitor.finding'::regtype) THEN
+        RAISE EXCEPTION 'function % must return SETOF monitor.finding', p_function USING ERRCODE = '22023';
+    END IF;
+    RETURN p_function;
+END
+$$;
+
+-- Register (or re-register) a custom detector. Its parameters are the common ones plus p_params.
+CREATE OR REPLACE FUNCTION monitor.register_detector(
+    p_name text, p_function text, p_severity text, p_kind text,
+    p_schedule text DEFAULT '* * * * *', p_params jsonb DEFAULT '{}', p_description text DEFAULT '')
+RETURNS monitor.detectors
+LANGUAGE plpgsql SET search_path = pg_catalog, monitor AS $$
+DECLARE
+    defaults jsonb;
+    result monitor.detectors;
+BEGIN
+    IF p_name !~ '^[a-z][a-z0-9_]{0,62}$' THEN
+        RAISE EXCEPTION 'detector name must be lower-case letters, digits and _, not %', p_name
+            USING ERRCODE = '22023';
+    END IF;
+    IF p_severity NOT IN ('critical', 'high', 'medium', 'low') OR p_severity IS NULL THEN
+        RAISE EXCEPTION 'severity must be one of critical, high, medium, low, not %', p_severity USING ERRCODE = '22023';
+    END IF;
+    IF p_kind NOT IN ('finding', 'condition') OR p_kind IS NULL THEN
+        RAISE EXCEPTION 'kind must be finding or condition, not %', p_kind USING ERRCODE = '22023';
+    END IF;
+    IF NOT monitor.valid_schedule(p_schedule) THEN
+        RAISE EXCEPTION 'schedule % is not a cron schedule such as ''* * * * *''', p_schedule USING ERRCODE = '22023';
+    END IF;
+    IF EXISTS (SELECT FROM monitor.detectors WHERE name = p_name AND builtin) THEN
+        RAISE EXCEPTION 'detector % is built in and cannot be replaced', p_name USING ERRCODE = '22023';
+    END IF;
+    PERFORM monitor.check_detector_function(p_function);
+    defaults := monitor.common_params(p_kind) || coalesce(p_params, '{}');
+    PERFORM monitor.validate_params(p_name, defaults, defaults);
+    INSERT INTO monitor.detectors AS d (name, severity, kind, schedule, params, param_defaults, description,
+                                        function, builtin)
+    VALUES (p_name, p_severity, p_kind, p_schedule, defaults, defaults, coalesce(p_description, ''),
+            p_function, false)
+    ON CONFLICT (name) DO UPDATE
+        SET severity = excluded.severity, kind = excluded.kind, schedule = excluded.schedule,
+            params = excluded.params, param_defaults = excluded.param_defaults,
+            description = excluded.description, function = excluded.function, updated_at = now()
+    RETURNING * INTO result;
+    RETURN result;
+END
+$$;
+COMMENT ON FUNCTION monitor.register_detector(text, text, text, text, text, jsonb, text) IS
+    'Register a custom detector: FUNCTION(params jsonb, since timestamptz) RETURNS SETOF monitor.finding. '
+    'Run monitorctl install (or monitorctl detectors enable NAME) to schedule it in pg_cron.';
+
+-- Remove a custom detector (its events stay until pruned).
+CREATE OR REPLACE FUNCTION monitor.unregister_detector(p_name text) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, monitor AS $$
+BEGIN
+    IF EXISTS (SELECT FROM monitor.detectors WHERE name = p_name AND builtin) THEN
+        RAISE EXCEPTION 'detector % is built in: disable it instead', p_name USING ERRCODE = '22023';
+    END IF;
+    DELETE FROM monitor.detectors WHERE name = p_name;
+    DELETE FROM monitor.watermarks WHERE detector = p_name;
+END
+$$;
+
+-- Built-in detectors. On re-install only the code-owned columns change; enabled, severity,
+-- schedule and parameter values a user set are kept, new parameters get their defaults.
+WITH builtin (name, severity, kind, schedule, prepare, params, description) AS (VALUES
+    ('failed_debit', 'critical', 'finding', '* * * * *', NULL,
+     '{}'::jsonb,
+     'A failed transaction that still moved the balance down (balance_after < balance_before).'),
+    ('balance_mismatch', 'critical', 'condition', '* * * * *', 'monitor.prepare_balance_mismatch',
+     '{"tolerance": 0.01, "full_pass": "1 hour"}',
+     'An account balance that differs from opening balance + the sum of its successful transactions.'),
+    ('consecutive_failures', 'high', 'finding', '* * * * *', NULL,
+     '{"count": 3, "window": "10 minutes"}',
+     'A run of consecutive failed transactions on one account (pending ones skipped) within the window.'),
+    ('negative_balance', 'high', 'condition', '* * * * *', NULL,
+     '{}',
+     'An account whose balance is below zero.'),
+    ('stuck_pending', 'high', 'condition', '* * * * *', NULL,
+     '{"age": "10 minutes"}',
+     'A transaction still pending longer than the age.'),
+    ('failure_rate', 'medium', 'condition', '* * * * *', NULL,
+     '{"window": "15 minutes", "min_volume": 20, "threshold": 0.05}',
+     'The share of failed transactions over the trailing window is above the threshold.'),
+    ('duplicate_scan', 'medium', 'finding', '* * * * *', NULL,
+     '{"window": "5 seconds", "min_count": 2}',
+     'A card scanned repeatedly, each scan within the window of the previous one.'),
+    ('concurrent_txn', 'medium', 'finding', '* * * * *', NULL,
+     '{"window": "2 seconds", "min_count": 2}',
+     'Transactions on one account in a burst, each within the window of the previous one.'),
+    ('volume_anomaly', 'medium', 'condition', '5 * * * *', NULL,
+     '{"baseline_days": 28, "sigma": 3, "min_samples": 2}',
+     'The last complete hour''s transaction count is far from the same hour of the week in the baseline.'),
+    ('detector_health', 'high', 'condition', '* * * * *', NULL,
+     '{"overdue_factor": 3}',
+     'A scheduled detector whose latest run failed or that has not completed a run for too long.')
+)
+INSERT INTO monitor.detectors AS d (name, severity, kind, schedule, params, param_defaults, description,
+                                    function, prepare, builtin)
+SELECT b.name, b.severity, b.kind, b.schedule, monitor.common_params(b.kind) || b.params,
+       monitor.common_params(b.kind) || b.params, b.description, 'monitor.detect_' || b.name, b.prepare, true
+FROM builtin b
+ON CONFLICT (name) DO UPDATE
+    SET kind = excluded.kind, description = excluded.description, function = excluded.function,
+        prepare = excluded.prepare, builtin = true, param_defaults = excluded.param_defaults,
+        params = excluded.param_defaults
+                 || (SELECT coalesce(jsonb_object_agg(k, v), '{}') FROM jsonb_each(d.params) AS p(k, v)
+                     WHERE excluded.param_defaults ? k);

@@ -1,0 +1,66 @@
+"""Shared fixtures: one real PostgreSQL (with pg_cron) per test session.
+
+The server comes from monitorctl.embedded: MONITOR_TEST_DSN if set, a Docker container when an
+engine answers, otherwise a throwaway local cluster. A template database is installed once
+(`install --with-ledger --no-schedule`); each test gets its own copy of it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+
+import psycopg
+import pytest
+
+from monitorctl import embedded
+from monitorctl.install import install
+
+_counter = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    server = embedded.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def template_db(pg_server):
+    """A database with monitor and the reference ledger installed, pg_cron jobs not created."""
+    name = f"monitor_template_{os.getpid()}"
+    dsn = pg_server.create_database(name)
+    install(dsn, with_ledger=True, do_schedule=False)
+    with psycopg.connect(pg_server.dsn(), autocommit=True) as conn:
+        # nobody may stay connected to a template that is being copied
+        conn.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS true IS_TEMPLATE true')
+    yield name
+    with psycopg.connect(pg_server.dsn(), autocommit=True) as conn:
+        conn.execute(f'ALTER DATABASE "{name}" IS_TEMPLATE false')
+    pg_server.drop_database(name)
+
+
+@pytest.fixture
+def fresh_db(pg_server):
+    """An empty database of its own (nothing installed); its DSN."""
+    name = f"t_fresh_{os.getpid()}_{next(_counter)}"
+    dsn = pg_server.create_database(name)
+    yield dsn
+    pg_server.drop_database(name)
+
+
+@pytest.fixture
+def db(pg_server, template_db):
+    """A copy of the installed template database for this test; its DSN."""
+    name = f"t_{os.getpid()}_{next(_counter)}"
+    dsn = pg_server.create_database(name, template=template_db)
+    yield dsn
+    pg_server.drop_database(name)
+
+
+@pytest.fixture
+def conn(db):
+    """An autocommit connection to this test's installed database."""
+    with psycopg.connect(db, autocommit=True) as c:
+        yield c
