@@ -47,7 +47,7 @@ def connect(dsn: str, autocommit: bool = True, **kwargs) -> psycopg.Connection:
         return psycopg.connect(make_conninfo("", **p), autocommit=autocommit, **kwargs)
     except psycopg.OperationalError as exc:
         reason = " ".join(str(exc).split())
-        reason = re.sub(r"^connection to server .*? failed: ", "", reason)
+        reason = re.sub(r"^(?:connection (?:is bad|failed): )?connection to server .*? failed: ", "", reason)
         raise DatabaseUnavailable(f"cannot connect to {describe(dsn)}: {reason}")
 
 

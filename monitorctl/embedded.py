@@ -78,13 +78,22 @@ class Server:
                 self._stop.pop()()
 
 
+def choose_backend() -> str:
+    """``external`` when MONITOR_TEST_DSN is set, ``docker`` when an engine answers, else ``local``."""
+    if os.environ.get("MONITOR_TEST_DSN"):
+        return "external"
+    if (DOCKER_DIR / "Dockerfile").exists() and docker_available():
+        return "docker"
+    return "local"
+
+
 def start(progress=None) -> Server:
     """Start (or reach) a PostgreSQL server with the best backend this machine offers."""
     say = progress or (lambda msg: None)
-    dsn = os.environ.get("MONITOR_TEST_DSN")
-    if dsn:
-        return external(dsn)
-    if docker_available():
+    backend = choose_backend()
+    if backend == "external":
+        return external(os.environ["MONITOR_TEST_DSN"])
+    if backend == "docker":
         say("starting PostgreSQL with pg_cron in a Docker container")
         return start_docker()
     return start_local(say)
@@ -134,7 +143,10 @@ def docker_available() -> bool:
 
 def start_docker() -> Server:  # pragma: no cover - no Docker engine on the CI machines
     from testcontainers.core.image import DockerImage
-    from testcontainers.postgres import PostgresContainer
+    try:
+        from testcontainers.community.postgres import PostgresContainer
+    except ImportError:  # testcontainers before the community/ split
+        from testcontainers.postgres import PostgresContainer
 
     image = DockerImage(path=str(DOCKER_DIR), tag="monitorctl-postgres:15").build()
     container = PostgresContainer(str(image), username="postgres", password="postgres", dbname=CRON_DATABASE)
@@ -184,9 +196,13 @@ def _as_server_user(cmd: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *cmd]
 
 
-def start_local(say=lambda msg: None) -> Server:
+def start_local(say=lambda msg: None, with_cron: bool | None = None) -> Server:
+    """A throwaway cluster; ``with_cron``: None preloads pg_cron when installed, False never, True must."""
     bindir = pg_bindir()
-    with_cron = cron_library_present(bindir)
+    if with_cron is None:
+        with_cron = cron_library_present(bindir)
+    elif with_cron and not cron_library_present(bindir):
+        raise EmbeddedError("pg_cron is not installed (apt-get install postgresql-15-cron)")
     base = Path(tempfile.mkdtemp(prefix="monitorctl-pg-"))
     datadir, sockdir = base / "data", base
     if os.geteuid() == 0:
@@ -198,6 +214,7 @@ def start_local(say=lambda msg: None) -> Server:
     server = Server("local", {"host": str(sockdir), "port": str(port), "user": "postgres"},
                     CRON_DATABASE if with_cron else None)
     server.cron_note = "" if with_cron else (
+        "pg_cron is not preloaded on this server: scheduling is off" if cron_library_present(bindir) else
         "pg_cron is not installed (apt-get install postgresql-15-cron): scheduling is off")
     stopper = _LocalStopper(bindir, datadir, base)
     server._stop.append(stopper)

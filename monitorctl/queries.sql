@@ -20,7 +20,7 @@ select current_setting('cron.database_name', true), current_database(), current_
 select extversion from pg_extension where extname = 'pg_cron'
 
 -- name: enabled_detectors
-select name, schedule, coalesce(params ->> 'timeout', '50 seconds') from monitor.detectors
+select name, schedule, monitor.interval_ms(coalesce(params ->> 'timeout', '50 seconds')) from monitor.detectors
 where enabled order by name
 
 -- name: cron_jobs
@@ -29,3 +29,6 @@ where username = current_user and (
       (%(local)s and jobname ~ '^monitor\.[^.]+$' and database = %(dbname)s)
    or (not %(local)s and starts_with(jobname, %(prefix)s)))
 order by jobname
+
+-- name: mark_scheduled
+update monitor.detectors set scheduled = (name = any(%s)) where scheduled is distinct from (name = any(%s))

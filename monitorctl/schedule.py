@@ -105,10 +105,16 @@ def _schedule(site: CronSite, name: str, sched: str, command: str) -> None:
         site.conn.execute("select cron.schedule_in_database(%s, %s, %s, %s)", (name, sched, command, site.dbname))
 
 
+def mark_scheduled(conn, names: list[str]) -> None:
+    """Record which detectors have a pg_cron job (detector_health judges only those)."""
+    conn.execute(query("mark_scheduled"), (names, names))
+
+
 def sync(conn, dsn: str) -> tuple[SyncReport | None, str]:
     """Create, update and remove this database's jobs so they match the enabled detectors."""
     site, why = locate(conn, dsn)
     if site is None:
+        mark_scheduled(conn, [])
         return None, why
     try:
         report = SyncReport(site.database, site.version)
@@ -129,6 +135,7 @@ def sync(conn, dsn: str) -> tuple[SyncReport | None, str]:
             if name not in want:
                 site.conn.execute("select cron.unschedule(%s::bigint)", (row[0],))
                 report.removed.append(name)
+        mark_scheduled(conn, [n[len(site.prefix):] for n in want])
         return report, ""
     finally:
         site.close()
@@ -142,6 +149,8 @@ def remove_all(conn, dsn: str) -> int:
         have = existing_jobs(site)
         for row in have.values():
             site.conn.execute("select cron.unschedule(%s::bigint)", (row[0],))
+        if conn.execute("select to_regclass('monitor.detectors')").fetchone()[0]:
+            mark_scheduled(conn, [])
         return len(have)
     finally:
         site.close()

@@ -6,6 +6,10 @@
 CREATE OR REPLACE FUNCTION monitor.lock_class() RETURNS integer
 LANGUAGE sql IMMUTABLE AS $$ SELECT 472101 $$;
 
+-- An interval as a GUC value in milliseconds ('5 seconds' -> '5000ms').
+CREATE OR REPLACE FUNCTION monitor.interval_ms(p_interval text) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$ SELECT round(extract(epoch FROM p_interval::interval) * 1000)::bigint || 'ms' $$;
+
 -- Append one lifecycle transition to the history and announce it after commit.
 CREATE OR REPLACE FUNCTION monitor.log_transition(p_event monitor.events, p_transition text,
                                                   p_actor text, p_note text DEFAULT NULL)
@@ -123,7 +127,7 @@ BEGIN
     END IF;
     v_since := monitor.run_since(d, p_since);
     BEGIN
-        PERFORM set_config('lock_timeout', coalesce(d.params ->> 'lock_timeout', '5 seconds'), true);
+        PERFORM set_config('lock_timeout', monitor.interval_ms(coalesce(d.params ->> 'lock_timeout', '5 seconds')), true);
         IF to_regprocedure(d.function || '(jsonb,timestamp with time zone)') IS NULL THEN
             RAISE EXCEPTION 'detector function %(jsonb, timestamptz) does not exist', d.function
                 USING HINT = 'register the function, or disable the detector';

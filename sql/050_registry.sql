@@ -87,6 +87,21 @@ BEGIN
 END
 $$;
 
+-- Enabling a detector restarts its overdue clock (detector_health counts from enabled_at).
+CREATE OR REPLACE FUNCTION monitor.detectors_touch() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.enabled AND NOT OLD.enabled THEN
+        NEW.enabled_at := now();
+    END IF;
+    NEW.updated_at := now();
+    RETURN NEW;
+END
+$$;
+DROP TRIGGER IF EXISTS detectors_touch ON monitor.detectors;
+CREATE TRIGGER detectors_touch BEFORE UPDATE ON monitor.detectors
+    FOR EACH ROW EXECUTE FUNCTION monitor.detectors_touch();
+
 -- Built-in detectors. On re-install only the code-owned columns change; enabled, severity,
 -- schedule and parameter values a user set are kept, new parameters get their defaults.
 WITH builtin (name, severity, kind, schedule, prepare, params, description) AS (VALUES
@@ -114,7 +129,7 @@ WITH builtin (name, severity, kind, schedule, prepare, params, description) AS (
     ('concurrent_txn', 'medium', 'finding', '* * * * *', NULL,
      '{"window": "2 seconds", "min_count": 2}',
      'Transactions on one account in a burst, each within the window of the previous one.'),
-    ('volume_anomaly', 'medium', 'condition', '5 * * * *', NULL,
+    ('volume_anomaly', 'medium', 'condition', '5 * * * *', 'monitor.prepare_volume_anomaly',
      '{"baseline_days": 28, "sigma": 3, "min_samples": 2}',
      'The last complete hour''s transaction count is far from the same hour of the week in the baseline.'),
     ('detector_health', 'high', 'condition', '* * * * *', NULL,

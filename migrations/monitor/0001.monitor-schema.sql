@@ -24,6 +24,7 @@ CREATE TABLE monitor.detectors (
     function    text NOT NULL,
     prepare     text,
     builtin     boolean NOT NULL DEFAULT false,
+    scheduled   boolean NOT NULL DEFAULT false,  -- has a pg_cron job (kept by install / detectors enable)
     enabled_at  timestamptz NOT NULL DEFAULT now(),
     created_at  timestamptz NOT NULL DEFAULT now(),
     updated_at  timestamptz NOT NULL DEFAULT now()

@@ -1,0 +1,131 @@
+-- Finding detectors (CONTRACT §3): failed_debit, consecutive_failures, duplicate_scan,
+-- concurrent_txn. Pure functions of (params, since) over the source views; `since` is the earliest
+-- row time to examine (the runner's watermark minus late_window, or first_lookback on a first run).
+
+-- A failed transaction that still took money: balance_after < balance_before.
+CREATE OR REPLACE FUNCTION monitor.detect_failed_debit(params jsonb, since timestamptz)
+RETURNS SETOF monitor.finding
+LANGUAGE sql STABLE SET search_path = pg_catalog, monitor AS $$
+    SELECT t.account_id,
+           t.txn_id,
+           t.txn_id,
+           t.balance_before - t.balance_after,
+           format('failed transaction %s on %s still took %s (balance %s -> %s)', t.txn_id, t.account_id,
+                  t.balance_before - t.balance_after, t.balance_before, t.balance_after),
+           jsonb_build_object(
+               'txn_id', t.txn_id, 'account_id', t.account_id, 'status', t.status, 'amount', t.amount,
+               'balance_before', t.balance_before, 'balance_after', t.balance_after,
+               'lost', t.balance_before - t.balance_after, 'device_id', t.device_id,
+               'created_at', t.created_at, 'updated_at', t.updated_at)
+      FROM monitor.src_transactions t
+     WHERE (t.created_at >= since OR t.updated_at >= since)
+       AND t.status = 'failed'
+       AND t.balance_before IS NOT NULL AND t.balance_after IS NOT NULL
+       AND t.balance_after < t.balance_before
+$$;
+COMMENT ON FUNCTION monitor.detect_failed_debit(jsonb, timestamptz) IS
+    'failed_debit: a failed transaction with balance_after < balance_before (money lost).';
+
+-- A maximal run of consecutive failed transactions of one account (pending ones skipped) holding
+-- `count` failures within `window` of each other, first to last.
+CREATE OR REPLACE FUNCTION monitor.detect_consecutive_failures(params jsonb, since timestamptz)
+RETURNS SETOF monitor.finding
+LANGUAGE sql STABLE SET search_path = pg_catalog, monitor AS $$
+    WITH fresh AS (                -- accounts with new or changed rows, and their earliest such row
+        SELECT t.account_id, min(t.created_at) AS t0
+          FROM monitor.src_transactions t
+         WHERE t.created_at >= since OR t.updated_at >= since
+         GROUP BY t.account_id
+    ), start AS (                  -- a run starts after the last success before that row
+        SELECT f.account_id,
+               (SELECT max(s.created_at) FROM monitor.src_transactions s
+                 WHERE s.account_id = f.account_id AND s.created_at < f.t0 AND s.status = 'success') AS t
+          FROM fresh f
+    ), seq AS (
+        SELECT r.account_id, r.txn_id, r.created_at, r.status, r.amount, r.device_id,
+               (r.created_at >= since OR r.updated_at >= since) AS is_new,
+               count(*) FILTER (WHERE r.status = 'success')
+                   OVER (PARTITION BY r.account_id ORDER BY r.created_at, r.txn_id COLLATE "C") AS run
+          FROM start s
+          JOIN monitor.src_transactions r
+            ON r.account_id = s.account_id AND r.created_at >= coalesce(s.t, '-infinity')
+         WHERE r.status IN ('success', 'failed')
+    ), runs AS (
+        SELECT q.account_id,
+               array_agg(q.txn_id ORDER BY q.created_at, q.txn_id COLLATE "C") AS ids,
+               array_agg(q.created_at ORDER BY q.created_at, q.txn_id COLLATE "C") AS times,
+               jsonb_agg(jsonb_build_object('txn_id', q.txn_id, 'created_at', q.created_at, 'amount', q.amount,
+                                            'device_id', q.device_id)
+                         ORDER BY q.created_at, q.txn_id COLLATE "C") AS rows,
+               bool_or(q.is_new) AS any_new
+          FROM seq q
+         WHERE q.status = 'failed'
+         GROUP BY q.account_id, q.run
+    ), hits AS (
+        SELECT r.*, (params ->> 'count')::integer AS n, (params ->> 'window')::interval AS w
+          FROM runs r
+         WHERE r.any_new
+    )
+    SELECT h.account_id,
+           h.ids[1],
+           h.ids[1],
+           NULL::numeric,
+           format('%s consecutive failed transactions on %s from %s to %s', cardinality(h.ids), h.account_id,
+                  h.times[1], h.times[cardinality(h.times)]),
+           jsonb_build_object(
+               'account_id', h.account_id, 'failures', cardinality(h.ids),
+               'first_txn_id', h.ids[1], 'first_at', h.times[1], 'last_at', h.times[cardinality(h.times)],
+               'transactions', h.rows, 'member_keys', to_jsonb(h.ids),
+               'count', h.n, 'window', h.w::text)
+      FROM hits h
+     WHERE cardinality(h.ids) >= h.n
+       AND EXISTS (SELECT FROM generate_series(1, cardinality(h.ids) - h.n + 1) i
+                    WHERE h.times[i + h.n - 1] - h.times[i] <= h.w)
+$$;
+COMMENT ON FUNCTION monitor.detect_consecutive_failures(jsonb, timestamptz) IS
+    'consecutive_failures: a maximal run of failed transactions holding `count` within `window`.';
+
+-- A card scanned in a burst: each scan within `window` of the previous one, at least `min_count`.
+CREATE OR REPLACE FUNCTION monitor.detect_duplicate_scan(params jsonb, since timestamptz)
+RETURNS SETOF monitor.finding
+LANGUAGE sql STABLE SET search_path = pg_catalog, monitor AS $$
+    SELECT b.account_id,
+           b.ids[1],
+           NULL::text,
+           NULL::numeric,
+           format('card %s scanned %s times in %s (from %s)', b.account_id, cardinality(b.ids),
+                  b.times[cardinality(b.times)] - b.times[1], b.times[1]),
+           jsonb_build_object(
+               'account_id', b.account_id, 'scans', cardinality(b.ids), 'first_scan_id', b.ids[1],
+               'first_at', b.times[1], 'last_at', b.times[cardinality(b.times)],
+               'scan_ids', to_jsonb(b.ids[1:50]), 'times', to_jsonb(b.times[1:50]),
+               'devices', to_jsonb(b.devices[1:50]), 'member_keys', to_jsonb(b.ids),
+               'window', params ->> 'window', 'min_count', (params -> 'min_count'))
+      FROM monitor.find_bursts('scans', (params ->> 'window')::interval,
+                               (params ->> 'min_count')::integer, since) b
+$$;
+COMMENT ON FUNCTION monitor.detect_duplicate_scan(jsonb, timestamptz) IS
+    'duplicate_scan: a maximal burst of scans of one card, each within `window` of the previous.';
+
+-- Transactions of one account in a burst (any status), each within `window` of the previous one.
+CREATE OR REPLACE FUNCTION monitor.detect_concurrent_txn(params jsonb, since timestamptz)
+RETURNS SETOF monitor.finding
+LANGUAGE sql STABLE SET search_path = pg_catalog, monitor AS $$
+    SELECT b.account_id,
+           b.ids[1],
+           b.ids[1],
+           (SELECT sum(a) FROM unnest(b.amounts) a),
+           format('%s transactions on %s within %s (from %s), total %s', cardinality(b.ids), b.account_id,
+                  b.times[cardinality(b.times)] - b.times[1], b.times[1], (SELECT sum(a) FROM unnest(b.amounts) a)),
+           jsonb_build_object(
+               'account_id', b.account_id, 'transactions', cardinality(b.ids), 'first_txn_id', b.ids[1],
+               'first_at', b.times[1], 'last_at', b.times[cardinality(b.times)],
+               'txn_ids', to_jsonb(b.ids[1:50]), 'times', to_jsonb(b.times[1:50]),
+               'amounts', to_jsonb(b.amounts[1:50]), 'statuses', to_jsonb(b.statuses[1:50]),
+               'devices', to_jsonb(b.devices[1:50]), 'member_keys', to_jsonb(b.ids),
+               'window', params ->> 'window', 'min_count', (params -> 'min_count'))
+      FROM monitor.find_bursts('transactions', (params ->> 'window')::interval,
+                               (params ->> 'min_count')::integer, since) b
+$$;
+COMMENT ON FUNCTION monitor.detect_concurrent_txn(jsonb, timestamptz) IS
+    'concurrent_txn: a maximal burst of one account''s transactions, each within `window` of the previous.';

@@ -1,0 +1,110 @@
+-- balance_mismatch (CONTRACT §3): |balance - (opening_balance + sum of success amounts)| > tolerance.
+--
+-- Incremental reconciliation. monitor.account_totals holds, per account, the sum of `success`
+-- amounts created before a horizon (watermark 'balance_mismatch.horizon', kept 5 minutes behind
+-- the clock so late commits land in the live part). Each run:
+--   1. prepare_balance_mismatch adds the rows between the old and the new horizon, recomputes the
+--      accounts whose older rows changed (updated_at), and every `full_pass` rebuilds all totals;
+--   2. detect_balance_mismatch checks only the accounts that may have changed (new or changed
+--      transactions, accounts.updated_at, open events), or every account right after a full pass:
+--      expected = opening_balance + total before the horizon + live success amounts after it.
+
+CREATE OR REPLACE FUNCTION monitor.balance_horizon_lag() RETURNS interval
+LANGUAGE sql IMMUTABLE AS $$ SELECT interval '5 minutes' $$;
+
+CREATE OR REPLACE FUNCTION monitor.prepare_balance_mismatch(params jsonb, since timestamptz)
+RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, monitor AS $$
+DECLARE
+    old_h timestamptz;
+    new_h timestamptz := now() - monitor.balance_horizon_lag();
+    last_full timestamptz;
+BEGIN
+    SELECT high_water INTO old_h FROM monitor.watermarks WHERE detector = 'balance_mismatch.horizon';
+    SELECT high_water INTO last_full FROM monitor.watermarks WHERE detector = 'balance_mismatch.full';
+    IF old_h IS NULL OR last_full IS NULL
+       OR last_full <= now() - (params ->> 'full_pass')::interval THEN
+        -- full pass: rebuild every total from scratch
+        TRUNCATE monitor.account_totals;
+        INSERT INTO monitor.account_totals (account_id, success_sum)
+        SELECT t.account_id, sum(t.amount) FROM monitor.src_transactions t
+         WHERE t.status = 'success' AND t.created_at < new_h
+         GROUP BY t.account_id;
+        INSERT INTO monitor.watermarks AS w (detector, high_water) VALUES ('balance_mismatch.full', now())
+        ON CONFLICT (detector) DO UPDATE SET high_water = excluded.high_water, updated_at = now();
+    ELSE
+        IF new_h > old_h THEN
+            INSERT INTO monitor.account_totals AS a (account_id, success_sum)
+            SELECT t.account_id, sum(t.amount) FROM monitor.src_transactions t
+             WHERE t.status = 'success' AND t.created_at >= old_h AND t.created_at < new_h
+             GROUP BY t.account_id
+            ON CONFLICT (account_id) DO UPDATE SET success_sum = a.success_sum + excluded.success_sum;
+        ELSE
+            new_h := old_h;
+        END IF;
+        -- rows created before the old horizon and changed since (pending -> success, say): recount
+        -- those accounts from their rows
+        WITH changed AS (
+            SELECT DISTINCT t.account_id FROM monitor.src_transactions t
+             WHERE t.updated_at >= since - monitor.balance_horizon_lag() AND t.created_at < old_h
+        )
+        INSERT INTO monitor.account_totals AS a (account_id, success_sum)
+        SELECT c.account_id,
+               coalesce((SELECT sum(t.amount) FROM monitor.src_transactions t
+                          WHERE t.account_id = c.account_id AND t.status = 'success' AND t.created_at < new_h), 0)
+          FROM changed c
+        ON CONFLICT (account_id) DO UPDATE SET success_sum = excluded.success_sum;
+    END IF;
+    INSERT INTO monitor.watermarks AS w (detector, high_water) VALUES ('balance_mismatch.horizon', new_h)
+    ON CONFLICT (detector) DO UPDATE SET high_water = excluded.high_water, updated_at = now();
+END
+$$;
+COMMENT ON FUNCTION monitor.prepare_balance_mismatch(jsonb, timestamptz) IS
+    'Bring monitor.account_totals up to date before balance_mismatch runs (a full rebuild every full_pass).';
+
+CREATE OR REPLACE FUNCTION monitor.detect_balance_mismatch(params jsonb, since timestamptz)
+RETURNS SETOF monitor.finding
+LANGUAGE sql STABLE SET search_path = pg_catalog, monitor AS $$
+    WITH horizon AS (
+        SELECT (SELECT high_water FROM monitor.watermarks WHERE detector = 'balance_mismatch.horizon') AS h,
+               coalesce((SELECT high_water >= now() FROM monitor.watermarks
+                          WHERE detector = 'balance_mismatch.full'), true) AS full_pass
+    ), candidates AS (
+        SELECT a.account_id FROM monitor.src_accounts a, horizon WHERE horizon.full_pass
+        UNION
+        SELECT t.account_id FROM monitor.src_transactions t, horizon
+         WHERE NOT horizon.full_pass
+           AND (t.created_at >= since - monitor.balance_horizon_lag()
+                OR t.updated_at >= since - monitor.balance_horizon_lag())
+        UNION
+        SELECT a.account_id FROM monitor.src_accounts a, horizon
+         WHERE NOT horizon.full_pass AND a.updated_at >= since - monitor.balance_horizon_lag()
+        UNION
+        SELECT e.subject FROM monitor.events e
+         WHERE e.detector = 'balance_mismatch' AND e.status <> 'resolved'
+    ), checked AS (
+        SELECT a.account_id, a.balance, a.opening_balance,
+               coalesce(tot.success_sum, 0) AS settled,
+               coalesce((SELECT sum(t.amount) FROM monitor.src_transactions t
+                          WHERE t.account_id = a.account_id AND t.status = 'success'
+                            AND t.created_at >= coalesce(h.h, '-infinity')), 0) AS live
+          FROM candidates c
+          JOIN monitor.src_accounts a ON a.account_id = c.account_id
+          CROSS JOIN horizon h
+          LEFT JOIN monitor.account_totals tot ON tot.account_id = a.account_id
+    )
+    SELECT c.account_id, c.account_id, NULL::text,
+           c.balance - (c.opening_balance + c.settled + c.live),
+           format('account %s balance %s differs from its history (%s) by %s', c.account_id, c.balance,
+                  c.opening_balance + c.settled + c.live, c.balance - (c.opening_balance + c.settled + c.live)),
+           jsonb_build_object('account_id', c.account_id, 'balance', c.balance,
+                              'opening_balance', c.opening_balance,
+                              'success_sum', c.settled + c.live,
+                              'expected', c.opening_balance + c.settled + c.live,
+                              'difference', c.balance - (c.opening_balance + c.settled + c.live),
+                              'tolerance', params -> 'tolerance')
+      FROM checked c
+     WHERE abs(c.balance - (c.opening_balance + c.settled + c.live)) > (params ->> 'tolerance')::numeric
+$$;
+COMMENT ON FUNCTION monitor.detect_balance_mismatch(jsonb, timestamptz) IS
+    'balance_mismatch: balance differs from opening_balance + sum of success amounts by more than tolerance.';

@@ -1,0 +1,83 @@
+-- volume_anomaly (CONTRACT §3): the last complete UTC hour's transaction count against the same
+-- hour of the week over the previous `baseline_days`. Hourly counts come from a materialized view
+-- (hours with no transactions count as 0 once the source has data), refreshed CONCURRENTLY by the
+-- monitor.refresh pg_cron job, and by the runner when it is older than an hour.
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS monitor.volume_hourly AS
+SELECT date_trunc('hour', t.created_at AT TIME ZONE 'UTC') AS hour_utc, count(*) AS txns
+  FROM monitor.src_transactions t
+ WHERE t.created_at >= date_trunc('hour', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' - interval '57 days'
+ GROUP BY 1
+WITH NO DATA;
+CREATE UNIQUE INDEX IF NOT EXISTS volume_hourly_hour ON monitor.volume_hourly (hour_utc);
+COMMENT ON MATERIALIZED VIEW monitor.volume_hourly IS
+    'Transactions per UTC hour over the last 57 days: the baseline of volume_anomaly.';
+
+CREATE OR REPLACE FUNCTION monitor.refresh_volume_baseline() RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, monitor AS $$
+BEGIN
+    IF (SELECT ispopulated FROM pg_matviews WHERE schemaname = 'monitor' AND matviewname = 'volume_hourly') THEN
+        REFRESH MATERIALIZED VIEW CONCURRENTLY monitor.volume_hourly;
+    ELSE
+        REFRESH MATERIALIZED VIEW monitor.volume_hourly;
+    END IF;
+    INSERT INTO monitor.watermarks AS w (detector, high_water) VALUES ('volume_anomaly.baseline', now())
+    ON CONFLICT (detector) DO UPDATE SET high_water = excluded.high_water, updated_at = now();
+END
+$$;
+
+-- Refresh the baseline when it predates the current hour (the runner calls this first).
+CREATE OR REPLACE FUNCTION monitor.prepare_volume_anomaly(params jsonb, since timestamptz) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, monitor AS $$
+BEGIN
+    IF coalesce((SELECT high_water FROM monitor.watermarks WHERE detector = 'volume_anomaly.baseline'), '-infinity')
+       < date_trunc('hour', now()) THEN
+        PERFORM monitor.refresh_volume_baseline();
+    END IF;
+END
+$$;
+
+-- The anomaly test for the hour starting at p_hour (UTC, timestamp without time zone).
+CREATE OR REPLACE FUNCTION monitor.volume_anomaly_at(params jsonb, p_hour timestamp)
+RETURNS SETOF monitor.finding
+LANGUAGE sql STABLE SET search_path = pg_catalog, monitor AS $$
+    WITH first_hour AS (
+        SELECT min(hour_utc) AS h FROM monitor.volume_hourly
+    ), cur AS (
+        SELECT count(*) AS n FROM monitor.src_transactions t
+         WHERE t.created_at >= p_hour AT TIME ZONE 'UTC' AND t.created_at < (p_hour + interval '1 hour') AT TIME ZONE 'UTC'
+    ), samples AS (
+        SELECT p_hour - make_interval(days => 7 * k) AS hour_utc,
+               coalesce((SELECT v.txns FROM monitor.volume_hourly v
+                          WHERE v.hour_utc = p_hour - make_interval(days => 7 * k)), 0) AS txns
+          FROM generate_series(1, (params ->> 'baseline_days')::integer / 7) k, first_hour f
+         WHERE p_hour - make_interval(days => 7 * k) >= f.h
+    ), stats AS (
+        SELECT count(*) AS n, avg(txns) AS mean, coalesce(stddev_samp(txns), 0) AS sd,
+               jsonb_agg(jsonb_build_object('hour', hour_utc, 'txns', txns) ORDER BY hour_utc) AS rows
+          FROM samples
+    ), judged AS (
+        SELECT cur.n AS observed, s.*,
+               (params ->> 'sigma')::numeric * greatest(s.sd, sqrt(s.mean), 1) AS allowed
+          FROM cur, stats s
+    )
+    SELECT 'system', 'system', NULL::text, NULL::numeric,
+           format('%s transactions in the hour from %s UTC, expected about %s (allowed deviation %s)',
+                  j.observed, p_hour, round(j.mean, 1), round(j.allowed, 1)),
+           jsonb_build_object('hour_utc', p_hour, 'observed', j.observed, 'baseline_mean', round(j.mean, 2),
+                              'baseline_stddev', round(j.sd, 2), 'allowed_deviation', round(j.allowed, 2),
+                              'samples', j.rows, 'sigma', params -> 'sigma',
+                              'baseline_days', params -> 'baseline_days', 'min_samples', params -> 'min_samples')
+      FROM judged j
+     WHERE j.n >= (params ->> 'min_samples')::integer
+       AND abs(j.observed - j.mean) > j.allowed
+$$;
+
+CREATE OR REPLACE FUNCTION monitor.detect_volume_anomaly(params jsonb, since timestamptz)
+RETURNS SETOF monitor.finding
+LANGUAGE sql STABLE SET search_path = pg_catalog, monitor AS $$
+    SELECT * FROM monitor.volume_anomaly_at(params,
+        date_trunc('hour', now() AT TIME ZONE 'UTC') - interval '1 hour')
+$$;
+COMMENT ON FUNCTION monitor.detect_volume_anomaly(jsonb, timestamptz) IS
+    'volume_anomaly: last complete UTC hour''s count vs the same hour of the week in the baseline.';
