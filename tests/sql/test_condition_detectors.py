@@ -1,0 +1,207 @@
+"""balance_mismatch, negative_balance, stuck_pending, failure_rate, volume_anomaly, detector_health."""
+
+import pytest
+
+
+def test_balance_mismatch_positive_and_auto_resolve(ledger, conn):
+    ledger.account("A", balance=90, opening=100)
+    ledger.txn("t1", "A", amount=-20, status="success")
+    assert ledger.run("balance_mismatch") == 1
+    [ev] = ledger.events("balance_mismatch")
+    assert (ev["subject"], ev["dedup_key"], ev["amount"]) == ("A", "A", 10)
+    assert ev["evidence"]["expected"] == 80
+    conn.execute("update ledger.accounts set balance = 80 where account_id = 'A'")
+    ledger.run("balance_mismatch")
+    [ev] = ledger.events("balance_mismatch")
+    assert ev["status"] == "resolved" and ev["resolved_by"] == "auto"
+    assert ledger.history(ev["event_id"]) == ["opened", "auto_resolved"]
+
+
+def test_balance_mismatch_negative(ledger):
+    ledger.account("A", balance=80, opening=100)
+    ledger.txn("t1", "A", amount=-20, status="success")
+    ledger.txn("t2", "A", amount=-50, status="failed")   # failed and pending rows do not count
+    ledger.txn("t3", "A", amount=-30, status="pending")
+    assert ledger.run("balance_mismatch") == 0
+
+
+def test_balance_mismatch_tolerance_boundary(ledger):
+    ledger.account("A", balance=100.01, opening=100)  # exactly the tolerance: not a mismatch
+    ledger.account("B", balance=100.02, opening=100)  # over it: a mismatch
+    assert ledger.run("balance_mismatch") == 1
+    assert ledger.keys("balance_mismatch") == ["B"]
+
+
+def test_balance_mismatch_incremental_totals(ledger, conn):
+    ledger.account("A", balance=100, opening=100)
+    assert ledger.run("balance_mismatch") == 0               # first run: full pass
+    ledger.recent(60)
+    ledger.txn("t1", "A", amount=-30, status="success")      # new row, balance kept in step
+    conn.execute("update ledger.accounts set balance = 70 where account_id = 'A'")
+    assert ledger.run("balance_mismatch") == 0
+    ledger.txn("t2", "A", amount=-5, status="success")       # balance not updated: mismatch of 5
+    assert ledger.run("balance_mismatch") == 1
+    assert ledger.events("balance_mismatch")[0]["amount"] == 5
+
+
+def test_balance_mismatch_old_row_changed_is_recounted(ledger, conn):
+    ledger.account("A", balance=100, opening=100)
+    ledger.txn("t1", "A", amount=-30, status="pending", at=-7200)
+    assert ledger.run("balance_mismatch") == 0
+    conn.execute("update ledger.transactions set status = 'success' where txn_id = 't1'")  # balance not moved
+    assert ledger.run("balance_mismatch") == 1
+
+
+def test_negative_balance(ledger, conn):
+    ledger.account("A", balance=-0.01)
+    ledger.account("B", balance=0)      # zero is not negative
+    assert ledger.run("negative_balance") == 1
+    [ev] = ledger.events("negative_balance")
+    assert (ev["subject"], str(ev["amount"])) == ("A", "-0.01")
+    conn.execute("update ledger.accounts set balance = 5 where account_id = 'A'")
+    ledger.run("negative_balance")
+    assert ledger.events("negative_balance")[0]["status"] == "resolved"
+
+
+def test_stuck_pending_boundary(conn, ledger):
+    # one transaction, so now() is the run time: exactly 10 minutes is not "more than" 10 minutes
+    with conn.transaction():
+        conn.execute("insert into ledger.accounts (account_id) values ('A')")
+        conn.execute("""insert into ledger.transactions (txn_id, account_id, amount, status, created_at) values
+                        ('exact', 'A', -3, 'pending', now() - interval '10 minutes'),
+                        ('older', 'A', -4, 'pending', now() - interval '10 minutes 0.001 seconds'),
+                        ('done',  'A', -5, 'success', now() - interval '1 hour')""")
+        assert ledger.run("stuck_pending") == 1
+    [ev] = ledger.events("stuck_pending")
+    assert (ev["dedup_key"], ev["txn_id"], ev["amount"]) == ("older", "older", -4)
+
+
+def test_stuck_pending_resolves_when_settled(conn, ledger):
+    ledger.txn("p1", "A", amount=-3, status="pending", at=0)
+    assert ledger.run("stuck_pending") == 1
+    conn.execute("update ledger.transactions set status = 'success' where txn_id = 'p1'")
+    ledger.run("stuck_pending")
+    assert ledger.events("stuck_pending")[0]["status"] == "resolved"
+
+
+def insert_rate_rows(conn, ok, failed, at_sql="now() - interval '1 minute'"):
+    conn.execute("insert into ledger.accounts (account_id) values ('R') on conflict do nothing")
+    conn.execute(f"""insert into ledger.transactions (txn_id, account_id, amount, status, created_at)
+                     select 'r' || g, 'R', -1, case when g <= %s then 'failed' else 'success' end, {at_sql}
+                     from generate_series(1, %s) g""", (failed, ok + failed))
+
+
+def test_failure_rate_positive(conn, ledger):
+    insert_rate_rows(conn, ok=18, failed=2)   # 10% of 20
+    assert ledger.run("failure_rate") == 1
+    [ev] = ledger.events("failure_rate")
+    assert (ev["subject"], ev["dedup_key"]) == ("system", "system")
+    assert ev["evidence"]["failed"] == 2 and ev["evidence"]["total"] == 20
+
+
+def test_failure_rate_below_min_volume(conn, ledger):
+    insert_rate_rows(conn, ok=10, failed=9)   # 19 < 20 transactions
+    assert ledger.run("failure_rate") == 0
+
+
+def test_failure_rate_threshold_boundary(conn, ledger):
+    insert_rate_rows(conn, ok=19, failed=1)   # exactly 5%: not above
+    assert ledger.run("failure_rate") == 0
+
+
+def test_failure_rate_window_boundary(conn, ledger):
+    with conn.transaction():                  # rows at exactly now() - 15 minutes are in the window
+        insert_rate_rows(conn, ok=15, failed=5, at_sql="now() - interval '15 minutes'")
+        assert ledger.run("failure_rate") == 1
+    conn.execute("truncate ledger.transactions")
+    conn.execute("select monitor.resolve(array(select event_id from monitor.events), 'test')")
+    with conn.transaction():
+        insert_rate_rows(conn, ok=15, failed=5, at_sql="now() - interval '15 minutes 0.001 seconds'")
+        assert ledger.run("failure_rate") == 0
+
+
+def seed_volume(conn, counts_by_weeks_back: dict[int, int], current: int):
+    """Transactions in the last complete UTC hour and in the same hour 1..4 weeks earlier."""
+    conn.execute("insert into ledger.accounts (account_id) values ('V') on conflict do nothing")
+    hour = "date_trunc('hour', now() at time zone 'UTC') - interval '1 hour'"
+    for weeks, n in list(counts_by_weeks_back.items()) + [(0, current)]:
+        conn.execute(f"""insert into ledger.transactions (txn_id, account_id, amount, status, created_at)
+                         select 'v{weeks}_' || g, 'V', -1, 'success',
+                                (({hour}) - make_interval(days => 7 * %s) + make_interval(secs => g))
+                                    at time zone 'UTC'
+                         from generate_series(1, %s) g""", (weeks, n))
+    # data starts four weeks back, so every sample counts
+    conn.execute(f"""insert into ledger.transactions (txn_id, account_id, amount, status, created_at)
+                     values ('v_start', 'V', -1, 'success', (({hour}) - interval '29 days') at time zone 'UTC')""")
+
+
+def test_volume_anomaly_fires_on_drop(conn, ledger):
+    seed_volume(conn, {1: 100, 2: 104, 3: 96, 4: 100}, current=20)   # an 80% drop
+    assert ledger.run("volume_anomaly") == 1
+    [ev] = ledger.events("volume_anomaly")
+    assert ev["evidence"]["observed"] == 20 and len(ev["evidence"]["samples"]) == 4
+
+
+def test_volume_anomaly_quiet_on_normal_hour(conn, ledger):
+    seed_volume(conn, {1: 100, 2: 104, 3: 96, 4: 100}, current=90)
+    assert ledger.run("volume_anomaly") == 0
+    assert ledger.last_run("volume_anomaly")["status"] == "ok"
+
+
+def test_volume_anomaly_boundary(conn, ledger):
+    # mean 100, sample stddev 0 -> allowed deviation 3 * max(0, sqrt(100), 1) = 30
+    seed_volume(conn, {1: 100, 2: 100, 3: 100, 4: 100}, current=70)   # exactly 30 off: quiet
+    assert ledger.run("volume_anomaly") == 0
+    conn.execute("delete from ledger.transactions where txn_id = 'v0_1'")  # 31 off: fires
+    assert ledger.run("volume_anomaly") == 1
+
+
+def test_volume_anomaly_needs_min_samples(conn, ledger):
+    conn.execute("insert into ledger.accounts (account_id) values ('V')")
+    seed_volume(conn, {1: 100}, current=0)
+    conn.execute("delete from ledger.transactions where txn_id = 'v_start'")  # data starts a week back
+    assert ledger.run("volume_anomaly") == 0
+
+
+def test_detector_health_failed_run(conn, ledger):
+    conn.execute("update monitor.detectors set scheduled = true")
+    conn.execute("""create function public.broken(params jsonb, since timestamptz) returns setof monitor.finding
+                    language plpgsql as $$ begin raise exception 'boom'; end $$""")
+    conn.execute("select monitor.register_detector('broken', 'public.broken', 'low', 'condition')")
+    conn.execute("update monitor.detectors set scheduled = true where name = 'broken'")
+    assert ledger.run("broken") == 0
+    assert ledger.last_run("broken")["status"] == "error"
+    assert ledger.run("detector_health") >= 1
+    assert "broken" in ledger.keys("detector_health")
+    [ev] = [e for e in ledger.events("detector_health") if e["dedup_key"] == "broken"]
+    assert "boom" in ev["summary"] and ev["severity"] == "high"
+
+
+def test_detector_health_overdue_boundary(conn, ledger):
+    conn.execute("update monitor.detectors set scheduled = (name = 'negative_balance')")
+    with conn.transaction():  # enabled exactly 3 minutes ago on a every-minute schedule: not yet overdue
+        conn.execute("update monitor.detectors set enabled_at = now() - interval '3 minutes'"
+                     " where name = 'negative_balance'")
+        assert ledger.run("detector_health") == 0
+    with conn.transaction():
+        conn.execute("update monitor.detectors set enabled_at = now() - interval '3 minutes 1 second'"
+                     " where name = 'negative_balance'")
+        assert ledger.run("detector_health") == 1
+    assert ledger.keys("detector_health") == ["negative_balance"]
+    ledger.run("negative_balance")               # a completed run: healthy again
+    ledger.run("detector_health")
+    assert ledger.events("detector_health")[0]["status"] == "resolved"
+
+
+def test_detector_health_unscheduled_not_judged(conn, ledger):
+    conn.execute("update monitor.detectors set scheduled = false, enabled_at = now() - interval '1 day'")
+    assert ledger.run("detector_health") == 0
+
+
+@pytest.mark.parametrize("schedule,gap", [
+    ("* * * * *", "00:01:00"), ("*/5 * * * *", "00:05:00"), ("5 * * * *", "01:00:00"),
+    ("0 3 * * *", "1 day"), ("0 9-17 * * 1-5", "2 days 16:00:00"), ("30 seconds", "00:00:30"),
+])
+def test_cron_max_gap(conn, schedule, gap):
+    got = conn.execute("select monitor.cron_max_gap(%s) = %s::interval", (schedule, gap)).fetchone()[0]
+    assert got, schedule
