@@ -32,3 +32,134 @@ order by jobname
 
 -- name: mark_scheduled
 update monitor.detectors set scheduled = (name = any(%s)) where scheduled is distinct from (name = any(%s))
+
+-- Operator commands: events, show, ack/resolve, status, detectors, prune (monitorctl/commands/).
+
+-- name: events_list
+select e.event_id, e.detector, e.kind, e.severity, e.status, e.subject, e.dedup_key, e.txn_id, e.amount,
+       e.summary, e.evidence, e.first_seen, e.last_seen, e.occurrences, e.acknowledged_at, e.acknowledged_by,
+       e.resolved_at, e.resolved_by, e.resolution_note
+from monitor.events e
+where (%(statuses)s::text[] is null or e.status = any (%(statuses)s::text[]))
+  and (%(severities)s::text[] is null or e.severity = any (%(severities)s::text[]))
+  and (%(detector)s::text is null or e.detector = %(detector)s::text)
+  and (%(subject)s::text is null or e.subject = %(subject)s::text)
+  and (%(since)s::interval is null or e.last_seen >= now() - %(since)s::interval)
+  and (%(since_ts)s::timestamptz is null or e.last_seen >= %(since_ts)s::timestamptz)
+order by e.last_seen desc, e.event_id desc
+limit %(limit)s
+
+-- name: events_changed
+select e.event_id, e.detector, e.kind, e.severity, e.status, e.subject, e.dedup_key, e.txn_id, e.amount,
+       e.summary, e.evidence, e.first_seen, e.last_seen, e.occurrences, e.acknowledged_at, e.acknowledged_by,
+       e.resolved_at, e.resolved_by, e.resolution_note
+from monitor.events e
+where (e.status <> 'resolved' or e.resolved_at >= now() - %(window)s::interval)
+  and (%(severities)s::text[] is null or e.severity = any (%(severities)s::text[]))
+  and (%(detector)s::text is null or e.detector = %(detector)s::text)
+  and (%(subject)s::text is null or e.subject = %(subject)s::text)
+order by greatest(e.last_seen, e.acknowledged_at, e.resolved_at), e.event_id
+
+-- name: events_fail_on
+select e.severity, count(*) from monitor.events e
+where e.status <> 'resolved' and e.severity = any (%(severities)s::text[])
+  and (%(detector)s::text is null or e.detector = %(detector)s::text)
+  and (%(subject)s::text is null or e.subject = %(subject)s::text)
+group by e.severity
+
+-- name: detector_known
+select exists (select from monitor.detectors where name = %(name)s)
+    or exists (select from monitor.events where detector = %(name)s),
+       (select string_agg(name, ', ' order by name) from monitor.detectors)
+
+-- name: event_one
+select e.event_id, e.detector, e.kind, e.severity, e.status, e.subject, e.dedup_key, e.txn_id, e.amount,
+       e.summary, e.evidence, e.first_seen, e.last_seen, e.occurrences, e.acknowledged_at, e.acknowledged_by,
+       e.resolved_at, e.resolved_by, e.resolution_note
+from monitor.events e where e.event_id = %(id)s
+
+-- name: event_history
+select h.history_id, h.event_id, h.created_at, h.transition, h.actor, h.note, h.detector, h.severity,
+       h.subject, h.summary
+from monitor.alert_history h where h.event_id = %(id)s order by h.created_at, h.history_id
+
+-- name: acknowledge
+select monitor.acknowledge(%(ids)s::bigint[], %(actor)s::text)
+
+-- name: resolve
+select monitor.resolve(%(ids)s::bigint[], %(note)s::text, %(actor)s::text)
+
+-- name: event_statuses
+select event_id, status from monitor.events where event_id = any (%(ids)s::bigint[]) order by event_id
+
+-- name: status_detectors
+select d.name, d.enabled, d.severity, d.kind, d.schedule, d.builtin, d.enabled_at, d.params,
+       r.started_at as last_run, r.finished_at - r.started_at as duration, r.status as last_status,
+       r.error as last_error, r.events_opened as last_opened,
+       ok.finished_at as last_ok, fin.finished_at as last_finished,
+       (select count(*) from monitor.events e where e.detector = d.name and e.status <> 'resolved') as open_events
+from monitor.detectors d
+left join lateral (select * from monitor.detector_runs r where r.detector = d.name and r.status <> 'skipped'
+                    order by r.started_at desc, r.run_id desc limit 1) r on true
+left join lateral (select r2.finished_at from monitor.detector_runs r2 where r2.detector = d.name
+                      and r2.status = 'ok' order by r2.started_at desc, r2.run_id desc limit 1) ok on true
+left join lateral (select r3.finished_at from monitor.detector_runs r3 where r3.detector = d.name
+                      and r3.status <> 'skipped' order by r3.finished_at desc limit 1) fin on true
+order by d.name
+
+-- name: status_events
+select s.severity,
+       (select count(*) from monitor.events e where e.severity = s.severity and e.status = 'open') as open,
+       (select count(*) from monitor.events e where e.severity = s.severity and e.status = 'acknowledged')
+           as acknowledged
+from unnest(array['critical', 'high', 'medium', 'low']) with ordinality as s(severity, n)
+order by s.n
+
+-- name: status_misc
+select now(), current_database(), current_user, (select value from monitor.settings where key = 'sources.mapping')
+
+-- name: detectors_list
+select d.name, d.enabled, d.severity, d.kind, d.schedule, d.params, d.param_defaults, d.description,
+       d.function, d.builtin, d.enabled_at, d.updated_at
+from monitor.detectors d order by d.name
+
+-- name: detector_names
+select coalesce(string_agg(name, ', ' order by name), '') from monitor.detectors
+
+-- name: configure_detector
+select (monitor.configure_detector(%(name)s, %(params)s::jsonb, %(schedule)s::text, %(severity)s::text,
+                                   %(enabled)s::boolean)).*
+
+-- name: register_detector
+select (monitor.register_detector(%(name)s, %(function)s, %(severity)s, %(kind)s,
+                                  %(schedule)s, %(params)s::jsonb, %(description)s)).*
+
+-- name: unregister_detector
+select monitor.unregister_detector(%(name)s)
+
+-- name: prune
+call monitor.prune(dry_run => %(dry_run)s, events_days => %(events_days)s::integer,
+                   history_days => %(history_days)s::integer)
+
+-- name: cron_runs_days
+select coalesce((select (value #>> '{}')::integer from monitor.settings where key = 'retention.cron_runs_days'), 30),
+       coalesce((select (value #>> '{}')::integer from monitor.settings where key = 'retention.batch_size'), 5000)
+
+-- name: cron_runs_count
+select count(*) from cron.job_run_details d join cron.job j using (jobid)
+where starts_with(j.jobname, %(prefix)s) and d.end_time < now() - make_interval(days => %(days)s)
+
+-- name: cron_runs_prune
+delete from cron.job_run_details where runid in (
+    select d.runid from cron.job_run_details d join cron.job j using (jobid)
+    where starts_with(j.jobname, %(prefix)s) and d.end_time < now() - make_interval(days => %(days)s)
+    limit %(batch)s)
+
+-- name: run_targets
+select name, enabled, monitor.interval_ms(coalesce(params ->> 'timeout', '50 seconds')) as timeout_ms
+from monitor.detectors order by name
+
+-- name: last_run
+select detector, status, events_opened, events_updated, events_resolved, rows_examined, started_at,
+       finished_at, finished_at - started_at as duration, since, error
+from monitor.detector_runs where detector = %s order by run_id desc limit 1
