@@ -6,12 +6,11 @@ lock, so concurrent installs serialise and a stale yoyo lock left by a killed in
 
 from __future__ import annotations
 
-import json
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import jinja2
-from psycopg import sql
+import psycopg
 from psycopg.types.json import Jsonb
 from yoyo import get_backend, read_migrations
 
@@ -80,10 +79,28 @@ def apply_migrations(dsn: str, which: str) -> list[str]:
         migrations = read_migrations(str(resources.migrations_dir(which)))
         with backend.lock():
             todo = backend.to_apply(migrations)
-            backend.apply_migrations(todo)
+            for migration in todo:
+                _apply_one(backend, migration)
         return [m.id for m in todo]
     finally:
         backend.connection.close()
+
+
+def _apply_one(backend, migration) -> None:
+    """Apply one migration and record it in the same transaction.
+
+    yoyo's own apply_one commits the migration on a second connection and records it afterwards, so
+    an install killed in between would leave it applied but unrecorded, and every later install
+    would fail re-applying it.
+    """
+    migration.load()
+    if not migration.use_transactions:
+        backend.apply_one(migration)
+        return
+    with backend.transaction():
+        migration.process_steps(backend, "apply")
+        backend.log_migration(migration, "apply")
+        backend.mark_one(migration, log=False)
 
 
 def stored_mapping(conn) -> dict | None:
@@ -126,23 +143,32 @@ def install(dsn: str, with_ledger: bool = False, config: dict | None = None, do_
         elif not (config and config.get("sources")) and not with_ledger and not stored_mapping(conn):
             raise UsageError("no source mapping: pass --with-ledger (reference ledger) or --config FILE "
                              "(your tables)")
-        conn.execute("create schema if not exists monitor")
-        report.applied += apply_migrations(dsn, "monitor")
-        if with_ledger:
-            report.applied += apply_migrations(dsn, "ledger")
-        for mid in report.applied:
-            say(f"applied migration {mid}")
-        mapping = resolve_mapping(conn, with_ledger, config)
-        mapping_mod.check_database(conn, mapping)
-        with conn.transaction():
-            conn.execute(query("store_mapping"), (Jsonb(mapping),))
-            for name, text in render_sql(conn, mapping_mod.template_context(conn, mapping)):
-                try:
-                    conn.execute(text)
-                except Exception as exc:
-                    raise MonitorError(f"install failed in sql/{name}: {str(exc).splitlines()[0]}") from exc
-            for detector, params in ((config or {}).get("detectors") or {}).items():
-                set_params(conn, detector, params)
+        fresh = applied_ids(conn) is None
+        ledger_existed = conn.execute("select to_regnamespace('ledger') is not null").fetchone()[0]
+        try:
+            conn.execute("create schema if not exists monitor")
+            report.applied += apply_migrations(dsn, "monitor")
+            if with_ledger:
+                report.applied += apply_migrations(dsn, "ledger")
+            for mid in report.applied:
+                say(f"applied migration {mid}")
+            mapping = resolve_mapping(conn, with_ledger, config)
+            mapping_mod.check_database(conn, mapping)
+            with conn.transaction():
+                conn.execute(query("store_mapping"), (Jsonb(mapping),))
+                for name, text in render_sql(conn, mapping_mod.template_context(conn, mapping)):
+                    try:
+                        conn.execute(text)
+                    except Exception as exc:
+                        raise MonitorError(f"install failed in sql/{name}: {str(exc).splitlines()[0]}") from exc
+                for detector, params in ((config or {}).get("detectors") or {}).items():
+                    set_params(conn, detector, params, where=f"config: [detectors.{detector}]: ")
+        except BaseException:
+            if fresh:  # a first install that failed leaves nothing behind
+                conn.execute("drop schema if exists monitor cascade")
+                if with_ledger and not ledger_existed:
+                    conn.execute("drop schema if exists ledger cascade")
+            raise
         say(f"installed monitor schema {resources.schema_version()} and {len(render_sql_names())} SQL files")
         if do_schedule:
             report.scheduling, report.scheduling_off = schedule.sync(conn, dsn)
@@ -155,19 +181,19 @@ def render_sql_names() -> list[str]:
     return [p.name for p in sorted(resources.sql_dir().iterdir()) if ".sql" in p.name]
 
 
-def set_params(conn, detector: str, params: dict) -> dict:
-    import psycopg
-
+def set_params(conn, detector: str, params: dict, where: str = "") -> dict:
+    """Merge and validate parameters of one detector (monitor.set_params); bad ones exit 2."""
     try:
         with conn.transaction():
             return conn.execute("select monitor.set_params(%s, %s)", (detector, Jsonb(params))).fetchone()[0]
     except psycopg.errors.InvalidParameterValue as exc:
-        raise UsageError(exc.diag.message_primary or str(exc))
+        raise UsageError(where + (exc.diag.message_primary or str(exc)))
 
 
 def uninstall_summary(conn) -> dict:
     if applied_ids(conn) is None:
         raise DatabaseUnavailable("monitor is not installed in this database: nothing to uninstall")
+    check_not_newer(conn)
     row = conn.execute(query("uninstall_summary")).fetchone()
     return {"events": row[0], "alert_history": row[1], "detectors": row[2]}
 
@@ -193,10 +219,3 @@ def migration_status(dsn: str, show_sql: bool = False) -> list[dict]:
             rows.append(row)
     return rows
 
-
-def dumps(obj) -> str:
-    return json.dumps(obj, indent=2, default=str)
-
-
-def quote_ident(conn, name: str) -> str:
-    return sql.Identifier(name).as_string(conn)

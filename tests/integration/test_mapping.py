@@ -1,0 +1,157 @@
+"""Sources through a mapping file (CONTRACT §2) onto tables with other names and vocabularies,
+in a database that is not pg_cron's (jobs made with cron.schedule_in_database)."""
+
+import subprocess
+import sys
+import textwrap
+
+import psycopg
+import pytest
+
+from monitorctl import mapping
+from monitorctl.errors import UsageError
+from monitorctl.install import install
+
+APP_TABLES = """
+create table public.table_cards (card_id bigint primary key, balance numeric not null);
+create table public.app_transaction_log (
+    transaction_id bigint primary key, card_id bigint not null, amount_change numeric not null,
+    status text not null, previous_balance numeric, new_balance numeric,
+    "timestamp" timestamp without time zone not null default (now() at time zone 'UTC'));
+create index on public.app_transaction_log (card_id, "timestamp");
+create index on public.app_transaction_log ("timestamp");
+create table public.nfc_scan_log (id bigint primary key, card_id bigint not null,
+                                  scanned_at timestamptz not null default now());
+create index on public.nfc_scan_log (card_id, scanned_at);
+create index on public.nfc_scan_log (scanned_at);
+"""
+
+CONFIG = """
+[sources.transactions]
+relation = "public.app_transaction_log"
+[sources.transactions.columns]
+txn_id = "transaction_id"
+account_id = "card_id"
+amount = "amount_change"
+status = { sql = "case status when 'completed' then 'success' when 'failed' then 'failed' else 'pending' end" }
+balance_before = "previous_balance"
+balance_after = "new_balance"
+created_at = "timestamp"
+[sources.accounts]
+relation = "public.table_cards"
+[sources.accounts.columns]
+account_id = "card_id"
+balance = "balance"
+opening_balance = { sql = "0" }
+[sources.scans]
+relation = "public.nfc_scan_log"
+[sources.scans.columns]
+scan_id = "id"
+account_id = "card_id"
+scanned_at = "scanned_at"
+
+[detectors.duplicate_scan]
+window = "3 seconds"
+"""
+
+
+def cli(*args, dsn, check=False):
+    proc = subprocess.run([sys.executable, "-m", "monitorctl", "--dsn", dsn, *args],
+                          capture_output=True, text=True, timeout=120)
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+@pytest.fixture
+def app_db(fresh_db, tmp_path):
+    with psycopg.connect(fresh_db, autocommit=True) as c:
+        c.execute(APP_TABLES)
+    cfg = tmp_path / "monitor.toml"
+    cfg.write_text(CONFIG)
+    return fresh_db, cfg
+
+
+def test_install_through_mapping_and_detect(app_db, pg_server):
+    dsn, cfg = app_db
+    cli("install", "--config", str(cfg), dsn=dsn, check=True)
+    with psycopg.connect(dsn, autocommit=True) as c:
+        dbname = c.execute("select current_database()").fetchone()[0]
+        c.execute("""insert into table_cards values (1, 40), (2, 100), (3, 0);
+                     insert into app_transaction_log (transaction_id, card_id, amount_change, status,
+                                                      previous_balance, new_balance) values
+                       (10, 1, -10, 'failed', 50, 40),      -- failed debit (and 40 <> 0 + 0: mismatch)
+                       (11, 2, 100, 'completed', 0, 100),   -- a top-up: balance matches
+                       (12, 3, -5, 'declined', 5, 5);       -- unknown status -> pending
+                     insert into nfc_scan_log (id, card_id, scanned_at) values
+                       (1, 2, now()), (2, 2, now() + interval '3 seconds'),  -- within 3 s: a burst
+                       (3, 3, now()), (4, 3, now() + interval '4 seconds')   -- 4 s: not with window 3 s""")
+        for name in ("failed_debit", "balance_mismatch", "duplicate_scan", "stuck_pending"):
+            c.execute("select monitor.run_detector(%s)", (name,))
+        got = set(c.execute("select detector, dedup_key from monitor.events").fetchall())
+        assert got == {("failed_debit", "10"), ("balance_mismatch", "1"), ("duplicate_scan", "1")}
+        assert c.execute("select status from monitor.src_transactions where txn_id = '12'").fetchone() == ("pending",)
+        assert c.execute("select params ->> 'window' from monitor.detectors where name = 'duplicate_scan'"
+                         ).fetchone() == ("3 seconds",)
+    with psycopg.connect(pg_server.dsn(pg_server.cron_database)) as cron:
+        jobs = cron.execute("select jobname, database from cron.job where jobname like %s order by 1",
+                            (f"monitor.{dbname}.%",)).fetchall()
+    assert len(jobs) == 13 and {d for _, d in jobs} == {dbname}
+    assert f"monitor.{dbname}.failed_debit" in {j for j, _ in jobs}
+    # a plain install (an upgrade) keeps the stored mapping
+    cli("install", dsn=dsn, check=True)
+    with psycopg.connect(dsn) as c:
+        assert "app_transaction_log" in c.execute(
+            "select obj_description('monitor.src_transactions'::regclass)").fetchone()[0]
+    cli("uninstall", "--yes", dsn=dsn, check=True)
+
+
+@pytest.mark.parametrize("edit,key", [
+    (lambda s: s.replace('relation = "public.table_cards"', 'relation = "public.no_such_table"'),
+     "sources.accounts.relation"),
+    (lambda s: s.replace('amount = "amount_change"', 'amount = "amount_chnage"'),
+     "sources.transactions.columns.amount"),
+    (lambda s: s.replace('relation = "public.nfc_scan_log"', 'relation = "public.t; drop table x"'),
+     "sources.scans.relation"),
+    (lambda s: s.replace('scan_id = "id"', 'scan_id = "id"\ncolour = "red"'),
+     "sources.scans.columns.colour"),
+    (lambda s: s.replace('account_id = "card_id"\nbalance', 'account_id = "card_id"\nbalanse'),
+     "sources.accounts.columns.balanse"),
+    (lambda s: s.replace('window = "3 seconds"', 'window = "3 parsecs"'), "window"),
+])
+def test_bad_mapping_is_refused_and_nothing_changes(app_db, edit, key):
+    dsn, cfg = app_db
+    cfg.write_text(edit(CONFIG))
+    proc = cli("install", "--config", str(cfg), dsn=dsn)
+    assert proc.returncode == 2, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("monitorctl:")]
+    assert len(errors) == 1 and key in errors[0] and "Traceback" not in proc.stderr
+    with psycopg.connect(dsn) as c:
+        assert c.execute("select to_regnamespace('monitor')").fetchone()[0] is None
+
+
+def test_changed_mapping_repoints_views(app_db):
+    dsn, cfg = app_db
+    install(dsn, config=mapping.load(cfg), do_schedule=False)
+    with psycopg.connect(dsn, autocommit=True) as c:
+        c.execute("create table public.scans_v2 (scan_ref text primary key, card text, at timestamptz)")
+        c.execute("insert into scans_v2 values ('x', '9', now())")
+    cfg.write_text(CONFIG.replace('relation = "public.nfc_scan_log"', 'relation = "public.scans_v2"')
+                   .replace('scan_id = "id"\naccount_id = "card_id"\nscanned_at = "scanned_at"',
+                            'scan_id = "scan_ref"\naccount_id = "card"\nscanned_at = "at"'))
+    install(dsn, config=mapping.load(cfg), do_schedule=False)
+    with psycopg.connect(dsn) as c:
+        assert c.execute("select scan_id, account_id from monitor.src_scans").fetchall() == [("x", "9")]
+
+
+def test_install_without_mapping_names_both_options(fresh_db):
+    proc = cli("install", dsn=fresh_db)
+    assert proc.returncode == 2
+    assert "--with-ledger" in proc.stderr and "--config" in proc.stderr
+
+
+def test_shape_checks_need_no_database():
+    with pytest.raises(UsageError, match="sources.accounts.relation"):
+        mapping.check_shape({"sources": {"accounts": {"relation": "a.b.c", "columns": {}}}})
+    with pytest.raises(UsageError, match="unknown key 'notifications'"):
+        mapping.check_shape({"notifications": {}})
