@@ -2,7 +2,7 @@
 
 import importlib
 
-MODULES = ["setup", "run", "events", "lifecycle", "status", "detectors", "prune", "demo"]
+MODULES = ["setup", "run", "events", "lifecycle", "status", "detectors", "prune", "doctor", "demo"]
 
 
 def register(app) -> None:

@@ -155,3 +155,18 @@ def test_shape_checks_need_no_database():
         mapping.check_shape({"sources": {"accounts": {"relation": "a.b.c", "columns": {}}}})
     with pytest.raises(UsageError, match="unknown key 'notifications'"):
         mapping.check_shape({"notifications": {}})
+
+
+def test_doctor_names_missing_indexes(app_db):
+    dsn, cfg = app_db
+    install(dsn, config=mapping.load(cfg), do_schedule=False)
+    proc = cli("doctor", "--format", "json", dsn=dsn)
+    assert proc.returncode == 0, proc.stderr   # APP_TABLES has the indexes the detectors need
+    with psycopg.connect(dsn, autocommit=True) as c:
+        c.execute("drop index public.nfc_scan_log_card_id_scanned_at_idx")
+    proc = cli("doctor", "--format", "json", dsn=dsn)
+    assert proc.returncode == 1
+    import json
+    missing = [r for r in json.loads(proc.stdout) if r["status"] == "missing"]
+    assert [(r["relation"], r["columns"]) for r in missing] == [("public.nfc_scan_log", "card_id, scanned_at")]
+    assert missing[0]["suggestion"] == 'CREATE INDEX ON "public"."nfc_scan_log" ("card_id", "scanned_at")'
