@@ -18,7 +18,8 @@ CREATE OR REPLACE PROCEDURE monitor.prune(
     INOUT health_snapshots bigint DEFAULT NULL,
     INOUT detector_runs bigint DEFAULT NULL,
     INOUT cron_job_run_details bigint DEFAULT NULL)
-LANGUAGE plpgsql SET search_path = pg_catalog, monitor AS $$
+-- No SET clause here: a procedure that has one cannot COMMIT. Every name below is schema-qualified.
+LANGUAGE plpgsql AS $$
 DECLARE
     batch integer := coalesce((monitor.setting('retention.batch_size') #>> '{}')::integer, 5000);
     ev_cut timestamptz := now() - make_interval(days => coalesce(events_days,

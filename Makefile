@@ -1,0 +1,46 @@
+# monitorctl: `make demo` and `make test` work on a fresh Debian/Ubuntu machine with python3 and
+# PostgreSQL 15 (the pg_cron package is installed if missing).
+
+PYTHON     ?= python3
+VENV       ?= .venv
+PG_MAJOR   ?= 15
+PGCRON_LIB := /usr/lib/postgresql/$(PG_MAJOR)/lib/pg_cron.so
+SUDO       := $(if $(filter 0,$(shell id -u)),,sudo)
+STAMP      := $(VENV)/.monitorctl-installed
+
+.PHONY: venv pgcron test demo schema-dump clean distclean
+
+## venv: create .venv and install monitorctl (editable) with its test dependencies
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install -q -e '.[test]'
+	touch $@
+
+## pgcron: install pg_cron for PostgreSQL $(PG_MAJOR) when its library is missing
+pgcron:
+	@if [ ! -e $(PGCRON_LIB) ]; then \
+	  echo "installing postgresql-$(PG_MAJOR)-cron"; \
+	  $(SUDO) apt-get update && $(SUDO) apt-get install -y postgresql-$(PG_MAJOR)-cron; \
+	fi
+
+## test: the whole suite against a throwaway PostgreSQL, slow tests included
+test: venv pgcron
+	@$(VENV)/bin/pytest -q; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; \
+	exit $$rc
+
+## demo: a throwaway PostgreSQL with pg_cron, a synthetic ledger with anomalies, and what was found
+demo: venv pgcron
+	$(VENV)/bin/monitorctl demo
+
+## schema-dump: regenerate tests/migration/schema.sql from a fresh install
+schema-dump: venv
+	MONITOR_UPDATE_SCHEMA=1 $(VENV)/bin/pytest -q tests/migration/test_schema_dump.py
+
+clean:
+	rm -rf build dist .pytest_cache
+
+distclean: clean
+	rm -rf $(VENV)

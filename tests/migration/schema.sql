@@ -1,0 +1,1462 @@
+CREATE SCHEMA ledger;
+
+CREATE SCHEMA monitor;
+
+CREATE TYPE monitor.finding AS (
+	subject text,
+	dedup_key text,
+	txn_id text,
+	amount numeric,
+	summary text,
+	evidence jsonb
+);
+
+CREATE FUNCTION ledger.touch_updated_at() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    NEW.updated_at := now();
+    RETURN NEW;
+END
+$$;
+
+CREATE FUNCTION monitor.acknowledge(p_event_ids bigint[], p_actor text DEFAULT NULL::text) RETURNS integer
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'monitor'
+    AS $$
+DECLARE
+    v_actor text := coalesce(nullif(p_actor, ''), session_user);
+    ev monitor.events;
+    missing bigint;
+    n integer := 0;
+BEGIN
+    SELECT id INTO missing FROM unnest(p_event_ids) id
+     WHERE NOT EXISTS (SELECT FROM monitor.events e WHERE e.event_id = id) LIMIT 1;
+    IF missing IS NOT NULL THEN
+        RAISE EXCEPTION 'event % does not exist', missing USING ERRCODE = 'no_data_found';
+    END IF;
+    SELECT * INTO ev FROM monitor.events WHERE event_id = ANY (p_event_ids) AND status = 'resolved' LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'event % is already resolved', ev.event_id USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    FOR ev IN
+        UPDATE monitor.events SET status = 'acknowledged', acknowledged_at = now(), acknowledged_by = v_actor
+         WHERE event_id = ANY (p_event_ids) AND status = 'open'
+        RETURNING *
+    LOOP
+        PERFORM monitor.log_transition(ev, 'acknowledged', v_actor);
+        n := n + 1;
+    END LOOP;
+    RETURN n;
+END
+$$;
+
+COMMENT ON FUNCTION monitor.acknowledge(p_event_ids bigint[], p_actor text) IS 'Acknowledge open events (all or nothing); already acknowledged ones are left as they are.';
+
+CREATE TABLE monitor.detectors (
+    name text NOT NULL,
+    enabled boolean DEFAULT true NOT NULL,
+    severity text NOT NULL,
+    kind text NOT NULL,
+    schedule text DEFAULT '* * * * *'::text NOT NULL,
+    params jsonb DEFAULT '{}'::jsonb NOT NULL,
+    param_defaults jsonb DEFAULT '{}'::jsonb NOT NULL,
+    description text DEFAULT ''::text NOT NULL,
+    function text NOT NULL,
+    prepare text,
+    builtin boolean DEFAULT false NOT NULL,
+    scheduled boolean DEFAULT false NOT NULL,
+    enabled_at timestamp with time zone DEFAULT now() NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT detectors_kind_check CHECK ((kind = ANY (ARRAY['finding'::text, 'condition'::text]))),
+    CONSTRAINT detectors_name_check CHECK ((name ~ '^[a-z][a-z0-9_]{0,62}$'::text)),
+    CONSTRAINT detectors_severity_check CHECK ((severity = ANY (ARRAY['critical'::text, 'high'::text, 'medium'::text, 'low'::text])))
+);
+
+CREATE FUNCTION monitor.apply_findings(p_detector monitor.detectors, p_findings monitor.finding[], OUT opened integer, OUT updated integer, OUT resolved integer) RETURNS record
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'monitor'
+    AS $$
+DECLARE
+    f monitor.finding;
+    keys text[];
+    seen text[] := '{}';
+    ev monitor.events;
+BEGIN
+    opened := 0; updated := 0; resolved := 0;
+    FOREACH f IN ARRAY p_findings LOOP
+        CONTINUE WHEN f.dedup_key IS NULL;
+        -- A growing burst or run may name other rows that identify an event already open for it.
+        keys := ARRAY[f.dedup_key] || coalesce(ARRAY(SELECT jsonb_array_elements_text(f.evidence -> 'member_keys')), '{}');
+        SELECT * INTO ev FROM monitor.events e
+         WHERE e.detector = p_detector.name AND e.dedup_key = ANY (keys) AND e.status <> 'resolved'
+         ORDER BY (e.dedup_key = f.dedup_key) DESC, e.event_id
+         LIMIT 1 FOR UPDATE;
+        IF FOUND THEN
+            seen := seen || ev.dedup_key;
+            UPDATE monitor.events e
+               SET last_seen = now(), occurrences = e.occurrences + 1, evidence = f.evidence,
+                   summary = coalesce(f.summary, e.summary), amount = f.amount,
+                   txn_id = coalesce(e.txn_id, f.txn_id), subject = coalesce(f.subject, e.subject),
+                   severity = p_detector.severity
+             WHERE e.event_id = ev.event_id;
+            IF ev.severity <> p_detector.severity THEN
+                ev.severity := p_detector.severity;
+                PERFORM monitor.log_transition(ev, 'severity_changed', 'auto',
+                                               format('severity is now %s', p_detector.severity));
+            END IF;
+            updated := updated + 1;
+            CONTINUE;
+        END IF;
+        -- A finding is recorded once: one already resolved by a person is not opened again.
+        IF p_detector.kind = 'finding' AND EXISTS (
+            SELECT FROM monitor.events e WHERE e.detector = p_detector.name AND e.dedup_key = ANY (keys)) THEN
+            CONTINUE;
+        END IF;
+        INSERT INTO monitor.events (detector, kind, severity, subject, dedup_key, txn_id, amount, summary, evidence)
+        VALUES (p_detector.name, p_detector.kind, p_detector.severity, coalesce(f.subject, 'system'), f.dedup_key,
+                f.txn_id, f.amount, coalesce(f.summary, p_detector.name), coalesce(f.evidence, '{}'))
+        ON CONFLICT (detector, dedup_key) WHERE status <> 'resolved' DO NOTHING
+        RETURNING * INTO ev;
+        IF FOUND THEN
+            seen := seen || ev.dedup_key;
+            PERFORM monitor.log_transition(ev, 'opened', 'auto');
+            opened := opened + 1;
+        END IF;
+    END LOOP;
+    -- A condition that no longer holds resolves by itself.
+    IF p_detector.kind = 'condition' THEN
+        FOR ev IN
+            UPDATE monitor.events e
+               SET status = 'resolved', resolved_at = now(), resolved_by = 'auto'
+             WHERE e.detector = p_detector.name AND e.status <> 'resolved' AND NOT (e.dedup_key = ANY (seen))
+            RETURNING *
+        LOOP
+            PERFORM monitor.log_transition(ev, 'auto_resolved', 'auto');
+            resolved := resolved + 1;
+        END LOOP;
+    END IF;
+END
+$$;
+
+CREATE FUNCTION monitor.balance_horizon_lag() RETURNS interval
+    LANGUAGE sql IMMUTABLE
+    AS $$ SELECT interval '5 minutes' $$;
+
+CREATE FUNCTION monitor.check_detector_function(p_function text) RETURNS text
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'monitor'
+    AS $_$
+DECLARE
+    fn regprocedure;
+BEGIN
+    IF p_function !~ '^[A-Za-z_][A-Za-z0-9_$]*\.[A-Za-z_][A-Za-z0-9_$]*$' THEN
+        RAISE EXCEPTION 'detector function must be a schema-qualified name such as myschema.detect_x, not %',
+            p_function USING ERRCODE = '22023';
+    END IF;
+    fn := to_regprocedure(p_function || '(jsonb,timestamp with time zone)');
+    IF fn IS NULL THEN
+        RAISE EXCEPTION 'function %(params jsonb, since timestamptz) does not exist', p_function
+            USING ERRCODE = '22023', HINT = 'create it first: it must return SETOF monitor.finding';
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_proc WHERE oid = fn AND proretset
+                   AND prorettype = 'monitor.finding'::regtype) THEN
+        RAISE EXCEPTION 'function % must return SETOF monitor.finding', p_function USING ERRCODE = '22023';
+    END IF;
+    RETURN p_function;
+END
+$_$;
+
+CREATE FUNCTION monitor.common_params(p_kind text) RETURNS jsonb
+    LANGUAGE sql IMMUTABLE
+    AS $$
+    SELECT jsonb_build_object('timeout', '50 seconds', 'lock_timeout', '5 seconds')
+        || CASE WHEN p_kind = 'finding'
+                THEN jsonb_build_object('late_window', '5 minutes', 'first_lookback', '24 hours')
+                ELSE '{}'::jsonb END
+$$;
+
+CREATE FUNCTION monitor.configure_detector(p_name text, p_params jsonb DEFAULT NULL::jsonb, p_schedule text DEFAULT NULL::text, p_severity text DEFAULT NULL::text, p_enabled boolean DEFAULT NULL::boolean) RETURNS monitor.detectors
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'monitor'
+    AS $$
+DECLARE
+    d monitor.detectors;
+BEGIN
+    SELECT * INTO d FROM monitor.detectors WHERE name = p_name FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'unknown detector % (known: %)', p_name,
+            (SELECT coalesce(string_agg(name, ', ' ORDER BY name), 'none') FROM monitor.detectors)
+            USING ERRCODE = '22023';
+    END IF;
+    IF p_severity IS NOT NULL AND p_severity NOT IN ('critical', 'high', 'medium', 'low') THEN
+        RAISE EXCEPTION 'severity must be one of critical, high, medium, low, not %', p_severity
+            USING ERRCODE = '22023';
+    END IF;
+    IF p_schedule IS NOT NULL AND NOT monitor.valid_schedule(p_schedule) THEN
+        RAISE EXCEPTION 'schedule % is not a cron schedule such as ''* * * * *'', ''*/5 * * * *'' or ''30 seconds''',
+            p_schedule USING ERRCODE = '22023';
+    END IF;
+    IF p_params IS NOT NULL AND p_params <> '{}'::jsonb THEN
+        PERFORM monitor.set_params(p_name, p_params);
+    END IF;
+    UPDATE monitor.detectors
+       SET schedule = coalesce(trim(p_schedule), schedule),
+           severity = coalesce(p_severity, severity),
+           enabled = coalesce(p_enabled, enabled),
+           enabled_at = CASE WHEN p_enabled AND NOT enabled THEN now() ELSE enabled_at END,
+           updated_at = now()
+     WHERE name = p_name
+    RETURNING * INTO d;
+    RETURN d;
+END
+$$;
+
+COMMENT ON FUNCTION monitor.configure_detector(p_name text, p_params jsonb, p_schedule text, p_severity text, p_enabled boolean) IS 'Change a detector''s parameters (merged, validated), schedule, severity or enabled flag; NULL keeps a setting. monitorctl detectors enable|disable|set call it, then bring pg_cron''s jobs in line.';
+
+CREATE FUNCTION monitor.cron_field(p_field text, lo integer, hi integer) RETURNS integer[]
+    LANGUAGE plpgsql IMMUTABLE
+    AS $_$
+DECLARE
+    part text;
+    m text[];
+    a integer; b integer; step integer;
+    out integer[] := '{}';
+BEGIN
+    FOREACH part IN ARRAY string_to_array(p_field, ',') LOOP
+        m := regexp_match(part, '^(\*|(\d+)(?:-(\d+))?)(?:/(\d+))?$');
+        IF m IS NULL THEN
+            RAISE EXCEPTION 'cannot read cron field %', p_field;
+        END IF;
+        step := coalesce(m[4]::integer, 1);
+        IF m[1] = '*' THEN a := lo; b := hi;
+        ELSE a := m[2]::integer; b := coalesce(m[3]::integer, CASE WHEN m[4] IS NULL THEN a ELSE hi END);
+        END IF;
+        out := out || ARRAY(SELECT generate_series(a, b, step));
+    END LOOP;
+    RETURN out;
+END
+$_$;
+
+CREATE FUNCTION monitor.cron_max_gap(p_schedule text) RETURNS interval
+    LANGUAGE plpgsql IMMUTABLE
+    AS $_$
+DECLARE
+    f text[];
+    minutes integer[];
+    hours integer[];
+    doms integer[];
+    months integer[];
+    dows integer[];
+    day_ticks integer[];  -- minutes of the day with a tick
+    d date;
+    prev_day date;
+    gap integer := 0;
+    i integer;
+BEGIN
+    IF p_schedule ~ '^\s*\d+\s+seconds?\s*$' THEN
+        RETURN make_interval(secs => substring(p_schedule from '\d+')::integer);
+    END IF;
+    f := regexp_split_to_array(trim(CASE lower(trim(p_schedule))
+        WHEN '@hourly' THEN '0 * * * *' WHEN '@daily' THEN '0 0 * * *' WHEN '@weekly' THEN '0 0 * * 0'
+        WHEN '@monthly' THEN '0 0 1 * *' WHEN '@yearly' THEN '0 0 1 1 *' WHEN '@annually' THEN '0 0 1 1 *'
+        ELSE p_schedule END), '\s+');
+    IF cardinality(f) <> 5 THEN
+        RETURN NULL;  -- @reboot or unreadable: not judged
+    END IF;
+    minutes := monitor.cron_field(f[1], 0, 59);
+    hours := monitor.cron_field(f[2], 0, 23);
+    doms := monitor.cron_field(f[3], 1, 31);
+    months := monitor.cron_field(f[4], 1, 12);
+    dows := ARRAY(SELECT x % 7 FROM unnest(monitor.cron_field(f[5], 0, 7)) x);
+    day_ticks := ARRAY(SELECT h * 60 + m FROM unnest(hours) h, unnest(minutes) m ORDER BY 1);
+    FOR i IN 2 .. cardinality(day_ticks) LOOP
+        gap := greatest(gap, day_ticks[i] - day_ticks[i - 1]);
+    END LOOP;
+    -- days with ticks over two (leap-including) years; cron ORs day-of-month and day-of-week when
+    -- both are restricted
+    FOR d IN SELECT g::date FROM generate_series(date '2024-01-01', date '2025-12-31', interval '1 day') g LOOP
+        CONTINUE WHEN NOT (extract(month FROM d)::integer = ANY (months));
+        CONTINUE WHEN NOT CASE
+            WHEN f[3] <> '*' AND f[5] <> '*' THEN extract(day FROM d)::integer = ANY (doms)
+                                                 OR extract(dow FROM d)::integer = ANY (dows)
+            WHEN f[3] <> '*' THEN extract(day FROM d)::integer = ANY (doms)
+            WHEN f[5] <> '*' THEN extract(dow FROM d)::integer = ANY (dows)
+            ELSE true END;
+        IF prev_day IS NOT NULL THEN
+            gap := greatest(gap, (d - prev_day) * 1440 - day_ticks[cardinality(day_ticks)] + day_ticks[1]);
+        END IF;
+        prev_day := d;
+    END LOOP;
+    RETURN make_interval(mins => gap);
+END
+$_$;
+
+COMMENT ON FUNCTION monitor.cron_max_gap(p_schedule text) IS 'Longest gap between consecutive ticks of a cron schedule (or N seconds), for detector_health.';
+
+CREATE FUNCTION monitor.detect_balance_mismatch(params jsonb, since timestamp with time zone) RETURNS SETOF monitor.finding
+    LANGUAGE sql STABLE
+    SET search_path TO 'pg_catalog', 'monitor'
+    AS $$
+    WITH horizon AS (
+        SELECT (SELECT high_water FROM monitor.watermarks WHERE detector = 'balance_mismatch.horizon') AS h,
+               coalesce((SELECT high_water >= now() FROM monitor.watermarks
+                          WHERE detector = 'balance_mismatch.full'), true) AS full_pass
+    ), candidates AS (
+        SELECT a.account_id FROM monitor.src_accounts a, horizon WHERE horizon.full_pass
+        UNION
+        SELECT t.account_id FROM monitor.src_transactions t, horizon
+         WHERE NOT horizon.full_pass
+           AND (t.created_at >= since - monitor.balance_horizon_lag()
+                OR t.updated_at >= since - monitor.balance_horizon_lag())
+        UNION
+        SELECT a.account_id FROM monitor.src_accounts a, horizon
+         WHERE NOT horizon.full_pass AND a.updated_at >= since - monitor.balance_horizon_lag()
+        UNION
+        SELECT e.subject FROM monitor.events e
+         WHERE e.detector = 'balance_mismatch' AND e.status <> 'resolved'
+    ), checked AS (
+        SELECT a.account_id, a.balance, a.opening_balance,
+               coalesce(tot.success_sum, 0) AS settled,
+               coalesce((SELECT sum(t.amount) FROM monitor.src_transactions t
+                          WHERE t.account_id = a.account_id AND t.status = 'success'
+                            AND t.created_at >= coalesce(h.h, '-infinity')), 0) AS live
+          FROM candidates c
+          JOIN monitor.src_accounts a ON a.account_id = c.account_id
+          CROSS JOIN horizon h
+          LEFT JOIN monitor.account_totals tot ON tot.account_id = a.account_id
+    )
+    SELECT c.account_id, c.account_id, NULL::text,
+           c.balance - (c.opening_balance + c.settled + c.live),
+           format('account %s balance %s differs from its history (%s) by %s', c.account_id, c.balance,
+                  c.opening_balance + c.settled + c.live, c.balance - (c.opening_balance + c.settled + c.live)),
+           jsonb_build_object('account_id', c.account_id, 'balance', c.balance,
+                              'opening_balance', c.opening_balance,
+                              'success_sum', c.settled + c.live,
+                              'expected', c.opening_balance + c.settled + c.live,
+                              'difference', c.balance - (c.opening_balance + c.settled + c.live),
+                              'tolerance', params -> 'tolerance')
+      FROM checked c
+     WHERE abs(c.balance - (c.opening_balance + c.settled + c.live)) > (params ->> 'tolerance')::numeric
+$$;
+
+COMMENT ON FUNCTION monitor.detect_balance_mismatch(params jsonb, since timestamp with time zone) IS 'balance_mismatch: balance differs from opening_balance + sum of success amounts by more than tolerance.';
+
+CREATE FUNCTION monitor.detect_concurrent_txn(params jsonb, since timestamp with time zone) RETURNS SETOF monitor.finding
+    LANGUAGE sql STABLE
+    SET search_path TO 'pg_catalog', 'monitor'
+    AS $$
+    SELECT b.account_id,
+           b.ids[1],
+           b.ids[1],
+           (SELECT sum(a) FROM unnest(b.amounts) a),
+           format('%s transactions on %s within %s (from %s), total %s', cardinality(b.ids), b.account_id,
+                  b.times[cardinality(b.times)] - b.times[1], b.times[1], (SELECT sum(a) FROM unnest(b.amounts) a)),
+           jsonb_build_object(
+               'account_id', b.account_id, 'transactions', cardinality(b.ids), 'first_txn_id', b.ids[1],
+               'first_at', b.times[1], 'last_at', b.times[cardinality(b.times)],
+               'txn_ids', to_jsonb(b.ids[1:50]), 'times', to_jsonb(b.times[1:50]),
+               'amounts', to_jsonb(b.amounts[1:50]), 'statuses', to_jsonb(b.statuses[1:50]),
+               'devices', to_jsonb(b.devices[1:50]), 'member_keys', to_jsonb(b.ids),
+               'window', params ->> 'window', 'min_count', (params -> 'min_count'))
+      FROM monitor.find_bursts('transactions', (params ->> 'window')::interval,
+                               (params ->> 'min_count')::integer, since) b
+$$;
+
+COMMENT ON FUNCTION monitor.detect_concurrent_txn(params jsonb, since timestamp with time zone) IS 'concurrent_txn: a maximal burst of one account''s transactions, each within `window` of the previous.';
+
+CREATE FUNCTION monitor.detect_consecutive_failures(params jsonb, since timestamp with time zone) RETURNS SETOF monitor.finding
+    LANGUAGE sql STABLE
+    SET search_path TO 'pg_catalog', 'monitor'
+    AS $$
+    WITH fresh AS (                -- accounts with new or changed rows, and their earliest such row
+        SELECT t.account_id, min(t.created_at) AS t0
+          FROM monitor.src_transactions t
+         WHERE t.created_at >= since OR t.updated_at >= since
+         GROUP BY t.account_id
+    ), start AS (                  -- a run starts after the last success before that row
+        SELECT f.account_id,
+               (SELECT max(s.created_at) FROM monitor.src_transactions s
+                 WHERE s.account_id = f.account_id AND s.created_at < f.t0 AND s.status = 'success') AS t
+          FROM fresh f
+    ), seq AS (
+        SELECT r.account_id, r.txn_id, r.created_at, r.status, r.amount, r.device_id,
+               (r.created_at >= since OR r.updated_at >= since) AS is_new,
+               count(*) FILTER (WHERE r.status = 'success')
+                   OVER (PARTITION BY r.account_id ORDER BY r.created_at, r.txn_id COLLATE "C") AS run
+          FROM start s
+          JOIN monitor.src_transactions r
+            ON r.account_id = s.account_id AND r.created_at >= coalesce(s.t, '-infinity')
+         WHERE r.status IN ('success', 'failed')
+    ), runs AS (
+        SELECT q.account_id,
+               array_agg(q.txn_id ORDER BY q.created_at, q.txn_id COLLATE "C") AS ids,
+               array_agg(q.created_at ORDER BY q.created_at, q.txn_id COLLATE "C") AS times,
+               jsonb_agg(jsonb_build_object('txn_id', q.txn_id, 'created_at', q.created_at, 'amount', q.amount,
+                                            'device_id', q.device_id)
+                         ORDER BY q.created_at, q.txn_id COLLATE "C") AS rows,
+               bool_or(q.is_new) AS any_new
+          FROM seq q
+         WHERE q.status = 'failed'
+         GROUP BY q.account_id, q.run
+    ), hits AS (
+        SELECT r.*, (params ->> 'count')::integer AS n, (params ->> 'window')::interval AS w
+          FROM runs r
+         WHERE r.any_new
+    )
+    SELECT h.account_id,
+           h.ids[1],
+           h.ids[1],
+           NULL::numeric,
+           format('%s consecutive failed transactions on %s from %s to %s', cardinality(h.ids), h.account_id,
+                  h.times[1], h.times[cardinality(h.times)]),
+           jsonb_build_object(
+               'account_id', h.account_id, 'failures', cardinality(h.ids),
+               'first_txn_id', h.ids[1], 'first_at', h.times[1], 'last_at', h.times[cardinality(h.times)],
+               'transactions', h.rows, 'member_keys', to_jsonb(h.ids),
+               'count', h.n, 'window', h.w::text)
+      FROM hits h
+     WHERE cardinality(h.ids) >= h.n
+       AND EXISTS (SELECT FROM generate_series(1, cardinality(h.ids) - h.n + 1) i
+                    WHERE h.times[i + h.n - 1] - h.times[i] <= h.w)
+$$;
+
+COMMENT ON FUNCTION monitor.detect_consecutive_failures(params jsonb, since timestamp with time zone) IS 'consecutive_failures: a maximal run of failed transactions holding `count` within `window`.';
+
+CREATE FUNCTION monitor.detect_detector_health(params jsonb, since timestamp with time zone) RETURNS SETOF monitor.finding
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'monitor'
+    AS $_$
+DECLARE
+    d record;
+    last_run monitor.detector_runs;
+    last_done timestamptz;
+    gap interval;
+    cron_fail record;
+    has_cron boolean := to_regclass('cron.job_run_details') IS NOT NULL
+                        AND current_setting('cron.database_name', true) = current_database();
+BEGIN
+    FOR d IN SELECT * FROM monitor.detectors
+              WHERE enabled AND scheduled AND name <> 'detector_health' ORDER BY name LOOP
+        SELECT * INTO last_run FROM monitor.detector_runs r
+         WHERE r.detector = d.name AND r.status <> 'skipped' ORDER BY r.started_at DESC, r.run_id DESC LIMIT 1;
+        IF FOUND AND last_run.status = 'error' THEN
+            RETURN NEXT ROW(d.name, d.name, NULL, NULL,
+                format('detector %s failed at %s: %s', d.name, last_run.finished_at, last_run.error),
+                jsonb_build_object('detector', d.name, 'problem', 'failed', 'run_id', last_run.run_id,
+                                   'started_at', last_run.started_at, 'finished_at', last_run.finished_at,
+                                   'error', last_run.error))::monitor.finding;
+            CONTINUE;
+        END IF;
+        gap := monitor.cron_max_gap(d.schedule);
+        CONTINUE WHEN gap IS NULL;
+        last_done := greatest(last_run.finished_at, d.enabled_at);
+        IF now() - last_done > (params ->> 'overdue_factor')::numeric * gap THEN
+            RETURN NEXT ROW(d.name, d.name, NULL, NULL,
+                format('detector %s has not completed a run since %s (schedule %s)', d.name, last_done, d.schedule),
+                jsonb_build_object('detector', d.name, 'problem', 'overdue', 'last_completed', last_run.finished_at,
+                                   'enabled_at', d.enabled_at, 'schedule', d.schedule, 'max_gap', gap::text,
+                                   'overdue_after', ((params ->> 'overdue_factor')::numeric * gap)::text))::monitor.finding;
+            CONTINUE;
+        END IF;
+        IF has_cron THEN
+            EXECUTE $q$SELECT r.status, r.return_message, r.end_time FROM cron.job_run_details r
+                        JOIN cron.job j USING (jobid)
+                       WHERE j.jobname = 'monitor.' || $1 ORDER BY r.runid DESC LIMIT 1$q$
+               INTO cron_fail USING d.name;
+            IF cron_fail.status = 'failed' THEN
+                RETURN NEXT ROW(d.name, d.name, NULL, NULL,
+                    format('pg_cron job monitor.%s failed: %s', d.name, cron_fail.return_message),
+                    jsonb_build_object('detector', d.name, 'problem', 'cron_job_failed',
+                                       'return_message', cron_fail.return_message,
+                                       'end_time', cron_fail.end_time))::monitor.finding;
+            END IF;
+        END IF;
+    END LOOP;
+END
+$_$;
+
+COMMENT ON FUNCTION monitor.detect_detector_health(params jsonb, since timestamp with time zone) IS 'detector_health: a scheduled detector whose latest run (or pg_cron job) failed, or that is overdue.';
+
+CREATE FUNCTION monitor.detect_duplicate_scan(params jsonb, since timestamp with time zone) RETURNS SETOF monitor.finding
+    LANGUAGE sql STABLE
+    SET search_path TO 'pg_catalog', 'monitor'
+    AS $$
+    SELECT b.account_id,
+           b.ids[1],
+           NULL::text,
+           NULL::numeric,
+           format('card %s scanned %s times in %s (from %s)', b.account_id, cardinality(b.ids),
+                  b.times[cardinality(b.times)] - b.times[1], b.times[1]),
+           jsonb_build_object(
+               'account_id', b.account_id, 'scans', cardinality(b.ids), 'first_scan_id', b.ids[1],
+               'first_at', b.times[1], 'last_at', b.times[cardinality(b.times)],
+               'scan_ids', to_jsonb(b.ids[1:50]), 'times', to_jsonb(b.times[1:50]),
+               'devices', to_jsonb(b.devices[1:50]), 'member_keys', to_jsonb(b.ids),
+               'window', params ->> 'window', 'min_count', (params -> 'min_count'))
+      FROM monitor.find_bursts('scans', (params ->> 'window')::interval,
+                               (params ->> 'min_count')::integer, since) b
+$$;
+
+COMMENT ON FUNCTION monitor.detect_duplicate_scan(params jsonb, since timestamp with time zone) IS 'duplicate_scan: a maximal burst of scans of one card, each within `window` of the previous.';
+
+CREATE FUNCTION monitor.detect_failed_debit(params jsonb, since timestamp with time zone) RETURNS SETOF monitor.finding
+    LANGUAGE sql STABLE
+    SET search_path TO 'pg_catalog', 'monitor'
+    AS $$
+    SELECT t.account_id,
+           t.txn_id,
+           t.txn_id,
+           t.balance_before - t.balance_after,
+           format('failed transaction %s on %s still took %s (balance %s -> %s)', t.txn_id, t.account_id,
+                  t.balance_before - t.balance_after, t.balance_before, t.balance_after),
+           jsonb_build_object(
+               'txn_id', t.txn_id, 'account_id', t.account_id, 'status', t.status, 'amount', t.amount,
+               'balance_before', t.balance_before, 'balance_after', t.balance_after,
+               'lost', t.balance_before - t.balance_after, 'device_id', t.device_id,
+               'created_at', t.created_at, 'updated_at', t.updated_at)
+      FROM monitor.src_transactions t
+     WHERE (t.created_at >= since OR t.updated_at >= since)
+       AND t.status = 'failed'
+       AND t.balance_before IS NOT NULL AND t.balance_after IS NOT NULL
+       AND t.balance_after < t.balance_before
+$$;
+
+COMMENT ON FUNCTION monitor.detect_failed_debit(params jsonb, since timestamp with time zone) IS 'failed_debit: a failed transaction with balance_after < balance_before (money lost).';
+
+CREATE FUNCTION monitor.detect_failure_rate(params jsonb, since timestamp with time zone) RETURNS SETOF monitor.finding
+    LANGUAGE sql STABLE
+    SET search_path TO 'pg_catalog', 'monitor'
+    AS $$
+    WITH c AS (
+        SELECT count(*) FILTER (WHERE t.status = 'success') AS ok,
+               count(*) FILTER (WHERE t.status = 'failed') AS failed
+          FROM monitor.src_transactions t
+         WHERE t.created_at >= now() - (params ->> 'window')::interval AND t.created_at <= now()
+    )
+    SELECT 'system', 'system', NULL::text, NULL::numeric,
+           format('%s of %s transactions failed in the last %s (%s%%, threshold %s%%)', c.failed, c.ok + c.failed,
+                  params ->> 'window', round(100.0 * c.failed / (c.ok + c.failed), 1),
+                  round(100 * (params ->> 'threshold')::numeric, 1)),
+           jsonb_build_object('failed', c.failed, 'succeeded', c.ok, 'total', c.ok + c.failed,
+                              'rate', round(c.failed::numeric / (c.ok + c.failed), 4),
+                              'window', params ->> 'window', 'threshold', params -> 'threshold',
+                              'min_volume', params -> 'min_volume', 'from', now() - (params ->> 'window')::interval,
+                              'to', now())
+      FROM c
+     WHERE c.ok + c.failed >= (params ->> 'min_volume')::numeric
+       AND c.ok + c.failed > 0
+       AND c.failed::numeric / (c.ok + c.failed) > (params ->> 'threshold')::numeric
+$$;
+
+COMMENT ON FUNCTION monitor.detect_failure_rate(params jsonb, since timestamp with time zone) IS 'failure_rate: failed/(success+failed) over the trailing window above threshold, with min_volume.';
+
+CREATE FUNCTION monitor.detect_negative_balance(params jsonb, since timestamp with time zone) RETURNS SETOF monitor.finding
+    LANGUAGE sql STABLE
+    SET search_path TO 'pg_catalog', 'monitor'
+    AS $$
+    SELECT a.account_id, a.account_id, NULL::text, a.balance,
+           format('account %s has a negative balance of %s', a.account_id, a.balance),
+           jsonb_build_object('account_id', a.account_id, 'balance', a.balance,
+                              'opening_balance', a.opening_balance, 'updated_at', a.updated_at)
+      FROM monitor.src_accounts a
+     WHERE a.balance < 0
+$$;
+
+COMMENT ON FUNCTION monitor.detect_negative_balance(params jsonb, since timestamp with time zone) IS 'negative_balance: an account whose balance is below zero.';
+
+CREATE FUNCTION monitor.detect_stuck_pending(params jsonb, since timestamp with time zone) RETURNS SETOF monitor.finding
+    LANGUAGE sql STABLE
+    SET search_path TO 'pg_catalog', 'monitor'
+    AS $$
+    SELECT t.account_id, t.txn_id, t.txn_id, t.amount,
+           format('transaction %s on %s pending for %s', t.txn_id, t.account_id,
+                  date_trunc('second', now() - t.created_at)),
+           jsonb_build_object('txn_id', t.txn_id, 'account_id', t.account_id, 'amount', t.amount,
+                              'status', t.status, 'created_at', t.created_at, 'device_id', t.device_id,
+                              'pending_for', (now() - t.created_at)::text, 'age', params ->> 'age')
+      FROM monitor.src_transactions t
+     WHERE t.status = 'pending'
+       AND t.created_at < now() - (params ->> 'age')::interval
+$$;
+
+COMMENT ON FUNCTION monitor.detect_stuck_pending(params jsonb, since timestamp with time zone) IS 'stuck_pending: a transaction created more than `age` before the run and still pending.';
+
+CREATE FUNCTION monitor.detect_volume_anomaly(params jsonb, since timestamp with time zone) RETURNS SETOF monitor.finding
+    LANGUAGE sql STABLE
+    SET search_path TO 'pg_catalog', 'monitor'
+    AS $$
+    SELECT * FROM monitor.volume_anomaly_at(params,
+        date_trunc('hour', now() AT TIME ZONE 'UTC') - interval '1 hour')
+$$;
+
+COMMENT ON FUNCTION monitor.detect_volume_anomaly(params jsonb, since timestamp with time zone) IS 'volume_anomaly: last complete UTC hour''s count vs the same hour of the week in the baseline.';
+
+CREATE FUNCTION monitor.detectors_touch() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    IF NEW.enabled AND NOT OLD.enabled THEN
+        NEW.enabled_at := now();
+    END IF;
+    NEW.updated_at := now();
+    RETURN NEW;
+END
+$$;
+
+CREATE FUNCTION monitor.find_bursts(p_source text, p_window interval, p_min_count integer, p_since timestamp with time zone) RETURNS TABLE(account_id text, ids text[], times timestamp with time zone[], devices text[], amounts numeric[], statuses text[])
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'monitor'
+    AS $_$
+DECLARE
+    rel text;
+    id_col text;
+    t_col text;
+    extra text;
+BEGIN
+    IF p_source = 'scans' THEN
+        rel := 'monitor.src_scans'; id_col := 'scan_id'; t_col := 'scanned_at';
+        extra := 'NULL::numeric AS amount, NULL::text AS status';
+    ELSIF p_source = 'transactions' THEN
+        rel := 'monitor.src_transactions'; id_col := 'txn_id'; t_col := 'created_at';
+        extra := 'r.amount, r.status';
+    ELSE
+        RAISE EXCEPTION 'unknown burst source %', p_source;
+    END IF;
+    RETURN QUERY EXECUTE format($q$
+        WITH RECURSIVE fresh AS (           -- accounts with rows this run must examine
+            SELECT r.account_id, min(r.%2$I) AS t0
+              FROM %1$s r WHERE r.%2$I >= $1 GROUP BY r.account_id
+        ), back (account_id, t) AS (        -- follow the burst backwards from the first fresh row
+            SELECT f.account_id, f.t0 FROM fresh f
+            UNION ALL
+            SELECT b.account_id, p.t
+              FROM back b
+              CROSS JOIN LATERAL (
+                  SELECT r.%2$I AS t FROM %1$s r
+                   WHERE r.account_id = b.account_id AND r.%2$I < b.t AND r.%2$I >= b.t - $2
+                   ORDER BY r.%2$I LIMIT 1) p
+        ), start AS (
+            SELECT b.account_id, min(b.t) AS t FROM back b GROUP BY b.account_id
+        ), rows AS (
+            SELECT r.account_id, r.%3$I AS id, r.%2$I AS t, r.device_id, %4$s,
+                   CASE WHEN lag(r.%2$I) OVER w IS NULL OR r.%2$I - lag(r.%2$I) OVER w > $2
+                        THEN 1 ELSE 0 END AS starts_burst
+              FROM start s JOIN %1$s r ON r.account_id = s.account_id AND r.%2$I >= s.t
+            WINDOW w AS (PARTITION BY r.account_id ORDER BY r.%2$I, r.%3$I COLLATE "C")
+        ), numbered AS (
+            SELECT x.*, sum(x.starts_burst) OVER (PARTITION BY x.account_id ORDER BY x.t, x.id COLLATE "C") AS burst
+              FROM rows x
+        )
+        SELECT n.account_id,
+               array_agg(n.id ORDER BY n.t, n.id COLLATE "C"),
+               array_agg(n.t ORDER BY n.t, n.id COLLATE "C"),
+               array_agg(n.device_id ORDER BY n.t, n.id COLLATE "C"),
+               array_agg(n.amount ORDER BY n.t, n.id COLLATE "C"),
+               array_agg(n.status ORDER BY n.t, n.id COLLATE "C")
+          FROM numbered n
+         GROUP BY n.account_id, n.burst
+        HAVING count(*) >= $3 AND max(n.t) >= $1
+    $q$, rel, t_col, id_col, extra)
+    USING p_since, p_window, p_min_count;
+END
+$_$;
+
+COMMENT ON FUNCTION monitor.find_bursts(p_source text, p_window interval, p_min_count integer, p_since timestamp with time zone) IS 'Maximal bursts (each row within the window of the previous) that reach a row at or after since.';
+
+CREATE FUNCTION monitor.interval_ms(p_interval text) RETURNS text
+    LANGUAGE sql IMMUTABLE
+    AS $$ SELECT round(extract(epoch FROM p_interval::interval) * 1000)::bigint || 'ms' $$;
+
+CREATE FUNCTION monitor.lock_class() RETURNS integer
+    LANGUAGE sql IMMUTABLE
+    AS $$ SELECT 472101 $$;
+
+CREATE TABLE monitor.events (
+    event_id bigint NOT NULL,
+    detector text NOT NULL,
+    kind text NOT NULL,
+    severity text NOT NULL,
+    status text DEFAULT 'open'::text NOT NULL,
+    subject text NOT NULL,
+    dedup_key text NOT NULL,
+    txn_id text,
+    amount numeric,
+    summary text NOT NULL,
+    evidence jsonb DEFAULT '{}'::jsonb NOT NULL,
+    first_seen timestamp with time zone DEFAULT now() NOT NULL,
+    last_seen timestamp with time zone DEFAULT now() NOT NULL,
+    occurrences integer DEFAULT 1 NOT NULL,
+    acknowledged_at timestamp with time zone,
+    acknowledged_by text,
+    resolved_at timestamp with time zone,
+    resolved_by text,
+    resolution_note text,
+    CONSTRAINT events_check CHECK (((status = 'resolved'::text) = (resolved_at IS NOT NULL))),
+    CONSTRAINT events_kind_check CHECK ((kind = ANY (ARRAY['finding'::text, 'condition'::text]))),
+    CONSTRAINT events_severity_check CHECK ((severity = ANY (ARRAY['critical'::text, 'high'::text, 'medium'::text, 'low'::text]))),
+    CONSTRAINT events_status_check CHECK ((status = ANY (ARRAY['open'::text, 'acknowledged'::text, 'resolved'::text])))
+);
+
+CREATE FUNCTION monitor.log_transition(p_event monitor.events, p_transition text, p_actor text, p_note text DEFAULT NULL::text) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'monitor'
+    AS $$
+BEGIN
+    INSERT INTO monitor.alert_history (event_id, transition, actor, note, detector, severity, subject, summary)
+    VALUES (p_event.event_id, p_transition, p_actor, p_note, p_event.detector, p_event.severity,
+            p_event.subject, p_event.summary);
+    PERFORM pg_notify('monitor_events', json_build_object(
+        'event_id', p_event.event_id, 'detector', p_event.detector, 'severity', p_event.severity,
+        'transition', p_transition)::text);
+END
+$$;
+
+CREATE FUNCTION monitor.param_interval(p_params jsonb, p_key text) RETURNS interval
+    LANGUAGE sql IMMUTABLE
+    AS $$ SELECT (p_params ->> p_key)::interval $$;
+
+CREATE FUNCTION monitor.param_numeric(p_params jsonb, p_key text) RETURNS numeric
+    LANGUAGE sql IMMUTABLE
+    AS $$ SELECT (p_params ->> p_key)::numeric $$;
+
+CREATE FUNCTION monitor.prepare_balance_mismatch(params jsonb, since timestamp with time zone) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'monitor'
+    AS $$
+DECLARE
+    old_h timestamptz;
+    new_h timestamptz := now() - monitor.balance_horizon_lag();
+    last_full timestamptz;
+BEGIN
+    SELECT high_water INTO old_h FROM monitor.watermarks WHERE detector = 'balance_mismatch.horizon';
+    SELECT high_water INTO last_full FROM monitor.watermarks WHERE detector = 'balance_mismatch.full';
+    IF old_h IS NULL OR last_full IS NULL
+       OR last_full <= now() - (params ->> 'full_pass')::interval THEN
+        -- full pass: rebuild every total from scratch
+        TRUNCATE monitor.account_totals;
+        INSERT INTO monitor.account_totals (account_id, success_sum)
+        SELECT t.account_id, sum(t.amount) FROM monitor.src_transactions t
+         WHERE t.status = 'success' AND t.created_at < new_h
+         GROUP BY t.account_id;
+        INSERT INTO monitor.watermarks AS w (detector, high_water) VALUES ('balance_mismatch.full', now())
+        ON CONFLICT (detector) DO UPDATE SET high_water = excluded.high_water, updated_at = now();
+    ELSE
+        IF new_h > old_h THEN
+            INSERT INTO monitor.account_totals AS a (account_id, success_sum)
+            SELECT t.account_id, sum(t.amount) FROM monitor.src_transactions t
+             WHERE t.status = 'success' AND t.created_at >= old_h AND t.created_at < new_h
+             GROUP BY t.account_id
+            ON CONFLICT (account_id) DO UPDATE SET success_sum = a.success_sum + excluded.success_sum;
+        ELSE
+            new_h := old_h;
+        END IF;
+        -- rows created before the old horizon and changed since (pending -> success, say): recount
+        -- those accounts from their rows
+        WITH changed AS (
+            SELECT DISTINCT t.account_id FROM monitor.src_transactions t
+             WHERE t.updated_at >= since - monitor.balance_horizon_lag() AND t.created_at < old_h
+        )
+        INSERT INTO monitor.account_totals AS a (account_id, success_sum)
+        SELECT c.account_id,
+               coalesce((SELECT sum(t.amount) FROM monitor.src_transactions t
+                          WHERE t.account_id = c.account_id AND t.status = 'success' AND t.created_at < new_h), 0)
+          FROM changed c
+        ON CONFLICT (account_id) DO UPDATE SET success_sum = excluded.success_sum;
+    END IF;
+    INSERT INTO monitor.watermarks AS w (detector, high_water) VALUES ('balance_mismatch.horizon', new_h)
+    ON CONFLICT (detector) DO UPDATE SET high_water = excluded.high_water, updated_at = now();
+END
+$$;
+
+COMMENT ON FUNCTION monitor.prepare_balance_mismatch(params jsonb, since timestamp with time zone) IS 'Bring monitor.account_totals up to date before balance_mismatch runs (a full rebuild every full_pass).';
+
+CREATE FUNCTION monitor.prepare_volume_anomaly(params jsonb, since timestamp with time zone) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'monitor'
+    AS $$
+BEGIN
+    IF coalesce((SELECT high_water FROM monitor.watermarks WHERE detector = 'volume_anomaly.baseline'), '-infinity')
+       < date_trunc('hour', now()) THEN
+        PERFORM monitor.refresh_volume_baseline();
+    END IF;
+END
+$$;
+
+CREATE PROCEDURE monitor.prune(IN dry_run boolean DEFAULT false, IN events_days integer DEFAULT NULL::integer, IN history_days integer DEFAULT NULL::integer, INOUT events bigint DEFAULT NULL::bigint, INOUT alert_history bigint DEFAULT NULL::bigint, INOUT health_snapshots bigint DEFAULT NULL::bigint, INOUT detector_runs bigint DEFAULT NULL::bigint, INOUT cron_job_run_details bigint DEFAULT NULL::bigint)
+    LANGUAGE plpgsql
+    AS $_$
+DECLARE
+    batch integer := coalesce((monitor.setting('retention.batch_size') #>> '{}')::integer, 5000);
+    ev_cut timestamptz := now() - make_interval(days => coalesce(events_days,
+                              (monitor.setting('retention.events_days') #>> '{}')::integer, 30));
+    hist_cut timestamptz := now() - make_interval(days => coalesce(history_days,
+                              (monitor.setting('retention.history_days') #>> '{}')::integer, 90));
+    snap_cut timestamptz := now() - make_interval(days =>
+                              coalesce((monitor.setting('retention.snapshots_days') #>> '{}')::integer, 30));
+    runs_cut timestamptz := now() - make_interval(days =>
+                              coalesce((monitor.setting('retention.runs_days') #>> '{}')::integer, 30));
+    cron_cut timestamptz := now() - make_interval(days =>
+                              coalesce((monitor.setting('retention.cron_runs_days') #>> '{}')::integer, 30));
+    n bigint;
+    has_cron boolean := to_regclass('cron.job_run_details') IS NOT NULL;
+BEGIN
+    events := 0; alert_history := 0; health_snapshots := 0; detector_runs := 0; cron_job_run_details := 0;
+    IF dry_run THEN
+        SELECT count(*) INTO events FROM monitor.events e WHERE e.status = 'resolved' AND e.resolved_at < ev_cut;
+        SELECT count(*) INTO alert_history FROM monitor.alert_history h WHERE h.created_at < hist_cut;
+        SELECT count(*) INTO health_snapshots FROM monitor.health_snapshots s WHERE s.taken_at < snap_cut;
+        SELECT count(*) INTO detector_runs FROM monitor.detector_runs r WHERE r.started_at < runs_cut;
+        IF has_cron THEN
+            EXECUTE 'SELECT count(*) FROM cron.job_run_details d JOIN cron.job j USING (jobid)
+                     WHERE j.jobname LIKE ''monitor.%'' AND d.end_time < $1' INTO cron_job_run_details USING cron_cut;
+        END IF;
+        RETURN;
+    END IF;
+    LOOP  -- open and acknowledged events are never pruned
+        DELETE FROM monitor.events WHERE event_id IN (
+            SELECT e.event_id FROM monitor.events e
+             WHERE e.status = 'resolved' AND e.resolved_at < ev_cut LIMIT batch);
+        GET DIAGNOSTICS n = ROW_COUNT;
+        events := events + n;
+        COMMIT;
+        EXIT WHEN n < batch;
+    END LOOP;
+    LOOP
+        DELETE FROM monitor.alert_history WHERE history_id IN (
+            SELECT h.history_id FROM monitor.alert_history h WHERE h.created_at < hist_cut LIMIT batch);
+        GET DIAGNOSTICS n = ROW_COUNT;
+        alert_history := alert_history + n;
+        COMMIT;
+        EXIT WHEN n < batch;
+    END LOOP;
+    LOOP
+        DELETE FROM monitor.health_snapshots WHERE snapshot_id IN (
+            SELECT s.snapshot_id FROM monitor.health_snapshots s WHERE s.taken_at < snap_cut LIMIT batch);
+        GET DIAGNOSTICS n = ROW_COUNT;
+        health_snapshots := health_snapshots + n;
+        COMMIT;
+        EXIT WHEN n < batch;
+    END LOOP;
+    LOOP
+        DELETE FROM monitor.detector_runs WHERE run_id IN (
+            SELECT r.run_id FROM monitor.detector_runs r WHERE r.started_at < runs_cut LIMIT batch);
+        GET DIAGNOSTICS n = ROW_COUNT;
+        detector_runs := detector_runs + n;
+        COMMIT;
+        EXIT WHEN n < batch;
+    END LOOP;
+    IF has_cron THEN
+        LOOP
+            EXECUTE 'DELETE FROM cron.job_run_details WHERE runid IN (
+                       SELECT d.runid FROM cron.job_run_details d JOIN cron.job j USING (jobid)
+                        WHERE j.jobname LIKE ''monitor.%'' AND d.end_time < $1 LIMIT $2)' USING cron_cut, batch;
+            GET DIAGNOSTICS n = ROW_COUNT;
+            cron_job_run_details := cron_job_run_details + n;
+            COMMIT;
+            EXIT WHEN n < batch;
+        END LOOP;
+    END IF;
+END
+$_$;
+
+COMMENT ON PROCEDURE monitor.prune(IN dry_run boolean, IN events_days integer, IN history_days integer, INOUT events bigint, INOUT alert_history bigint, INOUT health_snapshots bigint, INOUT detector_runs bigint, INOUT cron_job_run_details bigint) IS 'Retention (CONTRACT §4) in bounded batches; CALL monitor.prune(dry_run => true) only counts.';
+
+CREATE FUNCTION monitor.refresh() RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'monitor'
+    AS $$
+BEGIN
+    PERFORM monitor.refresh_volume_baseline();
+END
+$$;
+
+COMMENT ON FUNCTION monitor.refresh() IS 'Refresh monitor''s materialized views (CONCURRENTLY once populated).';
+
+CREATE FUNCTION monitor.refresh_volume_baseline() RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'monitor'
+    AS $$
+BEGIN
+    IF (SELECT ispopulated FROM pg_matviews WHERE schemaname = 'monitor' AND matviewname = 'volume_hourly') THEN
+        REFRESH MATERIALIZED VIEW CONCURRENTLY monitor.volume_hourly;
+    ELSE
+        REFRESH MATERIALIZED VIEW monitor.volume_hourly;
+    END IF;
+    INSERT INTO monitor.watermarks AS w (detector, high_water) VALUES ('volume_anomaly.baseline', now())
+    ON CONFLICT (detector) DO UPDATE SET high_water = excluded.high_water, updated_at = now();
+END
+$$;
+
+CREATE FUNCTION monitor.register_detector(p_name text, p_function text, p_severity text, p_kind text, p_schedule text DEFAULT '* * * * *'::text, p_params jsonb DEFAULT '{}'::jsonb, p_description text DEFAULT ''::text) RETURNS monitor.detectors
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'monitor'
+    AS $_$
+DECLARE
+    defaults jsonb;
+    result monitor.detectors;
+BEGIN
+    IF p_name !~ '^[a-z][a-z0-9_]{0,62}$' THEN
+        RAISE EXCEPTION 'detector name must be lower-case letters, digits and _, not %', p_name
+            USING ERRCODE = '22023';
+    END IF;
+    IF p_severity NOT IN ('critical', 'high', 'medium', 'low') OR p_severity IS NULL THEN
+        RAISE EXCEPTION 'severity must be one of critical, high, medium, low, not %', p_severity USING ERRCODE = '22023';
+    END IF;
+    IF p_kind NOT IN ('finding', 'condition') OR p_kind IS NULL THEN
+        RAISE EXCEPTION 'kind must be finding or condition, not %', p_kind USING ERRCODE = '22023';
+    END IF;
+    IF NOT monitor.valid_schedule(p_schedule) THEN
+        RAISE EXCEPTION 'schedule % is not a cron schedule such as ''* * * * *''', p_schedule USING ERRCODE = '22023';
+    END IF;
+    IF EXISTS (SELECT FROM monitor.detectors WHERE name = p_name AND builtin) THEN
+        RAISE EXCEPTION 'detector % is built in and cannot be replaced', p_name USING ERRCODE = '22023';
+    END IF;
+    PERFORM monitor.check_detector_function(p_function);
+    defaults := monitor.common_params(p_kind) || coalesce(p_params, '{}');
+    PERFORM monitor.validate_params(p_name, defaults, defaults);
+    INSERT INTO monitor.detectors AS d (name, severity, kind, schedule, params, param_defaults, description,
+                                        function, builtin)
+    VALUES (p_name, p_severity, p_kind, p_schedule, defaults, defaults, coalesce(p_description, ''),
+            p_function, false)
+    ON CONFLICT (name) DO UPDATE
+        SET severity = excluded.severity, kind = excluded.kind, schedule = excluded.schedule,
+            params = excluded.params, param_defaults = excluded.param_defaults,
+            description = excluded.description, function = excluded.function, updated_at = now()
+    RETURNING * INTO result;
+    RETURN result;
+END
+$_$;
+
+COMMENT ON FUNCTION monitor.register_detector(p_name text, p_function text, p_severity text, p_kind text, p_schedule text, p_params jsonb, p_description text) IS 'Register a custom detector: FUNCTION(params jsonb, since timestamptz) RETURNS SETOF monitor.finding. Run monitorctl install (or monitorctl detectors enable NAME) to schedule it in pg_cron.';
+
+CREATE FUNCTION monitor.resolve(p_event_ids bigint[], p_note text DEFAULT NULL::text, p_actor text DEFAULT NULL::text) RETURNS integer
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'monitor'
+    AS $$
+DECLARE
+    v_actor text := coalesce(nullif(p_actor, ''), session_user);
+    ev monitor.events;
+    missing bigint;
+    n integer := 0;
+BEGIN
+    SELECT id INTO missing FROM unnest(p_event_ids) id
+     WHERE NOT EXISTS (SELECT FROM monitor.events e WHERE e.event_id = id) LIMIT 1;
+    IF missing IS NOT NULL THEN
+        RAISE EXCEPTION 'event % does not exist', missing USING ERRCODE = 'no_data_found';
+    END IF;
+    SELECT * INTO ev FROM monitor.events WHERE event_id = ANY (p_event_ids) AND status = 'resolved' LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'event % is already resolved', ev.event_id USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    FOR ev IN
+        UPDATE monitor.events SET status = 'resolved', resolved_at = now(), resolved_by = v_actor,
+                                  resolution_note = p_note
+         WHERE event_id = ANY (p_event_ids)
+        RETURNING *
+    LOOP
+        PERFORM monitor.log_transition(ev, 'resolved', v_actor, p_note);
+        n := n + 1;
+    END LOOP;
+    RETURN n;
+END
+$$;
+
+COMMENT ON FUNCTION monitor.resolve(p_event_ids bigint[], p_note text, p_actor text) IS 'Resolve events (all or nothing): an unknown or already resolved id changes nothing and raises.';
+
+CREATE PROCEDURE monitor.run_all()
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_name text;
+BEGIN
+    FOR v_name IN SELECT name FROM monitor.detectors WHERE enabled ORDER BY name LOOP
+        PERFORM monitor.run_detector(v_name);
+        COMMIT;
+    END LOOP;
+END
+$$;
+
+COMMENT ON PROCEDURE monitor.run_all() IS 'Run every enabled detector, each committed on its own; uses the caller''s statement_timeout.';
+
+CREATE FUNCTION monitor.run_detector(p_name text, p_since timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS integer
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'monitor'
+    AS $_$
+DECLARE
+    d monitor.detectors;
+    v_started timestamptz := clock_timestamp();
+    v_since timestamptz;
+    v_findings monitor.finding[];
+    r record;
+    v_err text;
+    v_detail text;
+BEGIN
+    SELECT * INTO d FROM monitor.detectors WHERE name = p_name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'unknown detector %', p_name USING ERRCODE = '22023',
+            HINT = 'monitorctl detectors list shows the registered detectors';
+    END IF;
+    IF NOT pg_try_advisory_xact_lock(monitor.lock_class(), hashtext(p_name)) THEN
+        INSERT INTO monitor.detector_runs (detector, started_at, finished_at, status, error)
+        VALUES (p_name, v_started, clock_timestamp(), 'skipped', 'another run of this detector was in progress');
+        RETURN 0;
+    END IF;
+    v_since := monitor.run_since(d, p_since);
+    BEGIN
+        PERFORM set_config('lock_timeout', monitor.interval_ms(coalesce(d.params ->> 'lock_timeout', '5 seconds')), true);
+        IF to_regprocedure(d.function || '(jsonb,timestamp with time zone)') IS NULL THEN
+            RAISE EXCEPTION 'detector function %(jsonb, timestamptz) does not exist', d.function
+                USING HINT = 'register the function, or disable the detector';
+        END IF;
+        IF d.prepare IS NOT NULL THEN
+            EXECUTE format('SELECT %s($1, $2)', d.prepare::regproc) USING d.params, v_since;
+        END IF;
+        EXECUTE format('SELECT coalesce(array_agg(f), ''{}'') FROM %s($1, $2) AS f', d.function::regproc)
+            INTO v_findings USING d.params, v_since;
+        r := monitor.apply_findings(d, v_findings);
+        INSERT INTO monitor.watermarks AS w (detector, high_water) VALUES (p_name, now())
+        ON CONFLICT (detector) DO UPDATE SET high_water = greatest(w.high_water, excluded.high_water),
+                                             updated_at = now();
+        INSERT INTO monitor.detector_runs (detector, started_at, finished_at, status, since, events_opened,
+                                           events_updated, events_resolved, rows_examined)
+        VALUES (p_name, v_started, clock_timestamp(), 'ok', v_since, r.opened, r.updated, r.resolved,
+                NULL);
+        RETURN r.opened;
+    EXCEPTION WHEN query_canceled OR OTHERS THEN
+        GET STACKED DIAGNOSTICS v_err = MESSAGE_TEXT, v_detail = RETURNED_SQLSTATE;
+        INSERT INTO monitor.detector_runs (detector, started_at, finished_at, status, since, error)
+        VALUES (p_name, v_started, clock_timestamp(), 'error', v_since,
+                format('%s (SQLSTATE %s)', v_err, v_detail));
+        RETURN 0;
+    END;
+END
+$_$;
+
+COMMENT ON FUNCTION monitor.run_detector(p_name text, p_since timestamp with time zone) IS 'Run one detector now in the caller''s transaction; returns the number of events opened. Errors and timeouts are recorded in monitor.detector_runs; a concurrent run of the same detector is skipped.';
+
+CREATE FUNCTION monitor.run_since(p_detector monitor.detectors, p_override timestamp with time zone) RETURNS timestamp with time zone
+    LANGUAGE sql STABLE
+    SET search_path TO 'pg_catalog', 'monitor'
+    AS $$
+    SELECT coalesce(
+        p_override,
+        (SELECT w.high_water - coalesce(monitor.param_interval(p_detector.params, 'late_window'), interval '0')
+           FROM monitor.watermarks w WHERE w.detector = p_detector.name),
+        now() - coalesce(monitor.param_interval(p_detector.params, 'first_lookback'), interval '24 hours'))
+$$;
+
+CREATE FUNCTION monitor.set_params(p_detector text, p_params jsonb) RETURNS jsonb
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'monitor'
+    AS $$
+DECLARE
+    merged jsonb;
+BEGIN
+    SELECT monitor.validate_params(name, param_defaults, params || p_params) INTO merged
+    FROM monitor.detectors WHERE name = p_detector;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'unknown detector %', p_detector USING ERRCODE = '22023',
+            HINT = 'monitorctl detectors list shows the registered detectors';
+    END IF;
+    UPDATE monitor.detectors SET params = merged, updated_at = now() WHERE name = p_detector;
+    RETURN merged;
+END
+$$;
+
+COMMENT ON FUNCTION monitor.set_params(p_detector text, p_params jsonb) IS 'Merge, validate and store parameters of one detector; takes effect at its next run.';
+
+CREATE FUNCTION monitor.setting(p_key text) RETURNS jsonb
+    LANGUAGE sql STABLE
+    SET search_path TO 'pg_catalog', 'monitor'
+    AS $$
+    SELECT value FROM monitor.settings WHERE key = p_key
+$$;
+
+CREATE FUNCTION monitor.snapshot() RETURNS bigint
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'monitor'
+    AS $$
+DECLARE
+    id bigint;
+BEGIN
+    INSERT INTO monitor.health_snapshots (txn_last_hour, successes, failures, success_rate,
+                                          open_critical, open_high, open_medium, open_low, detector_lag)
+    SELECT t.total, t.ok, t.failed,
+           round(t.ok::numeric / nullif(t.ok + t.failed, 0), 4),
+           e.critical, e.high, e.medium, e.low,
+           (SELECT max(now() - coalesce(r.last_ok, d.enabled_at))
+              FROM monitor.detectors d
+              LEFT JOIN LATERAL (SELECT max(finished_at) AS last_ok FROM monitor.detector_runs r
+                                  WHERE r.detector = d.name AND r.status = 'ok') r ON true
+             WHERE d.enabled)
+    FROM (SELECT count(*) AS total,
+                 count(*) FILTER (WHERE status = 'success') AS ok,
+                 count(*) FILTER (WHERE status = 'failed') AS failed
+            FROM monitor.src_transactions WHERE created_at >= now() - interval '1 hour') t,
+         (SELECT count(*) FILTER (WHERE severity = 'critical') AS critical,
+                 count(*) FILTER (WHERE severity = 'high') AS high,
+                 count(*) FILTER (WHERE severity = 'medium') AS medium,
+                 count(*) FILTER (WHERE severity = 'low') AS low
+            FROM monitor.events WHERE status <> 'resolved') e
+    RETURNING snapshot_id INTO id;
+    RETURN id;
+END
+$$;
+
+COMMENT ON FUNCTION monitor.snapshot() IS 'Record one row in monitor.health_snapshots (pg_cron: every 5 minutes).';
+
+CREATE FUNCTION monitor.unregister_detector(p_name text) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'monitor'
+    AS $$
+BEGIN
+    IF EXISTS (SELECT FROM monitor.detectors WHERE name = p_name AND builtin) THEN
+        RAISE EXCEPTION 'detector % is built in: disable it instead', p_name USING ERRCODE = '22023';
+    END IF;
+    DELETE FROM monitor.detectors WHERE name = p_name;
+    DELETE FROM monitor.watermarks WHERE detector = p_name;
+END
+$$;
+
+CREATE FUNCTION monitor.valid_schedule(p_schedule text) RETURNS boolean
+    LANGUAGE sql IMMUTABLE
+    AS $_$
+    SELECT p_schedule ~ '^\s*[0-9*,/-]+(\s+[0-9A-Za-z*,/-]+){4}\s*$'
+        OR p_schedule ~ '^\s*@(yearly|annually|monthly|weekly|daily|hourly|reboot)\s*$'
+        OR p_schedule ~ '^\s*[1-5]?[0-9]\s+seconds?\s*$'
+$_$;
+
+CREATE FUNCTION monitor.validate_params(p_detector text, p_defaults jsonb, p_params jsonb) RETURNS jsonb
+    LANGUAGE plpgsql IMMUTABLE
+    AS $$
+DECLARE
+    k text;
+    v jsonb;
+    d jsonb;
+    iv interval;
+BEGIN
+    IF jsonb_typeof(p_params) IS DISTINCT FROM 'object' THEN
+        RAISE EXCEPTION 'parameters of % must be a JSON object', p_detector USING ERRCODE = '22023';
+    END IF;
+    FOR k, v IN SELECT * FROM jsonb_each(p_params) LOOP
+        d := p_defaults -> k;
+        IF d IS NULL THEN
+            RAISE EXCEPTION 'unknown parameter "%" for detector % (known: %)', k, p_detector,
+                (SELECT string_agg(x, ', ' ORDER BY x) FROM jsonb_object_keys(p_defaults) x)
+                USING ERRCODE = '22023';
+        END IF;
+        IF jsonb_typeof(d) = 'number' THEN
+            IF jsonb_typeof(v) <> 'number' OR (v #>> '{}')::numeric < 0 THEN
+                RAISE EXCEPTION 'parameter "%" of detector % must be a non-negative number, not %', k, p_detector, v
+                    USING ERRCODE = '22023';
+            END IF;
+        ELSIF jsonb_typeof(d) = 'string' THEN
+            IF jsonb_typeof(v) <> 'string' THEN
+                RAISE EXCEPTION 'parameter "%" of detector % must be an interval such as ''5 minutes'', not %',
+                    k, p_detector, v USING ERRCODE = '22023';
+            END IF;
+            BEGIN
+                iv := (v #>> '{}')::interval;
+            EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow OR syntax_error
+                      OR invalid_parameter_value OR interval_field_overflow THEN
+                RAISE EXCEPTION 'parameter "%" of detector %: % is not an interval (try ''5 seconds'')',
+                    k, p_detector, v USING ERRCODE = '22023';
+            END;
+            IF iv < interval '0' THEN
+                RAISE EXCEPTION 'parameter "%" of detector % must not be negative', k, p_detector
+                    USING ERRCODE = '22023';
+            END IF;
+        END IF;
+    END LOOP;
+    RETURN p_params;
+END
+$$;
+
+COMMENT ON FUNCTION monitor.validate_params(p_detector text, p_defaults jsonb, p_params jsonb) IS 'Refuses unknown parameter keys and values of the wrong type; returns the parameters.';
+
+CREATE FUNCTION monitor.volume_anomaly_at(params jsonb, p_hour timestamp without time zone) RETURNS SETOF monitor.finding
+    LANGUAGE sql STABLE
+    SET search_path TO 'pg_catalog', 'monitor'
+    AS $$
+    WITH first_hour AS (
+        SELECT min(hour_utc) AS h FROM monitor.volume_hourly
+    ), cur AS (
+        SELECT count(*) AS n FROM monitor.src_transactions t
+         WHERE t.created_at >= p_hour AT TIME ZONE 'UTC' AND t.created_at < (p_hour + interval '1 hour') AT TIME ZONE 'UTC'
+    ), samples AS (
+        SELECT p_hour - make_interval(days => 7 * k) AS hour_utc,
+               coalesce((SELECT v.txns FROM monitor.volume_hourly v
+                          WHERE v.hour_utc = p_hour - make_interval(days => 7 * k)), 0) AS txns
+          FROM generate_series(1, (params ->> 'baseline_days')::integer / 7) k, first_hour f
+         WHERE p_hour - make_interval(days => 7 * k) >= f.h
+    ), stats AS (
+        SELECT count(*) AS n, avg(txns) AS mean, coalesce(stddev_samp(txns), 0) AS sd,
+               jsonb_agg(jsonb_build_object('hour', hour_utc, 'txns', txns) ORDER BY hour_utc) AS rows
+          FROM samples
+    ), judged AS (
+        SELECT cur.n AS observed, s.*,
+               (params ->> 'sigma')::numeric * greatest(s.sd, sqrt(s.mean), 1) AS allowed
+          FROM cur, stats s
+    )
+    SELECT 'system', 'system', NULL::text, NULL::numeric,
+           format('%s transactions in the hour from %s UTC, expected about %s (allowed deviation %s)',
+                  j.observed, p_hour, round(j.mean, 1), round(j.allowed, 1)),
+           jsonb_build_object('hour_utc', p_hour, 'observed', j.observed, 'baseline_mean', round(j.mean, 2),
+                              'baseline_stddev', round(j.sd, 2), 'allowed_deviation', round(j.allowed, 2),
+                              'samples', j.rows, 'sigma', params -> 'sigma',
+                              'baseline_days', params -> 'baseline_days', 'min_samples', params -> 'min_samples')
+      FROM judged j
+     WHERE j.n >= (params ->> 'min_samples')::integer
+       AND abs(j.observed - j.mean) > j.allowed
+$$;
+
+CREATE TABLE ledger.accounts (
+    account_id text NOT NULL,
+    balance numeric DEFAULT 0 NOT NULL,
+    opening_balance numeric DEFAULT 0 NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
+CREATE TABLE ledger.scans (
+    scan_id text NOT NULL,
+    account_id text NOT NULL,
+    device_id text,
+    scanned_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
+CREATE TABLE ledger.transactions (
+    txn_id text NOT NULL,
+    account_id text NOT NULL,
+    amount numeric NOT NULL,
+    status text NOT NULL,
+    balance_before numeric,
+    balance_after numeric,
+    device_id text,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT transactions_status_check CHECK ((status = ANY (ARRAY['success'::text, 'failed'::text, 'pending'::text])))
+);
+
+CREATE TABLE monitor.account_totals (
+    account_id text NOT NULL,
+    success_sum numeric DEFAULT 0 NOT NULL
+);
+
+CREATE TABLE monitor.alert_history (
+    history_id bigint NOT NULL,
+    event_id bigint NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    transition text NOT NULL,
+    actor text NOT NULL,
+    note text,
+    detector text NOT NULL,
+    severity text NOT NULL,
+    subject text NOT NULL,
+    summary text NOT NULL,
+    CONSTRAINT alert_history_transition_check CHECK ((transition = ANY (ARRAY['opened'::text, 'acknowledged'::text, 'resolved'::text, 'auto_resolved'::text, 'severity_changed'::text])))
+);
+
+ALTER TABLE monitor.alert_history ALTER COLUMN history_id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME monitor.alert_history_history_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+CREATE TABLE monitor.detector_runs (
+    run_id bigint NOT NULL,
+    detector text NOT NULL,
+    started_at timestamp with time zone NOT NULL,
+    finished_at timestamp with time zone NOT NULL,
+    status text NOT NULL,
+    since timestamp with time zone,
+    events_opened integer DEFAULT 0 NOT NULL,
+    events_updated integer DEFAULT 0 NOT NULL,
+    events_resolved integer DEFAULT 0 NOT NULL,
+    rows_examined bigint,
+    error text,
+    CONSTRAINT detector_runs_status_check CHECK ((status = ANY (ARRAY['ok'::text, 'error'::text, 'skipped'::text])))
+);
+
+ALTER TABLE monitor.detector_runs ALTER COLUMN run_id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME monitor.detector_runs_run_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+ALTER TABLE monitor.events ALTER COLUMN event_id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME monitor.events_event_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+CREATE TABLE monitor.health_snapshots (
+    snapshot_id bigint NOT NULL,
+    taken_at timestamp with time zone DEFAULT now() NOT NULL,
+    txn_last_hour bigint NOT NULL,
+    successes bigint NOT NULL,
+    failures bigint NOT NULL,
+    success_rate numeric,
+    open_critical integer NOT NULL,
+    open_high integer NOT NULL,
+    open_medium integer NOT NULL,
+    open_low integer NOT NULL,
+    detector_lag interval
+);
+
+ALTER TABLE monitor.health_snapshots ALTER COLUMN snapshot_id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME monitor.health_snapshots_snapshot_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+CREATE TABLE monitor.settings (
+    key text NOT NULL,
+    value jsonb NOT NULL,
+    description text DEFAULT ''::text NOT NULL
+);
+
+CREATE VIEW monitor.src_accounts AS
+ SELECT s.account_id,
+    s.balance,
+    COALESCE(s.opening_balance, (0)::numeric) AS opening_balance,
+    s.updated_at
+   FROM ledger.accounts s;
+
+COMMENT ON VIEW monitor.src_accounts IS 'monitorctl source: accounts, from ledger.accounts';
+
+CREATE VIEW monitor.src_scans AS
+ SELECT s.scan_id,
+    s.account_id,
+    s.device_id,
+    s.scanned_at
+   FROM ledger.scans s;
+
+COMMENT ON VIEW monitor.src_scans IS 'monitorctl source: scans, from ledger.scans';
+
+CREATE VIEW monitor.src_transactions AS
+ SELECT s.txn_id,
+    s.account_id,
+    s.amount,
+    s.status,
+    s.balance_before,
+    s.balance_after,
+    s.device_id,
+    s.created_at,
+    s.updated_at
+   FROM ledger.transactions s;
+
+COMMENT ON VIEW monitor.src_transactions IS 'monitorctl source: transactions, from ledger.transactions';
+
+CREATE MATERIALIZED VIEW monitor.volume_hourly AS
+ SELECT date_trunc('hour'::text, (t.created_at AT TIME ZONE 'UTC'::text)) AS hour_utc,
+    count(*) AS txns
+   FROM monitor.src_transactions t
+  WHERE (t.created_at >= ((date_trunc('hour'::text, (now() AT TIME ZONE 'UTC'::text)) AT TIME ZONE 'UTC'::text) - '57 days'::interval))
+  GROUP BY (date_trunc('hour'::text, (t.created_at AT TIME ZONE 'UTC'::text)))
+  WITH NO DATA;
+
+COMMENT ON MATERIALIZED VIEW monitor.volume_hourly IS 'Transactions per UTC hour over the last 57 days: the baseline of volume_anomaly.';
+
+CREATE TABLE monitor.watermarks (
+    detector text NOT NULL,
+    high_water timestamp with time zone NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
+ALTER TABLE ONLY ledger.accounts
+    ADD CONSTRAINT accounts_pkey PRIMARY KEY (account_id);
+
+ALTER TABLE ONLY ledger.scans
+    ADD CONSTRAINT scans_pkey PRIMARY KEY (scan_id);
+
+ALTER TABLE ONLY ledger.transactions
+    ADD CONSTRAINT transactions_pkey PRIMARY KEY (txn_id);
+
+ALTER TABLE ONLY monitor.account_totals
+    ADD CONSTRAINT account_totals_pkey PRIMARY KEY (account_id);
+
+ALTER TABLE ONLY monitor.alert_history
+    ADD CONSTRAINT alert_history_pkey PRIMARY KEY (history_id);
+
+ALTER TABLE ONLY monitor.detector_runs
+    ADD CONSTRAINT detector_runs_pkey PRIMARY KEY (run_id);
+
+ALTER TABLE ONLY monitor.detectors
+    ADD CONSTRAINT detectors_pkey PRIMARY KEY (name);
+
+ALTER TABLE ONLY monitor.events
+    ADD CONSTRAINT events_pkey PRIMARY KEY (event_id);
+
+ALTER TABLE ONLY monitor.health_snapshots
+    ADD CONSTRAINT health_snapshots_pkey PRIMARY KEY (snapshot_id);
+
+ALTER TABLE ONLY monitor.settings
+    ADD CONSTRAINT settings_pkey PRIMARY KEY (key);
+
+ALTER TABLE ONLY monitor.watermarks
+    ADD CONSTRAINT watermarks_pkey PRIMARY KEY (detector);
+
+CREATE INDEX accounts_negative ON ledger.accounts USING btree (account_id) WHERE (balance < (0)::numeric);
+
+CREATE INDEX accounts_updated ON ledger.accounts USING btree (updated_at);
+
+CREATE INDEX scans_account_scanned ON ledger.scans USING btree (account_id, scanned_at);
+
+CREATE INDEX scans_scanned ON ledger.scans USING btree (scanned_at);
+
+CREATE INDEX transactions_account_created ON ledger.transactions USING btree (account_id, created_at);
+
+CREATE INDEX transactions_created ON ledger.transactions USING btree (created_at);
+
+CREATE INDEX transactions_pending ON ledger.transactions USING btree (created_at) WHERE (status = 'pending'::text);
+
+CREATE INDEX transactions_updated ON ledger.transactions USING btree (updated_at);
+
+CREATE INDEX alert_history_created_at ON monitor.alert_history USING btree (created_at);
+
+CREATE INDEX alert_history_event ON monitor.alert_history USING btree (event_id, history_id);
+
+CREATE INDEX detector_runs_detector ON monitor.detector_runs USING btree (detector, started_at DESC);
+
+CREATE INDEX detector_runs_started_at ON monitor.detector_runs USING btree (started_at);
+
+CREATE UNIQUE INDEX events_active_dedup ON monitor.events USING btree (detector, dedup_key) WHERE (status <> 'resolved'::text);
+
+CREATE INDEX events_active_severity ON monitor.events USING btree (severity) WHERE (status <> 'resolved'::text);
+
+CREATE INDEX events_detector_key ON monitor.events USING btree (detector, dedup_key);
+
+CREATE INDEX events_last_seen ON monitor.events USING btree (last_seen DESC);
+
+CREATE INDEX events_resolved_at ON monitor.events USING btree (resolved_at) WHERE (status = 'resolved'::text);
+
+CREATE INDEX health_snapshots_taken_at ON monitor.health_snapshots USING btree (taken_at);
+
+CREATE UNIQUE INDEX volume_hourly_hour ON monitor.volume_hourly USING btree (hour_utc);
+
+CREATE TRIGGER accounts_touch BEFORE UPDATE ON ledger.accounts FOR EACH ROW WHEN ((old.* IS DISTINCT FROM new.*)) EXECUTE FUNCTION ledger.touch_updated_at();
+
+CREATE TRIGGER transactions_touch BEFORE UPDATE ON ledger.transactions FOR EACH ROW WHEN ((old.* IS DISTINCT FROM new.*)) EXECUTE FUNCTION ledger.touch_updated_at();
+
+CREATE TRIGGER detectors_touch BEFORE UPDATE ON monitor.detectors FOR EACH ROW EXECUTE FUNCTION monitor.detectors_touch();
+
+ALTER TABLE ONLY ledger.scans
+    ADD CONSTRAINT scans_account_id_fkey FOREIGN KEY (account_id) REFERENCES ledger.accounts(account_id);
+
+ALTER TABLE ONLY ledger.transactions
+    ADD CONSTRAINT transactions_account_id_fkey FOREIGN KEY (account_id) REFERENCES ledger.accounts(account_id);
