@@ -93,18 +93,15 @@ select monitor.resolve(%(ids)s::bigint[], %(note)s::text, %(actor)s::text)
 select event_id, status from monitor.events where event_id = any (%(ids)s::bigint[]) order by event_id
 
 -- name: status_detectors
-select d.name, d.enabled, d.severity, d.kind, d.schedule, d.builtin, d.enabled_at, d.params,
+select d.name, d.enabled, d.scheduled, d.severity, d.kind, d.schedule, d.builtin, d.enabled_at, d.params,
        r.started_at as last_run, r.finished_at - r.started_at as duration, r.status as last_status,
-       r.error as last_error, r.events_opened as last_opened,
-       ok.finished_at as last_ok, fin.finished_at as last_finished,
+       r.error as last_error, r.events_opened as last_opened, ok.finished_at as last_ok,
        (select count(*) from monitor.events e where e.detector = d.name and e.status <> 'resolved') as open_events
 from monitor.detectors d
 left join lateral (select * from monitor.detector_runs r where r.detector = d.name and r.status <> 'skipped'
                     order by r.started_at desc, r.run_id desc limit 1) r on true
 left join lateral (select r2.finished_at from monitor.detector_runs r2 where r2.detector = d.name
                       and r2.status = 'ok' order by r2.started_at desc, r2.run_id desc limit 1) ok on true
-left join lateral (select r3.finished_at from monitor.detector_runs r3 where r3.detector = d.name
-                      and r3.status <> 'skipped' order by r3.finished_at desc limit 1) fin on true
 order by d.name
 
 -- name: status_events
@@ -163,3 +160,9 @@ from monitor.detectors order by name
 select detector, status, events_opened, events_updated, events_resolved, rows_examined, started_at,
        finished_at, finished_at - started_at as duration, since, error
 from monitor.detector_runs where detector = %s order by run_id desc limit 1
+
+-- name: detector_health_now
+select h.subject, h.evidence ->> 'problem', h.summary
+from monitor.detect_detector_health(
+    coalesce((select params from monitor.detectors where name = 'detector_health'), '{"overdue_factor": 3}'),
+    now()) h

@@ -20,8 +20,13 @@ FORMAT_OPTION = typer.Option(Format.table, "--format", "-f", envvar="MONITOR_FOR
                              help="Output format: table, json (one document) or csv.")
 
 
+def root_obj(ctx: typer.Context) -> dict:
+    """The options of `monitorctl` itself (--dsn, --debug), from any command or sub-command."""
+    return ctx.find_root().obj or {}
+
+
 def dsn_of(ctx: typer.Context) -> str:
-    return resolve_dsn((ctx.obj or {}).get("dsn"))
+    return resolve_dsn(root_obj(ctx).get("dsn"))
 
 
 def installed_connection(ctx: typer.Context, autocommit: bool = True):

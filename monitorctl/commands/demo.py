@@ -1,0 +1,191 @@
+"""demo: a throwaway PostgreSQL with pg_cron, a synthetic festival with injected incidents, detection.
+
+Nothing on the machine is touched: the server is a temporary cluster (monitorctl.embedded) that is
+stopped and deleted at the end, unless --keep, which leaves it running (with the detectors scheduled
+in pg_cron) and prints how to connect and how to stop it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+from importlib import resources
+
+import typer
+
+from .. import embedded, install as inst, output, schedule
+from ..db import connect
+from ..errors import MonitorError
+from .common import FORMAT_OPTION, Format, say
+from .events import EVENT_COLUMNS, EVENT_KEYS, fetch
+
+DATABASE = "festival"
+# Detectors the festival's injected incidents must trigger (detector_health stays quiet).
+EXPECTED = ["failed_debit", "balance_mismatch", "consecutive_failures", "negative_balance", "stuck_pending",
+            "failure_rate", "duplicate_scan", "concurrent_txn", "volume_anomaly"]
+
+
+def generate(conn, cards: int, hours: int, seed: float) -> dict:
+    """Load the festival (monitorctl/festival.sql) into the empty reference ledger."""
+    conn.execute("select set_config('festival.cards', %s, false), set_config('festival.hours', %s, false),"
+                 " set_config('festival.seed', %s, false)", (str(cards), str(hours), str(seed)))
+    with conn.transaction():
+        cur = conn.execute((resources.files("monitorctl") / "festival.sql").read_text())
+        counts = None
+        while True:
+            if cur.description:
+                counts = dict(zip([d.name for d in cur.description], cur.fetchone()))
+            if not cur.nextset():
+                break
+    return counts
+
+
+class Progress:
+    """One line redrawn in place on a terminal; one line per step otherwise."""
+
+    def __init__(self, total: int):
+        self.total, self.done = total, 0
+        self.tty = sys.stderr.isatty()
+
+    def step(self, name: str) -> None:
+        if self.tty:
+            bar = "#" * self.done + "." * (self.total - self.done)
+            sys.stderr.write(f"\r  detecting [{bar}] {self.done}/{self.total} {name:<22}")
+            sys.stderr.flush()
+
+    def finished(self, name: str, opened: int, seconds: float) -> None:
+        self.done += 1
+        line = f"  [{self.done:>2}/{self.total}] {name:<22} {opened:>2} new event{'s' if opened != 1 else ' '}" \
+               f"  {output.duration(seconds)}"
+        if self.tty:
+            sys.stderr.write("\r" + " " * 72 + "\r")
+        say(line)
+
+
+def detect(conn) -> None:
+    names = [r[0] for r in conn.execute("select name from monitor.detectors where enabled order by name")]
+    progress = Progress(len(names))
+    for name in names:
+        progress.step(name)
+        started = time.monotonic()
+        with conn.transaction():
+            conn.execute("select set_config('statement_timeout', '60s', true)")
+            opened = conn.execute("select monitor.run_detector(%s)", (name,)).fetchone()[0]
+        progress.finished(name, opened, time.monotonic() - started)
+
+
+def stop_command(server: embedded.Server) -> str:
+    stopper = next((s for s in server._stop if isinstance(s, embedded._LocalStopper)), None)
+    if stopper is None:
+        return ""
+    pg_ctl = embedded._as_server_user([str(stopper.bindir / "pg_ctl"), "-D", str(stopper.datadir), "stop"])
+    return f"{' '.join(pg_ctl)} && rm -rf {stopper.base}"
+
+
+def keep(server: embedded.Server, dsn: str, conn) -> dict:
+    """Leave the server running: schedule the detectors, forget the clean-up, say how to use it."""
+    import atexit
+
+    report, why = schedule.sync(conn, dsn)
+    stop = stop_command(server)
+    atexit.unregister(server.stop)
+    server._stop.clear()
+    return {"dsn": dsn, "stop": stop,
+            "scheduling": f"pg_cron {report.version} runs the detectors every minute" if report
+            else f"scheduling is off: {why}"}
+
+
+def demo(
+    keep_server: bool = typer.Option(False, "--keep", help="Leave the server running afterwards (detectors "
+                                     "scheduled in pg_cron) and print its DSN and the command that stops it."),
+    cards: int = typer.Option(3000, "--cards", min=100, max=50000, help="Festival cards (each makes 3 to 9 "
+                              "transactions)."),
+    hours: int = typer.Option(4, "--hours", min=1, max=24, help="Hours of festival, ending now."),
+    seed: float = typer.Option(0.42, "--seed", min=-1, max=1, help="Random seed: the same seed, the same festival."),
+    fmt: Format = FORMAT_OPTION,
+) -> None:
+    """On a fresh machine: start a throwaway local PostgreSQL with pg_cron, install monitor with the
+    reference ledger, load a synthetic festival (thousands of cards, top-ups, payments and scans) with a
+    handful of injected incidents of every kind, run every detector, and show what was found. The server
+    is removed at the end unless --keep. Takes a few seconds; needs PostgreSQL's server binaries
+    (initdb, pg_ctl) and, for scheduling, pg_cron.
+
+    Example: monitorctl demo --keep
+    """
+    began = time.monotonic()
+    say("monitorctl demo: a throwaway PostgreSQL, a synthetic festival, and the detectors on it")
+    try:
+        server = embedded.start(progress=lambda m: say(f"  {m}"))
+    except (embedded.EmbeddedError, OSError) as exc:
+        raise MonitorError(f"cannot start a local PostgreSQL for the demo: {exc}")
+    kept = None
+    try:
+        dsn = server.create_database(DATABASE)
+        inst.install(dsn, with_ledger=True, do_schedule=False)
+        say(f"  installed monitor and the reference ledger in database {DATABASE}")
+        with connect(dsn) as conn:
+            counts = generate(conn, cards, hours, seed)
+            say(f"  festival: {counts['cards']:,} cards, {counts['transactions']:,} transactions and "
+                f"{counts['scans']:,} scans over {hours} hours, {counts['incidents']} injected incidents")
+            say(f"  baseline: {counts['baseline_transactions']:,} transactions in the same hour of the 4 weeks "
+                "before (what volume_anomaly compares with)")
+            detect(conn)
+            events = fetch(conn, "events_list", {"statuses": None, "severities": None, "detector": None,
+                                                 "subject": None, "since": None, "since_ts": None, "limit": None})
+            if keep_server:
+                kept = keep(server, dsn, conn)
+        missed = [d for d in EXPECTED if d not in {e["detector"] for e in events}]
+        by_severity = {s: sum(1 for e in events if e["severity"] == s) for s in output.SEVERITIES}
+        show(events, by_severity, fmt, kept)
+        if missed:
+            say(f"warning: no event from {', '.join(missed)}, which the festival should have triggered")
+        say(f"done in {time.monotonic() - began:.1f} s")
+        next_steps(kept)
+    finally:
+        if not kept:
+            if server.backend == "external":  # someone else's server: leave it as it was
+                with contextlib.suppress(Exception):
+                    server.drop_database(DATABASE)
+            server.stop()
+
+
+def show(events: list[dict], by_severity: dict, fmt: Format, kept: dict | None) -> None:
+    if fmt is Format.json:
+        output.emit(output.dumps({"events": [{k: e[k] for k in EVENT_KEYS} for e in events],
+                                  "by_severity": by_severity, "dsn": kept and kept["dsn"]}))
+        return
+    if fmt is Format.csv:
+        output.emit(output.csv_text(events, EVENT_KEYS))
+        return
+    output.emit("")
+    output.emit(output.table(events, EVENT_COLUMNS, colour=output.use_colour(), width=output.terminal_width()))
+    output.emit("")
+    colour = output.use_colour()
+    output.emit(f"{len(events)} events: " + ", ".join(
+        output.paint(f"{n} {s}", "severity", s, colour and n > 0) for s, n in by_severity.items()))
+
+
+def next_steps(kept: dict | None) -> None:
+    if not kept:
+        say("the demo server has been removed. To explore the result with the commands below, run "
+            "`monitorctl demo --keep`:")
+        say("  monitorctl events --severity critical    monitorctl show ID    monitorctl ack ID")
+        say("  monitorctl resolve ID --note '...'       monitorctl status     monitorctl events --follow")
+        return
+    say("")
+    say(f"The server keeps running ({kept['scheduling']}). Try:")
+    say(f"  export MONITOR_DSN='{kept['dsn']}'")
+    say("  monitorctl events --severity critical")
+    say("  monitorctl show ID                 # evidence and timeline of one event")
+    say("  monitorctl ack ID                  # someone is on it")
+    say("  monitorctl resolve ID --note '...'")
+    say("  monitorctl status")
+    say(f"  psql \"$MONITOR_DSN\"                # or look at monitor.events yourself")
+    if kept["stop"]:
+        say("When done, stop and delete it with:")
+        say(f"  {kept['stop']}")
+
+
+def register(app) -> None:
+    app.command()(demo)

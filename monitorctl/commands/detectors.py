@@ -1,0 +1,251 @@
+"""detectors list|enable|disable|set|add|remove: inspect and tune detectors (CONTRACT §3, §6).
+
+Every change is made through SQL (monitor.configure_detector, monitor.register_detector) and then
+pg_cron's jobs are brought in line at once (a disabled detector is unscheduled, a new schedule
+rescheduled). The registry keeps the change, so a later `monitorctl install` keeps it too.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from decimal import Decimal
+from typing import List, Optional
+
+import psycopg
+import typer
+from psycopg.types.json import Jsonb
+
+from .. import output, schedule
+from ..db import query
+from ..errors import UsageError
+from ..output import Column
+from .common import FORMAT_OPTION, Format, dsn_of, installed_connection, say
+
+NUMBER = re.compile(r"^-?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?$")
+SETTINGS = ("schedule", "severity")
+COMMON_PARAMS = ("timeout", "lock_timeout", "late_window", "first_lookback")  # monitor.common_params
+
+app = typer.Typer(help="Inspect and tune detectors: list, enable, disable, set, add, remove.\n\n"
+                       "Example: monitorctl detectors set duplicate_scan window='3 seconds'",
+                  no_args_is_help=True, rich_markup_mode=None)
+
+
+class Severity(str, enum.Enum):
+    critical = "critical"
+    high = "high"
+    medium = "medium"
+    low = "low"
+
+
+class Kind(str, enum.Enum):
+    finding = "finding"
+    condition = "condition"
+
+
+LIST_COLUMNS = [
+    Column("name", "NAME"),
+    Column("enabled", "ENABLED"),
+    Column("severity", "SEVERITY", "severity"),
+    Column("kind", "KIND"),
+    Column("schedule", "SCHEDULE"),
+    Column("shown_params", "PARAMETERS", flex=True),
+]
+LIST_KEYS = ["name", "enabled", "severity", "kind", "schedule", "params", "param_defaults", "description",
+             "function", "builtin", "enabled_at", "updated_at"]
+
+
+def parse_value(text: str):
+    """A number as a JSON number ('20', '0.05'), anything else as a string ('3 seconds')."""
+    text = text.strip()
+    if NUMBER.match(text):
+        d = Decimal(text)
+        return int(d) if d == d.to_integral_value() and "." not in text and "e" not in text.lower() else float(d)
+    return text
+
+
+def parse_assignments(items: list[str], allow_settings: bool = True) -> tuple[dict, dict]:
+    """['window=3 seconds', 'schedule=*/5 * * * *'] -> ({'window': '3 seconds'}, {'schedule': '*/5 * * * *'})."""
+    params, settings = {}, {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise UsageError(f"expected key=value (e.g. window='3 seconds' or schedule='*/5 * * * *'), not {item!r}")
+        if allow_settings and key in SETTINGS:
+            settings[key] = value.strip()
+        else:
+            params[key] = parse_value(value)
+    if "severity" in settings and settings["severity"] not in [s.value for s in Severity]:
+        raise UsageError(f"severity must be one of critical, high, medium, low, not {settings['severity']!r}")
+    return params, settings
+
+
+def shown_params(row: dict) -> str:
+    """The parameters worth a glance: a detector's own, and common ones changed from their default."""
+    parts = []
+    for key, value in sorted(row["params"].items()):
+        if key in COMMON_PARAMS and row["param_defaults"].get(key) == value:
+            continue
+        parts.append(f"{key}={value}")
+    return " ".join(parts)
+
+
+def sync_cron(conn, ctx: typer.Context) -> None:
+    """Bring pg_cron's jobs in line with the registry and say what changed (stderr)."""
+    try:
+        report, why = schedule.sync(conn, dsn_of(ctx))
+    except psycopg.errors.InvalidParameterValue as exc:
+        raise UsageError(f"pg_cron refused it: {exc.diag.message_primary}")
+    if report is None:
+        say(f"scheduling is off: {why}")
+        return
+    changes = [("scheduled", report.created), ("rescheduled", report.updated), ("unscheduled", report.removed)]
+    done = "; ".join(f"{verb} {', '.join(names)}" for verb, names in changes if names)
+    say(f"pg_cron ({report.cron_database}): {done or 'jobs already in line'}")
+
+
+def _change(ctx: typer.Context, work) -> None:
+    """Run ``work(conn)`` and the pg_cron sync in one transaction; a refusal changes nothing (exit 2)."""
+    with installed_connection(ctx, autocommit=False) as conn:
+        try:
+            work(conn)
+            sync_cron(conn, ctx)
+            conn.commit()
+        except BaseException as exc:
+            conn.rollback()
+            restore_cron(conn, ctx)
+            if isinstance(exc, psycopg.errors.InvalidParameterValue):
+                raise UsageError(exc.diag.message_primary or str(exc))
+            raise
+
+
+def restore_cron(conn, ctx: typer.Context) -> None:
+    """After a refused change: pg_cron in another database may have been half-changed; re-align it."""
+    try:
+        schedule.sync(conn, dsn_of(ctx))
+    except Exception:  # the original error is the one to report
+        pass
+
+
+def configure(conn, name: str, params: dict | None = None, schedule_: str | None = None,
+              severity: str | None = None, enabled: bool | None = None) -> dict:
+    cur = conn.execute(query("configure_detector"), {
+        "name": name, "params": Jsonb(params) if params else None, "schedule": schedule_,
+        "severity": severity, "enabled": enabled})
+    return dict(zip([d.name for d in cur.description], cur.fetchone()))
+
+
+@app.command("list")
+def list_(ctx: typer.Context, fmt: Format = FORMAT_OPTION) -> None:
+    """Every detector: enabled, severity, kind, schedule and parameters (table: a detector's own
+    parameters and any changed from the default; json/csv: all of them, with defaults and description).
+
+    Example: monitorctl detectors list --format json
+    """
+    with installed_connection(ctx) as conn:
+        cur = conn.execute(query("detectors_list"))
+        rows = [dict(zip([d.name for d in cur.description], r)) for r in cur.fetchall()]
+    for r in rows:
+        r["shown_params"] = shown_params(r)
+    output.render(rows, LIST_COLUMNS, fmt.value, LIST_KEYS)
+
+
+@app.command()
+def enable(ctx: typer.Context,
+           names: List[str] = typer.Argument(..., metavar="NAME...", help="Detector names.")) -> None:
+    """Enable detectors: they run on their schedule again (pg_cron jobs are created at once).
+
+    Example: monitorctl detectors enable volume_anomaly
+    """
+    _change(ctx, lambda conn: [configure(conn, n, enabled=True) for n in names])
+    say(f"enabled {', '.join(names)}")
+
+
+@app.command()
+def disable(ctx: typer.Context,
+            names: List[str] = typer.Argument(..., metavar="NAME...", help="Detector names.")) -> None:
+    """Disable detectors: their pg_cron jobs are removed at once, and `monitorctl run` without names
+    skips them. Their open events stay (resolve them, or let a re-enabled condition resolve itself).
+
+    Example: monitorctl detectors disable failure_rate
+    """
+    _change(ctx, lambda conn: [configure(conn, n, enabled=False) for n in names])
+    say(f"disabled {', '.join(names)}")
+
+
+@app.command("set")
+def set_(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., metavar="NAME", help="Detector name."),
+    assignments: List[str] = typer.Argument(
+        ..., metavar="KEY=VALUE...",
+        help="Parameters (intervals as PostgreSQL interval text, numbers as numbers), or schedule=CRON, "
+             "severity=critical|high|medium|low."),
+) -> None:
+    """Change a detector's parameters, schedule or severity. Values are validated: an unknown key or a
+    value of the wrong kind changes nothing and exits 2. A new schedule takes effect in pg_cron at once;
+    parameters at the next run. Changes survive `monitorctl install`.
+
+    Example: monitorctl detectors set duplicate_scan window='3 seconds' min_count=3 schedule='*/2 * * * *'
+    """
+    params, settings = parse_assignments(assignments)
+    result = {}
+    _change(ctx, lambda conn: result.update(configure(conn, name, params, settings.get("schedule"),
+                                                      settings.get("severity"))))
+    changed = [f"{k}={result['params'][k]}" for k in params] + [f"{k}={result[k]}" for k in settings]
+    say(f"{name}: {' '.join(changed)}")
+
+
+@app.command()
+def add(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., metavar="NAME", help="Detector name: lower-case letters, digits and _."),
+    function: str = typer.Option(..., "--function", metavar="SCHEMA.FN",
+                                 help="FN(params jsonb, since timestamptz) RETURNS SETOF monitor.finding."),
+    severity: Severity = typer.Option(..., "--severity", case_sensitive=False, help="Severity of its events."),
+    kind: Kind = typer.Option(..., "--kind", case_sensitive=False,
+                              help="finding (stays open until resolved) or condition (resolves by itself)."),
+    schedule_: str = typer.Option("* * * * *", "--schedule", metavar="CRON", help="pg_cron schedule."),
+    param: Optional[List[str]] = typer.Option(None, "--param", metavar="KEY=VALUE",
+                                              help="A parameter with its default value; repeatable."),
+    description: str = typer.Option("", "--description", help="One line saying what it finds."),
+) -> None:
+    """Register a custom detector (monitor.register_detector) and schedule it in pg_cron. It is then
+    run, deduplicated and pruned like a built-in one; running `add` again re-registers it.
+
+    Example: monitorctl detectors add big_refund --function acme.detect_big_refund --severity high
+    --kind finding --param limit=500
+    """
+    params, _ = parse_assignments(param or [], allow_settings=False)
+
+    def work(conn):
+        conn.execute(query("register_detector"), {
+            "name": name, "function": function, "severity": severity.value, "kind": kind.value,
+            "schedule": schedule_, "params": Jsonb(params), "description": description})
+
+    _change(ctx, work)
+    say(f"registered detector {name} ({function}, {severity.value}, {kind.value}, {schedule_})")
+
+
+@app.command()
+def remove(ctx: typer.Context, name: str = typer.Argument(..., metavar="NAME", help="A custom detector.")) -> None:
+    """Remove a custom detector and its pg_cron job (its events stay until pruned). Built-in detectors
+    cannot be removed: disable them.
+
+    Example: monitorctl detectors remove big_refund
+    """
+    def work(conn):
+        known = conn.execute("select exists (select from monitor.detectors where name = %s)", (name,)).fetchone()[0]
+        if not known:
+            names = conn.execute(query("detector_names")).fetchone()[0]
+            raise UsageError(f"unknown detector {name!r} (known: {names or 'none'})")
+        conn.execute(query("unregister_detector"), {"name": name})
+
+    _change(ctx, work)
+    say(f"removed detector {name}")
+
+
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="detectors")
+

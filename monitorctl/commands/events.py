@@ -1,0 +1,345 @@
+"""events (list, filter, follow) and show (one event in full, with its timeline)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import re
+import signal
+from typing import List, Optional
+
+import psycopg
+import typer
+
+from .. import output
+from ..db import query
+from ..errors import DatabaseUnavailable, MonitorError, UsageError
+from ..output import Column
+from .common import FORMAT_OPTION, Format, installed_connection, say
+
+
+class Severity(str, enum.Enum):
+    critical = "critical"
+    high = "high"
+    medium = "medium"
+    low = "low"
+
+
+class Status(str, enum.Enum):
+    open = "open"
+    acknowledged = "acknowledged"
+    resolved = "resolved"
+    active = "active"
+    all = "all"
+
+
+STATUSES = {"active": ["open", "acknowledged"], "all": None}
+
+# The columns of monitor.events that JSON and CSV carry (CONTRACT §4).
+EVENT_KEYS = ["event_id", "detector", "kind", "severity", "status", "subject", "dedup_key", "txn_id", "amount",
+              "summary", "evidence", "first_seen", "last_seen", "occurrences", "acknowledged_at",
+              "acknowledged_by", "resolved_at", "resolved_by", "resolution_note"]
+EVENT_COLUMNS = [
+    Column("event_id", "ID", "int"),
+    Column("severity", "SEVERITY", "severity"),
+    Column("status", "STATUS", "status"),
+    Column("detector", "DETECTOR"),
+    Column("subject", "SUBJECT"),
+    Column("amount", "AMOUNT", "amount"),
+    Column("occurrences", "RUNS", "int"),
+    Column("last_seen", "LAST SEEN", "age"),
+    Column("summary", "SUMMARY", flex=True),
+]
+HISTORY_KEYS = ["history_id", "event_id", "created_at", "transition", "actor", "note", "detector", "severity",
+                "subject", "summary"]
+
+UNITS = {"s": 1, "sec": 1, "secs": 1, "second": 1, "seconds": 1,
+         "m": 60, "min": 60, "mins": 60, "minute": 60, "minutes": 60,
+         "h": 3600, "hour": 3600, "hours": 3600,
+         "d": 86400, "day": 86400, "days": 86400,
+         "w": 604800, "week": 604800, "weeks": 604800}
+SINCE = re.compile(r"^\s*(\d+)\s*([a-z]+)\s*$")
+DEFAULT_LIMIT = 100
+FOLLOW_WINDOW = "15 minutes"  # how far back --follow looks for changes committed late
+
+
+def parse_since(text: str | None, option: str = "--since") -> tuple[dt.timedelta | None, dt.datetime | None]:
+    """'2h', '30m', '7d', '90 seconds' -> a duration; an ISO 8601 time -> that time."""
+    if text is None:
+        return None, None
+    m = SINCE.match(text.lower())
+    if m and m.group(2) in UNITS:
+        return dt.timedelta(seconds=int(m.group(1)) * UNITS[m.group(2)]), None
+    try:
+        ts = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(f"{option}: {text!r} is not a duration such as 30m, 2h or 7d (units s, m, h, d, w), "
+                         "nor an ISO 8601 time")
+    return None, ts if ts.tzinfo else ts.replace(tzinfo=dt.timezone.utc)
+
+
+def filters(severity, status, detector, subject, since) -> dict:
+    since_iv, since_ts = parse_since(since)
+    return {
+        "statuses": STATUSES.get(status.value, [status.value]) if status else None,
+        "severities": [s.value for s in severity] if severity else None,
+        "detector": detector,
+        "subject": subject,
+        "since": since_iv,
+        "since_ts": since_ts,
+    }
+
+
+def check_detector(conn, name: str | None) -> None:
+    if name is None:
+        return
+    known, names = conn.execute(query("detector_known"), {"name": name}).fetchone()
+    if not known:
+        raise UsageError(f"--detector: unknown detector {name!r} (known: {names or 'none'})")
+
+
+def fetch(conn, name: str, params: dict) -> list[dict]:
+    cur = conn.execute(query(name), params)
+    cols = [d.name for d in cur.description]
+    return [dict(zip(cols, row)) for row in cur.fetchall()]
+
+
+def events(
+    ctx: typer.Context,
+    severity: Optional[List[Severity]] = typer.Option(
+        None, "--severity", "-s", case_sensitive=False,
+        help="Only this severity; repeat for several (--severity critical --severity high)."),
+    status: Status = typer.Option(Status.active, "--status", case_sensitive=False,
+                                  help="open, acknowledged, resolved, active (open + acknowledged) or all."),
+    detector: Optional[str] = typer.Option(None, "--detector", "-d", help="Only events of this detector."),
+    subject: Optional[str] = typer.Option(None, "--subject", help="Only events about this subject (an account "
+                                          "id, 'system', or a detector name)."),
+    since: Optional[str] = typer.Option(None, "--since", help="Only events seen within this long (30m, 2h, 7d) "
+                                        "or since this ISO 8601 time; filters on last_seen."),
+    limit: int = typer.Option(DEFAULT_LIMIT, "--limit", "-n", min=0, help="At most this many events, newest "
+                              "first (0: no limit)."),
+    fail_on: Optional[Severity] = typer.Option(
+        None, "--fail-on", case_sensitive=False, envvar="MONITOR_FAIL_ON",
+        help="Exit 1 when an active event of this severity or a more severe one exists (with --detector and "
+             "--subject, among those); for deploy gates and checks."),
+    follow: bool = typer.Option(False, "--follow", "-F", help="Keep running and print new and changed events as "
+                                "they happen (JSON Lines with --format json); Ctrl-C stops."),
+    interval: float = typer.Option(2.0, "--interval", min=0.1, envvar="MONITOR_FOLLOW_INTERVAL",
+                                   help="With --follow: seconds between polls when no notification arrives."),
+    fmt: Format = FORMAT_OPTION,
+) -> None:
+    """List events, newest last_seen first; by default the active ones (open and acknowledged).
+
+    Example: monitorctl events --severity critical --severity high --since 2h
+    """
+    if follow and fail_on is not None:
+        raise UsageError("--fail-on and --follow do not go together: --fail-on needs the command to end")
+    params = filters(severity, status, detector, subject, since)
+    conn = installed_connection(ctx)
+    with conn:
+        check_detector(conn, detector)
+        params["limit"] = limit or None
+        rows = fetch(conn, "events_list", params)
+        if follow:
+            follow_events(conn, params, rows, fmt, interval)
+            return
+        output.render(rows, EVENT_COLUMNS, fmt.value, EVENT_KEYS, empty="no events match")
+        if fmt is Format.table and limit and len(rows) == limit:
+            say(f"(the newest {limit} events; --limit 0 shows all)")
+        if fail_on is not None:
+            fail_if_active(conn, fail_on.value, detector, subject)
+
+
+def fail_if_active(conn, severity: str, detector: str | None, subject: str | None) -> None:
+    counts = dict(conn.execute(query("events_fail_on"), {"severities": output.at_least(severity),
+                                                         "detector": detector, "subject": subject}).fetchall())
+    if counts:
+        what = ", ".join(f"{counts[s]} {s}" for s in output.SEVERITIES if s in counts)
+        raise MonitorError(f"active events of severity {severity} or worse: {what}")
+
+
+# -- follow ----------------------------------------------------------------------------------------
+
+def signature(row: dict) -> tuple:
+    """What makes a change worth printing: not a mere last_seen or occurrences bump, nor a condition's
+    summary that restates how long it has held; a finding's summary changes when it grows."""
+    summary = row["summary"] if row["kind"] == "finding" else None
+    return (row["status"], row["severity"], row["amount"], row["resolution_note"], summary)
+
+
+def change_of(row: dict, before: tuple | None) -> str:
+    if before is None:
+        return "opened" if row["status"] == "open" else row["status"]
+    if before[0] != row["status"]:
+        return row["status"]
+    if before[1] != row["severity"]:
+        return "severity_changed"
+    return "updated"
+
+
+FOLLOW_COLUMNS = [Column("change", "CHANGE")] + [c for c in EVENT_COLUMNS if c.key != "last_seen"]
+FOLLOW_WIDTHS = {"change": 25, "event_id": 6, "severity": 8, "status": 12, "detector": 20, "subject": 14,
+                 "amount": 12, "occurrences": 4}
+
+
+class _Stop(Exception):
+    pass
+
+
+def follow_events(conn, params: dict, initial: list[dict], fmt: Format, interval: float) -> None:
+    """Print the matching events, oldest first, then every new or changed one until interrupted.
+
+    The runner's NOTIFY monitor_events wakes the loop at once; polling every ``interval`` seconds is the
+    fallback (a pooler may swallow notifications) and catches updates that send none.
+    """
+    wanted = set(params["statuses"]) if params["statuses"] else None
+    watch = {k: params[k] for k in ("severities", "detector", "subject")} | {"window": FOLLOW_WINDOW}
+    seen: dict[int, tuple] = {r["event_id"]: signature(r) for r in fetch(conn, "events_changed", watch)}
+    shown: set[int] = set()
+    printer = _Printer(fmt)
+
+    def stop(signum, frame):
+        raise _Stop()
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        conn.execute("listen monitor_events")
+        for row in reversed(initial):
+            printer.row(row, "existing")
+            shown.add(row["event_id"])
+            seen[row["event_id"]] = signature(row)
+        say("following events (Ctrl-C to stop)")
+        while True:
+            if list(conn.notifies(timeout=interval, stop_after=1)):
+                list(conn.notifies(timeout=0.1))  # a run announces its events together: take them all
+            for row in fetch(conn, "events_changed", watch):
+                eid, sig = row["event_id"], signature(row)
+                before = seen.get(eid, None)
+                if before == sig:
+                    continue
+                seen[eid] = sig
+                if eid in shown or wanted is None or row["status"] in wanted:
+                    printer.row(row, change_of(row, before))
+                    shown.add(eid)
+    except (KeyboardInterrupt, _Stop):
+        say("stopped")
+    except psycopg.OperationalError as exc:
+        raise DatabaseUnavailable(f"lost the database connection while following: {' '.join(str(exc).split())}")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+class _Printer:
+    def __init__(self, fmt: Format):
+        self.fmt = fmt
+        self.header = False
+        self.colour = output.use_colour()
+        width = output.terminal_width()
+        fixed = sum(FOLLOW_WIDTHS.values()) + 2 * (len(FOLLOW_COLUMNS) - 1)
+        self.summary_width = max(20, width - fixed) if width else None
+
+    def row(self, row: dict, change: str) -> None:
+        if self.fmt is Format.json:
+            output.emit(output.dumps({"change": change} | {k: row.get(k) for k in EVENT_KEYS}, indent=None))
+            return
+        if self.fmt is Format.csv:
+            if not self.header:
+                output.emit(output.csv_text([], ["change"] + EVENT_KEYS))
+                self.header = True
+            output.emit(output.csv_text([{"change": change} | row], ["change"] + EVENT_KEYS).split("\n", 1)[1])
+            return
+        cells = {c.key: output.cell(row.get(c.key), c.kind) for c in FOLLOW_COLUMNS}
+        cells["change"] = f"{output.clock(output.now_utc())[11:19]} {change}"
+        if not self.header:
+            output.emit(self._line({c.key: c.header for c in FOLLOW_COLUMNS}, None))
+            self.header = True
+        output.emit(self._line(cells, row))
+
+    def _line(self, cells: dict, row: dict | None) -> str:
+        parts = []
+        for c in FOLLOW_COLUMNS:
+            text, width = cells[c.key], FOLLOW_WIDTHS.get(c.key)
+            if c.key == "summary" and self.summary_width and row is not None:
+                width = self.summary_width
+            if width:
+                text = text[:width - 1] + "…" if len(text) > width else text
+                text = text.rjust(width) if c.right else text.ljust(width)
+            parts.append(output.paint(text, c.kind, row.get(c.key), self.colour) if row else text)
+        return "  ".join(parts).rstrip()
+
+
+# -- show ------------------------------------------------------------------------------------------
+
+def show(
+    ctx: typer.Context,
+    event_id: int = typer.Argument(..., metavar="ID", help="The event's id (the ID column of monitorctl events)."),
+    fmt: Format = FORMAT_OPTION,
+) -> None:
+    """One event in full: its summary, its evidence (pretty-printed) and its timeline from
+    monitor.alert_history. The history of a pruned event is still shown.
+
+    Example: monitorctl show 42
+    """
+    with installed_connection(ctx) as conn:
+        events_ = fetch(conn, "event_one", {"id": event_id})
+        history = fetch(conn, "event_history", {"id": event_id})
+    if not events_ and not history:
+        raise MonitorError(f"event {event_id} does not exist")
+    event = events_[0] if events_ else None
+    if fmt is Format.json:
+        output.emit(output.dumps({"event": event and {k: event[k] for k in EVENT_KEYS}, "history": history}))
+        return
+    if fmt is Format.csv:
+        output.emit(output.csv_text(history, HISTORY_KEYS))
+        return
+    output.emit(describe(event, history, event_id, output.use_colour()))
+
+
+def describe(event: dict | None, history: list[dict], event_id: int, colour: bool) -> str:
+    import json
+
+    lines = []
+    if event is None:
+        last = history[-1]
+        lines.append(f"Event {event_id} was pruned; its history remains ({last['detector']}, {last['severity']}, "
+                     f"{last['subject']}): {last['summary']}")
+    else:
+        e = event
+        lines.append(f"Event {e['event_id']}  {output.paint(e['severity'], 'severity', e['severity'], colour)}  "
+                     f"{output.paint(e['status'], 'status', e['status'], colour)}")
+        lines.append(f"  {e['summary']}")
+        lines.append("")
+        fields = [
+            ("detector", f"{e['detector']} ({e['kind']})"),
+            ("subject", e["subject"]),
+            ("dedup key", e["dedup_key"]),
+            ("transaction", e["txn_id"]),
+            ("amount", output.amount(e["amount"]) if e["amount"] is not None else None),
+            ("first seen", f"{output.clock(e['first_seen'])} ({output.age(e['first_seen'])})"),
+            ("last seen", f"{output.clock(e['last_seen'])} ({output.age(e['last_seen'])}), "
+                          f"seen by {e['occurrences']} run{'s' if e['occurrences'] != 1 else ''}"),
+            ("acknowledged", e["acknowledged_at"]
+             and f"{output.clock(e['acknowledged_at'])} by {e['acknowledged_by']}"),
+            ("resolved", e["resolved_at"] and f"{output.clock(e['resolved_at'])} by {e['resolved_by']}"),
+            ("note", e["resolution_note"]),
+        ]
+        for label, value in fields:
+            if value not in (None, ""):
+                lines.append(f"  {label + ':':14}{value}")
+        lines.append("")
+        lines.append("Evidence:")
+        text = json.dumps(output.jsonable(e["evidence"]), indent=2, ensure_ascii=False, sort_keys=True)
+        lines.extend("  " + line for line in text.splitlines())
+    lines.append("")
+    lines.append("Timeline:")
+    for h in history:
+        note = f"  ({h['note']})" if h["note"] else ""
+        lines.append(f"  {output.clock(h['created_at'])}  {h['transition']:16} {h['actor']}{note}")
+    if not history:
+        lines.append("  (no history: it was pruned)")
+    return "\n".join(lines)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(events)
+    app.command()(show)
