@@ -21,6 +21,9 @@ MAINTENANCE = {
     "snapshot": ("*/5 * * * *", "SELECT monitor.snapshot()"),
     "refresh": ("3 * * * *", "SELECT monitor.refresh()"),
 }
+CRON_PRUNE = ("DELETE FROM cron.job_run_details WHERE runid IN (SELECT d.runid FROM cron.job_run_details d "
+              "JOIN cron.job j USING (jobid) WHERE starts_with(j.jobname, {prefix}) "
+              "AND d.end_time < now() - make_interval(days => {days}) LIMIT 50000)")
 SECONDS = re.compile(r"^\s*\d+\s+seconds?\s*$")
 
 
@@ -79,16 +82,23 @@ def locate(conn, dsn: str) -> tuple[CronSite | None, str]:
     return CronSite(cconn, cron_db, dbname, row[0], own), ""
 
 
-def desired_jobs(conn, site: CronSite) -> dict[str, tuple[str, str]]:
+def desired_jobs(conn, site: CronSite) -> dict[str, tuple[str, str, str]]:
+    """Job name -> (schedule, command, database it runs in)."""
     jobs = {}
     for name, sched, timeout in conn.execute(query("enabled_detectors")):
         if SECONDS.match(sched) and version_tuple(site.version) < (1, 5):
             sched = "* * * * *"  # pg_cron before 1.5 has minute granularity only
         command = sql.SQL("SET statement_timeout = {}; SELECT monitor.run_detector({})").format(
             sql.Literal(timeout), sql.Literal(name)).as_string(conn)
-        jobs[site.prefix + name] = (sched, command)
+        jobs[site.prefix + name] = (sched, command, site.dbname)
     for name, (sched, command) in MAINTENANCE.items():
-        jobs[site.prefix + name] = (sched, command)
+        jobs[site.prefix + name] = (sched, command, site.dbname)
+    if not site.local:
+        # monitor.prune cannot reach pg_cron's run records from the monitored database: this job
+        # deletes this database's jobs' records in the cron database itself, in a bounded batch a day
+        days = conn.execute(query("cron_runs_days")).fetchone()[0]
+        command = sql.SQL(CRON_PRUNE).format(prefix=sql.Literal(site.prefix), days=sql.Literal(int(days)))
+        jobs[site.prefix + "prune-cron"] = ("27 3 * * *", command.as_string(conn), site.database)
     return jobs
 
 
@@ -98,11 +108,11 @@ def existing_jobs(site: CronSite) -> dict[str, tuple]:
     return {r[1]: r for r in rows}
 
 
-def _schedule(site: CronSite, name: str, sched: str, command: str) -> None:
-    if site.local:
+def _schedule(site: CronSite, name: str, sched: str, command: str, database: str) -> None:
+    if database == site.database:
         site.conn.execute("select cron.schedule(%s, %s, %s)", (name, sched, command))
     else:
-        site.conn.execute("select cron.schedule_in_database(%s, %s, %s, %s)", (name, sched, command, site.dbname))
+        site.conn.execute("select cron.schedule_in_database(%s, %s, %s, %s)", (name, sched, command, database))
 
 
 def mark_scheduled(conn, names: list[str]) -> None:
@@ -120,9 +130,9 @@ def sync(conn, dsn: str) -> tuple[SyncReport | None, str]:
         report = SyncReport(site.database, site.version)
         want = desired_jobs(conn, site)
         have = existing_jobs(site)
-        for name, (sched, command) in want.items():
+        for name, (sched, command, database) in want.items():
             row = have.get(name)
-            if row and (row[2], row[3], row[4], row[5]) == (sched, command, site.dbname, True):
+            if row and (row[2], row[3], row[4], row[5]) == (sched, command, database, True):
                 report.unchanged.append(name)
                 continue
             if row:  # unschedule by id: 1.4's upsert does not move a job between databases
@@ -130,12 +140,12 @@ def sync(conn, dsn: str) -> tuple[SyncReport | None, str]:
                 report.updated.append(name)
             else:
                 report.created.append(name)
-            _schedule(site, name, sched, command)
+            _schedule(site, name, sched, command, database)
         for name, row in have.items():
             if name not in want:
                 site.conn.execute("select cron.unschedule(%s::bigint)", (row[0],))
                 report.removed.append(name)
-        mark_scheduled(conn, [n[len(site.prefix):] for n in want])
+        mark_scheduled(conn, [n[len(site.prefix):] for n in want if n[len(site.prefix):] not in MAINTENANCE])
         return report, ""
     finally:
         site.close()

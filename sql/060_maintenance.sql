@@ -7,7 +7,9 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, monitor AS $$
     SELECT value FROM monitor.settings WHERE key = p_key
 $$;
 
--- Retention. Deletes in bounded batches and commits between them, so detection is never blocked
+-- Retention. When pg_cron lives in this database, this database's own jobs' run records are pruned
+-- here; jobs of other databases are pruned by their monitor.<db>.prune-cron job.
+-- Deletes in bounded batches and commits between them, so detection is never blocked
 -- for long; reports rows deleted (or, with dry_run, that would be) per table.
 CREATE OR REPLACE PROCEDURE monitor.prune(
     dry_run boolean DEFAULT false,
@@ -43,7 +45,7 @@ BEGIN
         SELECT count(*) INTO detector_runs FROM monitor.detector_runs r WHERE r.started_at < runs_cut;
         IF has_cron THEN
             EXECUTE 'SELECT count(*) FROM cron.job_run_details d JOIN cron.job j USING (jobid)
-                     WHERE j.jobname LIKE ''monitor.%'' AND d.end_time < $1' INTO cron_job_run_details USING cron_cut;
+                     WHERE j.jobname ~ ''^monitor\.[^.]+$'' AND d.end_time < $1' INTO cron_job_run_details USING cron_cut;
         END IF;
         RETURN;
     END IF;
@@ -84,7 +86,7 @@ BEGIN
         LOOP
             EXECUTE 'DELETE FROM cron.job_run_details WHERE runid IN (
                        SELECT d.runid FROM cron.job_run_details d JOIN cron.job j USING (jobid)
-                        WHERE j.jobname LIKE ''monitor.%'' AND d.end_time < $1 LIMIT $2)' USING cron_cut, batch;
+                        WHERE j.jobname ~ ''^monitor\.[^.]+$'' AND d.end_time < $1 LIMIT $2)' USING cron_cut, batch;
             GET DIAGNOSTICS n = ROW_COUNT;
             cron_job_run_details := cron_job_run_details + n;
             COMMIT;

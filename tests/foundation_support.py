@@ -77,7 +77,8 @@ def drop_cron_jobs(server: embedded.Server, database: str) -> None:
     if not server.has_cron:
         return
     with psycopg.connect(server.dsn(server.cron_database), autocommit=True) as c:
-        for (jobid,) in c.execute("select jobid from cron.job where database = %s", (database,)).fetchall():
+        for (jobid,) in c.execute("select jobid from cron.job where database = %s or starts_with(jobname, %s)",
+                                  (database, f"monitor.{database}.")).fetchall():
             c.execute("select cron.unschedule(%s::bigint)", (jobid,))
 
 

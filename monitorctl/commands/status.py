@@ -48,7 +48,7 @@ def cron_state(conn, dsn: str, dbname: str, user: str) -> tuple[dict, dict]:
     missing = sorted(set(want) - set(have))
     extra = sorted(set(have) - set(want))
     different = sorted(n for n in set(want) & set(have)
-                       if (have[n][2], have[n][3], have[n][4], have[n][5]) != (*want[n], site.dbname, True))
+                       if (have[n][2], have[n][3], have[n][4], have[n][5]) != (*want[n], True))
     state.update(in_sync=not (missing or extra or different), missing=missing, extra=extra, different=different)
     by_detector = {name[len(site.prefix):]: {"schedule": row[2], "active": row[5]} for name, row in have.items()}
     return state, by_detector

@@ -65,6 +65,12 @@ def assert_jobs_match_registry(server, dsn: str) -> dict[str, tuple]:
     return jobs
 
 
+def pg_server_cron_rows(server, name: str) -> list[tuple]:
+    with psycopg.connect(server.dsn(server.cron_database)) as c:
+        return c.execute("select jobname, schedule, command, database from cron.job where jobname = %s",
+                         (name,)).fetchall()
+
+
 # -- install ---------------------------------------------------------------------------------------
 
 def test_install_creates_tables_detectors_roles_and_jobs_in_another_database(pg_server, target):
@@ -74,7 +80,8 @@ def test_install_creates_tables_detectors_roles_and_jobs_in_another_database(pg_
     assert result.stdout == ""  # progress goes to stderr
     for mid in sorted(MONITOR_MIGRATIONS | LEDGER_MIGRATIONS):
         assert f"applied migration {mid}" in result.stderr
-    assert "pg_cron 1." in result.stderr and "13 jobs created" in result.stderr
+    # 10 detectors, 3 maintenance jobs, and the job that prunes their run records in the cron database
+    assert "pg_cron 1." in result.stderr and "14 jobs created" in result.stderr
     with psycopg.connect(target, autocommit=True) as c:
         assert TABLES <= monitor_tables(c)
         assert {r[0] for r in c.execute("select tablename from pg_tables where schemaname = 'ledger'")} == \
@@ -90,6 +97,8 @@ def test_install_creates_tables_detectors_roles_and_jobs_in_another_database(pg_
     jobs = assert_jobs_match_registry(pg_server, target)
     assert all(name.startswith(f"monitor.{dbname(target)}.") for name in jobs)
     assert len(jobs) == len(DETECTORS) + len(MAINTENANCE)
+    [(name, schedule, command, database)] = pg_server_cron_rows(pg_server, f"monitor.{dbname(target)}.prune-cron")
+    assert database == pg_server.cron_database and command.startswith("DELETE FROM cron.job_run_details")
 
 
 def test_install_into_the_cron_database_names_jobs_monitor_dot_name(pg_server, cron_db):
@@ -136,7 +145,7 @@ def test_second_install_is_a_no_op_that_keeps_user_changes(pg_server, target):
     # a further install changes no job at all (same job ids)
     with psycopg.connect(pg_server.dsn(pg_server.cron_database)) as c:
         ids = c.execute("select jobname, jobid from cron.job where database = %s", (dbname(target),)).fetchall()
-    assert "0 jobs created, 0 updated, 0 removed, 12 unchanged" in monitorctl(target, "install").stderr
+    assert "0 jobs created, 0 updated, 0 removed, 13 unchanged" in monitorctl(target, "install").stderr
     with psycopg.connect(pg_server.dsn(pg_server.cron_database)) as c:
         assert c.execute("select jobname, jobid from cron.job where database = %s",
                          (dbname(target),)).fetchall() == ids

@@ -96,7 +96,8 @@ def test_install_through_mapping_and_detect(app_db, pg_server):
     with psycopg.connect(pg_server.dsn(pg_server.cron_database)) as cron:
         jobs = cron.execute("select jobname, database from cron.job where jobname like %s order by 1",
                             (f"monitor.{dbname}.%",)).fetchall()
-    assert len(jobs) == 13 and {d for _, d in jobs} == {dbname}
+    assert len(jobs) == 14 and {d for j, d in jobs if not j.endswith(".prune-cron")} == {dbname}
+    assert dict(jobs)[f"monitor.{dbname}.prune-cron"] == pg_server.cron_database
     assert f"monitor.{dbname}.failed_debit" in {j for j, _ in jobs}
     # a plain install (an upgrade) keeps the stored mapping
     cli("install", dsn=dsn, check=True)

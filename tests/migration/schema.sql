@@ -810,7 +810,7 @@ BEGIN
         SELECT count(*) INTO detector_runs FROM monitor.detector_runs r WHERE r.started_at < runs_cut;
         IF has_cron THEN
             EXECUTE 'SELECT count(*) FROM cron.job_run_details d JOIN cron.job j USING (jobid)
-                     WHERE j.jobname LIKE ''monitor.%'' AND d.end_time < $1' INTO cron_job_run_details USING cron_cut;
+                     WHERE j.jobname ~ ''^monitor\.[^.]+$'' AND d.end_time < $1' INTO cron_job_run_details USING cron_cut;
         END IF;
         RETURN;
     END IF;
@@ -851,7 +851,7 @@ BEGIN
         LOOP
             EXECUTE 'DELETE FROM cron.job_run_details WHERE runid IN (
                        SELECT d.runid FROM cron.job_run_details d JOIN cron.job j USING (jobid)
-                        WHERE j.jobname LIKE ''monitor.%'' AND d.end_time < $1 LIMIT $2)' USING cron_cut, batch;
+                        WHERE j.jobname ~ ''^monitor\.[^.]+$'' AND d.end_time < $1 LIMIT $2)' USING cron_cut, batch;
             GET DIAGNOSTICS n = ROW_COUNT;
             cron_job_run_details := cron_job_run_details + n;
             COMMIT;
