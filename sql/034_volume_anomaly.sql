@@ -1,5 +1,6 @@
 -- volume_anomaly (CONTRACT §3): the last complete UTC hour's transaction count against the same
--- hour of the week over the previous `baseline_days`. Hourly counts come from a materialized view
+-- hour of the week over the previous `baseline_days`: it fires when the count deviates from the
+-- samples' mean by more than sigma x max(sample stddev, sqrt(mean), 1) x sqrt(1 + 1/samples). Hourly counts come from a materialized view
 -- (hours with no transactions count as 0 once the source has data), refreshed CONCURRENTLY by the
 -- monitor.refresh pg_cron job, and by the runner when it is older than an hour.
 
@@ -58,7 +59,10 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, monitor AS $$
           FROM samples
     ), judged AS (
         SELECT cur.n AS observed, s.*,
-               (params ->> 'sigma')::numeric * greatest(s.sd, sqrt(s.mean), 1) AS allowed
+               -- sqrt(1 + 1/n): a new hour deviates from a mean of n samples by more than one hour
+               -- deviates from the true mean (a prediction interval), see CHANGELOG.md
+               (params ->> 'sigma')::numeric * greatest(s.sd, sqrt(s.mean), 1)
+                   * sqrt(1 + 1.0 / greatest(s.n, 1)) AS allowed
           FROM cur, stats s
     )
     SELECT 'system', 'system', NULL::text, NULL::numeric,

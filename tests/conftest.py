@@ -47,7 +47,7 @@ def fresh_db(pg_server):
     name = f"t_fresh_{os.getpid()}_{next(_counter)}"
     dsn = pg_server.create_database(name)
     yield dsn
-    pg_server.drop_database(name)
+    drop_with_jobs(pg_server, name)
 
 
 @pytest.fixture
@@ -56,7 +56,16 @@ def db(pg_server, template_db):
     name = f"t_{os.getpid()}_{next(_counter)}"
     dsn = pg_server.create_database(name, template=template_db)
     yield dsn
-    pg_server.drop_database(name)
+    drop_with_jobs(pg_server, name)
+
+
+def drop_with_jobs(server, name: str) -> None:
+    """Drop a test database and the pg_cron jobs an install made for it (a dropped database keeps them)."""
+    if server.has_cron:
+        with psycopg.connect(server.dsn(server.cron_database), autocommit=True) as c:
+            c.execute("select cron.unschedule(jobid) from cron.job where database = %s or starts_with(jobname, %s)",
+                      (name, f"monitor.{name}."))
+    server.drop_database(name)
 
 
 @pytest.fixture

@@ -156,12 +156,13 @@ def volume_anomalous(samples: list[int], observed: int, sigma=3, min_samples=2) 
 
     `samples` are the counts of the same hour of the week in the baseline (hours without
     transactions count as 0). Fires when at least `min_samples` exist and
-    |observed - mean| > sigma * max(sample stddev, sqrt(mean), 1).
+    |observed - mean| > sigma * max(sample stddev, sqrt(mean), 1) * sqrt(1 + 1/n).
     """
     n = len(samples)
     if n < min_samples or n == 0:
         return False
     mean = Fraction(sum(samples), n)
     var = sum((Fraction(s) - mean) ** 2 for s in samples) / (n - 1) if n > 1 else Fraction(0)
-    # both sides are non-negative, so compare squares: no square roots, no rounding
-    return (observed - mean) ** 2 > Fraction(sigma) ** 2 * max(var, mean, Fraction(1))
+    # both sides are non-negative, so compare squares: no square roots, no rounding; the factor
+    # (1 + 1/n) widens the band to a prediction interval for one new hour (CHANGELOG.md, 0.1.0)
+    return (observed - mean) ** 2 > Fraction(sigma) ** 2 * max(var, mean, Fraction(1)) * (1 + Fraction(1, n))

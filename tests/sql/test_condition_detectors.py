@@ -149,11 +149,12 @@ def test_volume_anomaly_quiet_on_normal_hour(conn, ledger):
 
 
 def test_volume_anomaly_boundary(conn, ledger):
-    # mean 100, sample stddev 0 -> allowed deviation 3 * max(0, sqrt(100), 1) = 30
-    seed_volume(conn, {1: 100, 2: 100, 3: 100, 4: 100}, current=70)   # exactly 30 off: quiet
+    # mean 100, sample stddev 0, 4 samples -> allowed 3 * max(0, sqrt(100), 1) * sqrt(1 + 1/4) = 33.54
+    seed_volume(conn, {1: 100, 2: 100, 3: 100, 4: 100}, current=67)   # 33 off: quiet
     assert ledger.run("volume_anomaly") == 0
-    conn.execute("delete from ledger.transactions where txn_id = 'v0_1'")  # 31 off: fires
+    conn.execute("delete from ledger.transactions where txn_id = 'v0_1'")  # 34 off: fires
     assert ledger.run("volume_anomaly") == 1
+    assert float(ledger.events("volume_anomaly")[0]["evidence"]["allowed_deviation"]) == 33.54
 
 
 def test_volume_anomaly_needs_min_samples(conn, ledger):
