@@ -1197,7 +1197,10 @@ CREATE FUNCTION monitor.volume_anomaly_at(params jsonb, p_hour timestamp without
           FROM samples
     ), judged AS (
         SELECT cur.n AS observed, s.*,
-               (params ->> 'sigma')::numeric * greatest(s.sd, sqrt(s.mean), 1) AS allowed
+               -- sqrt(1 + 1/n): a new hour deviates from a mean of n samples by more than one hour
+               -- deviates from the true mean (a prediction interval), see CHANGELOG.md
+               (params ->> 'sigma')::numeric * greatest(s.sd, sqrt(s.mean), 1)
+                   * sqrt(1 + 1.0 / greatest(s.n, 1)) AS allowed
           FROM cur, stats s
     )
     SELECT 'system', 'system', NULL::text, NULL::numeric,
