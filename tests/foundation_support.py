@@ -67,8 +67,8 @@ def cron_jobs(server: embedded.Server, database: str) -> dict[str, tuple]:
     with psycopg.connect(server.dsn(server.cron_database), autocommit=True) as c:
         # jobs running in the cron database for other databases (monitor.<db>.prune-cron) are theirs
         rows = c.execute("select jobname, schedule, command, database, active from cron.job"
-                         " where database = %s and jobname !~ '^monitor\\.[^.]+\\.' order by jobname",
-                         (database,)).fetchall()
+                         " where database = %s and not (database = %s and jobname ~ '^monitor\\.[^.]+\\.')"
+                         " order by jobname", (database, server.cron_database)).fetchall()
     names = [r[0] for r in rows]
     assert len(names) == len(set(names)), f"duplicate pg_cron jobs: {names}"
     return {r[0]: r[1:] for r in rows}
