@@ -1,16 +1,10 @@
-"""monitorctl's commands, one module per family."""
+"""monitorctl's commands, one module per family; each exposes register(app)."""
 
-import importlib
+from . import demo, detectors, doctor, events, lifecycle, prune, run, setup, status
 
-MODULES = ["setup", "run", "events", "lifecycle", "status", "detectors", "prune", "doctor", "demo"]
+MODULES = [setup, run, events, lifecycle, status, detectors, prune, doctor, demo]
 
 
 def register(app) -> None:
-    for name in MODULES:
-        try:
-            module = importlib.import_module(f"{__name__}.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"{__name__}.{name}":
-                raise
-            continue
+    for module in MODULES:
         module.register(app)

@@ -86,10 +86,25 @@ def test_install_through_mapping_and_detect(app_db, pg_server):
                      insert into nfc_scan_log (id, card_id, scanned_at) values
                        (1, 2, now()), (2, 2, now() + interval '3 seconds'),  -- within 3 s: a burst
                        (3, 3, now()), (4, 3, now() + interval '4 seconds')   -- 4 s: not with window 3 s""")
-        for name in ("failed_debit", "balance_mismatch", "duplicate_scan", "stuck_pending"):
+        c.execute("""insert into table_cards values (4, 0), (5, -3);
+                     -- three failed payments within 10 minutes on card 4, and two
+                     -- transactions of card 5 one second apart; card 3's pending one is 11 minutes old
+                     insert into app_transaction_log (transaction_id, card_id, amount_change, status,
+                                                      previous_balance, new_balance, "timestamp") values
+                       (20, 4, -1, 'failed', 0, 0, (now() at time zone 'UTC') - interval '9 minutes'),
+                       (21, 4, -1, 'failed', 0, 0, (now() at time zone 'UTC') - interval '5 minutes'),
+                       (22, 4, -1, 'failed', 0, 0, (now() at time zone 'UTC') - interval '1 minute'),
+                       (30, 5, -2, 'completed', 0, -2, (now() at time zone 'UTC') - interval '2 seconds'),
+                       (31, 5, -1, 'completed', -2, -3, (now() at time zone 'UTC') - interval '1 second'),
+                       (32, 3, -5, 'processing', 0, 0, (now() at time zone 'UTC') - interval '11 minutes')""")
+        for name in ("failed_debit", "balance_mismatch", "duplicate_scan", "stuck_pending", "consecutive_failures",
+                     "concurrent_txn", "negative_balance"):
             c.execute("select monitor.run_detector(%s)", (name,))
+        assert c.execute("select count(*) from monitor.detector_runs where status <> 'ok'").fetchone() == (0,)
         got = set(c.execute("select detector, dedup_key from monitor.events").fetchall())
-        assert got == {("failed_debit", "10"), ("balance_mismatch", "1"), ("duplicate_scan", "1")}
+        assert got == {("failed_debit", "10"), ("balance_mismatch", "1"), ("duplicate_scan", "1"),
+                       ("consecutive_failures", "20"), ("concurrent_txn", "30"), ("stuck_pending", "32"),
+                       ("negative_balance", "5")}
         assert c.execute("select status from monitor.src_transactions where txn_id = '12'").fetchone() == ("pending",)
         assert c.execute("select params ->> 'window' from monitor.detectors where name = 'duplicate_scan'"
                          ).fetchone() == ("3 seconds",)
