@@ -15,6 +15,9 @@ DECLARE
     id_col text;
     t_col text;
     extra text;
+    b record;
+    back_accounts text[] := '{}';
+    back_starts timestamptz[] := '{}';
 BEGIN
     IF p_source = 'scans' THEN
         rel := 'monitor.src_scans'; id_col := 'scan_id'; t_col := 'scanned_at';
@@ -25,12 +28,54 @@ BEGIN
     ELSE
         RAISE EXCEPTION 'unknown burst source %', p_source;
     END IF;
+    -- 1. One range scan from since - window: it holds every row a burst reaching a fresh row can
+    --    have, unless the burst started before since (then its earlier rows may lie further back).
+    FOR b IN EXECUTE format($q$
+        WITH win AS (
+            SELECT r.account_id, r.%3$I AS id, r.%2$I AS t, r.device_id, %4$s
+              FROM %1$s r WHERE r.%2$I >= $1 - $2
+        ), fresh AS (
+            SELECT DISTINCT w.account_id FROM win w WHERE w.t >= $1
+        ), gaps AS (               -- one sort: each row's distance to its neighbours
+            SELECT w.*, w.t - lag(w.t) OVER o AS gap_before, lead(w.t) OVER o - w.t AS gap_after
+              FROM win w JOIN fresh f ON f.account_id = w.account_id
+            WINDOW o AS (PARTITION BY w.account_id ORDER BY w.t, w.id COLLATE "C")
+        ), marked AS (             -- only rows with a neighbour within the window can be in a burst
+            SELECT g.*, CASE WHEN g.gap_before IS NULL OR g.gap_before > $2 THEN 1 ELSE 0 END AS starts
+              FROM gaps g
+             WHERE g.gap_before <= $2 OR g.gap_after <= $2
+        ), numbered AS (
+            SELECT m.*, sum(m.starts) OVER (PARTITION BY m.account_id ORDER BY m.t, m.id COLLATE "C") AS burst
+              FROM marked m
+        )
+        SELECT n.account_id,
+               array_agg(n.id ORDER BY n.t, n.id COLLATE "C") AS ids,
+               array_agg(n.t ORDER BY n.t, n.id COLLATE "C") AS times,
+               array_agg(n.device_id ORDER BY n.t, n.id COLLATE "C") AS devices,
+               array_agg(n.amount ORDER BY n.t, n.id COLLATE "C") AS amounts,
+               array_agg(n.status ORDER BY n.t, n.id COLLATE "C") AS statuses
+          FROM numbered n
+         GROUP BY n.account_id, n.burst
+        HAVING max(n.t) >= $1 AND (count(*) >= $3 OR min(n.t) < $1)
+    $q$, rel, t_col, id_col, extra) USING p_since, p_window, greatest(p_min_count, 2)
+    LOOP
+        IF b.times[1] >= p_since THEN
+            account_id := b.account_id; ids := b.ids; times := b.times; devices := b.devices;
+            amounts := b.amounts; statuses := b.statuses;
+            RETURN NEXT;
+        ELSE
+            back_accounts := back_accounts || b.account_id;
+            back_starts := back_starts || b.times[1];
+        END IF;
+    END LOOP;
+    IF cardinality(back_accounts) = 0 THEN
+        RETURN;
+    END IF;
+    -- 2. The few bursts that started before since: follow each backwards through the
+    --    (account_id, time) index to its first row, then number that account's rows again.
     RETURN QUERY EXECUTE format($q$
-        WITH RECURSIVE fresh AS (           -- accounts with rows this run must examine
-            SELECT r.account_id, min(r.%2$I) AS t0
-              FROM %1$s r WHERE r.%2$I >= $1 GROUP BY r.account_id
-        ), back (account_id, t) AS (        -- follow the burst backwards from the first fresh row
-            SELECT f.account_id, f.t0 FROM fresh f
+        WITH RECURSIVE back (account_id, t) AS (
+            SELECT s.a, s.t0 FROM unnest($4::text[], $5::timestamptz[]) AS s(a, t0)
             UNION ALL
             SELECT b.account_id, p.t
               FROM back b
@@ -40,15 +85,15 @@ BEGIN
                    ORDER BY r.%2$I LIMIT 1) p
         ), start AS (
             SELECT b.account_id, min(b.t) AS t FROM back b GROUP BY b.account_id
-        ), rows AS (
+        ), marked AS (
             SELECT r.account_id, r.%3$I AS id, r.%2$I AS t, r.device_id, %4$s,
-                   CASE WHEN lag(r.%2$I) OVER w IS NULL OR r.%2$I - lag(r.%2$I) OVER w > $2
-                        THEN 1 ELSE 0 END AS starts_burst
+                   CASE WHEN lag(r.%2$I) OVER o IS NULL OR r.%2$I - lag(r.%2$I) OVER o > $2
+                        THEN 1 ELSE 0 END AS starts
               FROM start s JOIN %1$s r ON r.account_id = s.account_id AND r.%2$I >= s.t
-            WINDOW w AS (PARTITION BY r.account_id ORDER BY r.%2$I, r.%3$I COLLATE "C")
+            WINDOW o AS (PARTITION BY r.account_id ORDER BY r.%2$I, r.%3$I COLLATE "C")
         ), numbered AS (
-            SELECT x.*, sum(x.starts_burst) OVER (PARTITION BY x.account_id ORDER BY x.t, x.id COLLATE "C") AS burst
-              FROM rows x
+            SELECT m.*, sum(m.starts) OVER (PARTITION BY m.account_id ORDER BY m.t, m.id COLLATE "C") AS burst
+              FROM marked m
         )
         SELECT n.account_id,
                array_agg(n.id ORDER BY n.t, n.id COLLATE "C"),
@@ -60,7 +105,7 @@ BEGIN
          GROUP BY n.account_id, n.burst
         HAVING count(*) >= $3 AND max(n.t) >= $1
     $q$, rel, t_col, id_col, extra)
-    USING p_since, p_window, p_min_count;
+    USING p_since, p_window, p_min_count, back_accounts, back_starts;
 END
 $$;
 COMMENT ON FUNCTION monitor.find_bursts(text, interval, integer, timestamptz) IS

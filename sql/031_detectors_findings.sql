@@ -5,7 +5,10 @@
 -- A failed transaction that still took money: balance_after < balance_before.
 CREATE OR REPLACE FUNCTION monitor.detect_failed_debit(params jsonb, since timestamptz)
 RETURNS SETOF monitor.finding
-LANGUAGE sql STABLE SET search_path = pg_catalog, monitor AS $$
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, monitor AS $$
+BEGIN
+    -- a one-shot plan per run: the planner sees the actual window (an index range scan)
+    RETURN QUERY EXECUTE $q$
     SELECT t.account_id,
            t.txn_id,
            t.txn_id,
@@ -18,10 +21,12 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, monitor AS $$
                'lost', t.balance_before - t.balance_after, 'device_id', t.device_id,
                'created_at', t.created_at, 'updated_at', t.updated_at)
       FROM monitor.src_transactions t
-     WHERE (t.created_at >= since OR t.updated_at >= since)
+     WHERE (t.created_at >= $2 OR t.updated_at >= $2)
        AND t.status = 'failed'
        AND t.balance_before IS NOT NULL AND t.balance_after IS NOT NULL
        AND t.balance_after < t.balance_before
+    $q$ USING params, since;
+END
 $$;
 COMMENT ON FUNCTION monitor.detect_failed_debit(jsonb, timestamptz) IS
     'failed_debit: a failed transaction with balance_after < balance_before (money lost).';
@@ -30,11 +35,14 @@ COMMENT ON FUNCTION monitor.detect_failed_debit(jsonb, timestamptz) IS
 -- `count` failures within `window` of each other, first to last.
 CREATE OR REPLACE FUNCTION monitor.detect_consecutive_failures(params jsonb, since timestamptz)
 RETURNS SETOF monitor.finding
-LANGUAGE sql STABLE SET search_path = pg_catalog, monitor AS $$
-    WITH fresh AS (                -- accounts with new or changed rows, and their earliest such row
-        SELECT t.account_id, min(t.created_at) AS t0
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, monitor AS $$
+BEGIN
+    -- a one-shot plan per run: the planner sees the actual window (an index range scan)
+    RETURN QUERY EXECUTE $q$
+    WITH fresh AS (                -- accounts with new or changed failures, and their earliest one:
+        SELECT t.account_id, min(t.created_at) AS t0  -- a run that holds a fresh row holds a fresh failure
           FROM monitor.src_transactions t
-         WHERE t.created_at >= since OR t.updated_at >= since
+         WHERE (t.created_at >= $2 OR t.updated_at >= $2) AND t.status = 'failed'
          GROUP BY t.account_id
     ), start AS (                  -- a run starts after the last success before that row
         SELECT f.account_id,
@@ -43,7 +51,7 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, monitor AS $$
           FROM fresh f
     ), seq AS (
         SELECT r.account_id, r.txn_id, r.created_at, r.status, r.amount, r.device_id,
-               (r.created_at >= since OR r.updated_at >= since) AS is_new,
+               (r.created_at >= $2 OR r.updated_at >= $2) AS is_new,
                count(*) FILTER (WHERE r.status = 'success')
                    OVER (PARTITION BY r.account_id ORDER BY r.created_at, r.txn_id COLLATE "C") AS run
           FROM start s
@@ -62,7 +70,7 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, monitor AS $$
          WHERE q.status = 'failed'
          GROUP BY q.account_id, q.run
     ), hits AS (
-        SELECT r.*, (params ->> 'count')::integer AS n, (params ->> 'window')::interval AS w
+        SELECT r.*, ($1 ->> 'count')::integer AS n, ($1 ->> 'window')::interval AS w
           FROM runs r
          WHERE r.any_new
     )
@@ -81,6 +89,8 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, monitor AS $$
      WHERE cardinality(h.ids) >= h.n
        AND EXISTS (SELECT FROM generate_series(1, cardinality(h.ids) - h.n + 1) i
                     WHERE h.times[i + h.n - 1] - h.times[i] <= h.w)
+    $q$ USING params, since;
+END
 $$;
 COMMENT ON FUNCTION monitor.detect_consecutive_failures(jsonb, timestamptz) IS
     'consecutive_failures: a maximal run of failed transactions holding `count` within `window`.';
@@ -88,7 +98,10 @@ COMMENT ON FUNCTION monitor.detect_consecutive_failures(jsonb, timestamptz) IS
 -- A card scanned in a burst: each scan within `window` of the previous one, at least `min_count`.
 CREATE OR REPLACE FUNCTION monitor.detect_duplicate_scan(params jsonb, since timestamptz)
 RETURNS SETOF monitor.finding
-LANGUAGE sql STABLE SET search_path = pg_catalog, monitor AS $$
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, monitor AS $$
+BEGIN
+    -- a one-shot plan per run: the planner sees the actual window (an index range scan)
+    RETURN QUERY EXECUTE $q$
     SELECT b.account_id,
            b.ids[1],
            NULL::text,
@@ -100,9 +113,11 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, monitor AS $$
                'first_at', b.times[1], 'last_at', b.times[cardinality(b.times)],
                'scan_ids', to_jsonb(b.ids[1:50]), 'times', to_jsonb(b.times[1:50]),
                'devices', to_jsonb(b.devices[1:50]), 'member_keys', to_jsonb(b.ids),
-               'window', params ->> 'window', 'min_count', (params -> 'min_count'))
-      FROM monitor.find_bursts('scans', (params ->> 'window')::interval,
-                               (params ->> 'min_count')::integer, since) b
+               'window', $1 ->> 'window', 'min_count', ($1 -> 'min_count'))
+      FROM monitor.find_bursts('scans', ($1 ->> 'window')::interval,
+                               ($1 ->> 'min_count')::integer, $2) b
+    $q$ USING params, since;
+END
 $$;
 COMMENT ON FUNCTION monitor.detect_duplicate_scan(jsonb, timestamptz) IS
     'duplicate_scan: a maximal burst of scans of one card, each within `window` of the previous.';
@@ -110,7 +125,10 @@ COMMENT ON FUNCTION monitor.detect_duplicate_scan(jsonb, timestamptz) IS
 -- Transactions of one account in a burst (any status), each within `window` of the previous one.
 CREATE OR REPLACE FUNCTION monitor.detect_concurrent_txn(params jsonb, since timestamptz)
 RETURNS SETOF monitor.finding
-LANGUAGE sql STABLE SET search_path = pg_catalog, monitor AS $$
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, monitor AS $$
+BEGIN
+    -- a one-shot plan per run: the planner sees the actual window (an index range scan)
+    RETURN QUERY EXECUTE $q$
     SELECT b.account_id,
            b.ids[1],
            b.ids[1],
@@ -123,9 +141,11 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, monitor AS $$
                'txn_ids', to_jsonb(b.ids[1:50]), 'times', to_jsonb(b.times[1:50]),
                'amounts', to_jsonb(b.amounts[1:50]), 'statuses', to_jsonb(b.statuses[1:50]),
                'devices', to_jsonb(b.devices[1:50]), 'member_keys', to_jsonb(b.ids),
-               'window', params ->> 'window', 'min_count', (params -> 'min_count'))
-      FROM monitor.find_bursts('transactions', (params ->> 'window')::interval,
-                               (params ->> 'min_count')::integer, since) b
+               'window', $1 ->> 'window', 'min_count', ($1 -> 'min_count'))
+      FROM monitor.find_bursts('transactions', ($1 ->> 'window')::interval,
+                               ($1 ->> 'min_count')::integer, $2) b
+    $q$ USING params, since;
+END
 $$;
 COMMENT ON FUNCTION monitor.detect_concurrent_txn(jsonb, timestamptz) IS
     'concurrent_txn: a maximal burst of one account''s transactions, each within `window` of the previous.';

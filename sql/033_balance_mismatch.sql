@@ -22,38 +22,41 @@ DECLARE
 BEGIN
     SELECT high_water INTO old_h FROM monitor.watermarks WHERE detector = 'balance_mismatch.horizon';
     SELECT high_water INTO last_full FROM monitor.watermarks WHERE detector = 'balance_mismatch.full';
+    -- EXECUTE: a one-shot plan that sees the actual time range (statements below read the source)
     IF old_h IS NULL OR last_full IS NULL
        OR last_full <= now() - (params ->> 'full_pass')::interval THEN
         -- full pass: rebuild every total from scratch
         TRUNCATE monitor.account_totals;
-        INSERT INTO monitor.account_totals (account_id, success_sum)
-        SELECT t.account_id, sum(t.amount) FROM monitor.src_transactions t
-         WHERE t.status = 'success' AND t.created_at < new_h
-         GROUP BY t.account_id;
+        EXECUTE 'INSERT INTO monitor.account_totals (account_id, success_sum)
+                 SELECT t.account_id, sum(t.amount) FROM monitor.src_transactions t
+                  WHERE t.status = ''success'' AND t.created_at < $1
+                  GROUP BY t.account_id' USING new_h;
         INSERT INTO monitor.watermarks AS w (detector, high_water) VALUES ('balance_mismatch.full', now())
         ON CONFLICT (detector) DO UPDATE SET high_water = excluded.high_water, updated_at = now();
     ELSE
         IF new_h > old_h THEN
-            INSERT INTO monitor.account_totals AS a (account_id, success_sum)
-            SELECT t.account_id, sum(t.amount) FROM monitor.src_transactions t
-             WHERE t.status = 'success' AND t.created_at >= old_h AND t.created_at < new_h
-             GROUP BY t.account_id
-            ON CONFLICT (account_id) DO UPDATE SET success_sum = a.success_sum + excluded.success_sum;
+            EXECUTE 'INSERT INTO monitor.account_totals AS a (account_id, success_sum)
+                     SELECT t.account_id, sum(t.amount) FROM monitor.src_transactions t
+                      WHERE t.status = ''success'' AND t.created_at >= $1 AND t.created_at < $2
+                      GROUP BY t.account_id
+                     ON CONFLICT (account_id) DO UPDATE SET success_sum = a.success_sum + excluded.success_sum'
+                USING old_h, new_h;
         ELSE
             new_h := old_h;
         END IF;
         -- rows created before the old horizon and changed since (pending -> success, say): recount
         -- those accounts from their rows
-        WITH changed AS (
-            SELECT DISTINCT t.account_id FROM monitor.src_transactions t
-             WHERE t.updated_at >= since - monitor.balance_horizon_lag() AND t.created_at < old_h
-        )
-        INSERT INTO monitor.account_totals AS a (account_id, success_sum)
-        SELECT c.account_id,
-               coalesce((SELECT sum(t.amount) FROM monitor.src_transactions t
-                          WHERE t.account_id = c.account_id AND t.status = 'success' AND t.created_at < new_h), 0)
-          FROM changed c
-        ON CONFLICT (account_id) DO UPDATE SET success_sum = excluded.success_sum;
+        EXECUTE 'WITH changed AS (
+                     SELECT DISTINCT t.account_id FROM monitor.src_transactions t
+                      WHERE t.updated_at >= $1 AND t.created_at < $2)
+                 INSERT INTO monitor.account_totals AS a (account_id, success_sum)
+                 SELECT c.account_id,
+                        coalesce((SELECT sum(t.amount) FROM monitor.src_transactions t
+                                   WHERE t.account_id = c.account_id AND t.status = ''success''
+                                     AND t.created_at < $3), 0)
+                   FROM changed c
+                 ON CONFLICT (account_id) DO UPDATE SET success_sum = excluded.success_sum'
+            USING since - monitor.balance_horizon_lag(), old_h, new_h;
     END IF;
     INSERT INTO monitor.watermarks AS w (detector, high_water) VALUES ('balance_mismatch.horizon', new_h)
     ON CONFLICT (detector) DO UPDATE SET high_water = excluded.high_water, updated_at = now();
@@ -64,47 +67,66 @@ COMMENT ON FUNCTION monitor.prepare_balance_mismatch(jsonb, timestamptz) IS
 
 CREATE OR REPLACE FUNCTION monitor.detect_balance_mismatch(params jsonb, since timestamptz)
 RETURNS SETOF monitor.finding
-LANGUAGE sql STABLE SET search_path = pg_catalog, monitor AS $$
-    WITH horizon AS (
-        SELECT (SELECT high_water FROM monitor.watermarks WHERE detector = 'balance_mismatch.horizon') AS h,
-               coalesce((SELECT high_water >= now() FROM monitor.watermarks
-                          WHERE detector = 'balance_mismatch.full'), true) AS full_pass
-    ), candidates AS (
-        SELECT a.account_id FROM monitor.src_accounts a, horizon WHERE horizon.full_pass
-        UNION
-        SELECT t.account_id FROM monitor.src_transactions t, horizon
-         WHERE NOT horizon.full_pass
-           AND (t.created_at >= since - monitor.balance_horizon_lag()
-                OR t.updated_at >= since - monitor.balance_horizon_lag())
-        UNION
-        SELECT a.account_id FROM monitor.src_accounts a, horizon
-         WHERE NOT horizon.full_pass AND a.updated_at >= since - monitor.balance_horizon_lag()
-        UNION
-        SELECT e.subject FROM monitor.events e
-         WHERE e.detector = 'balance_mismatch' AND e.status <> 'resolved'
-    ), checked AS (
-        SELECT a.account_id, a.balance, a.opening_balance,
-               coalesce(tot.success_sum, 0) AS settled,
-               coalesce((SELECT sum(t.amount) FROM monitor.src_transactions t
-                          WHERE t.account_id = a.account_id AND t.status = 'success'
-                            AND t.created_at >= coalesce(h.h, '-infinity')), 0) AS live
-          FROM candidates c
-          JOIN monitor.src_accounts a ON a.account_id = c.account_id
-          CROSS JOIN horizon h
-          LEFT JOIN monitor.account_totals tot ON tot.account_id = a.account_id
-    )
-    SELECT c.account_id, c.account_id, NULL::text,
-           c.balance - (c.opening_balance + c.settled + c.live),
-           format('account %s balance %s differs from its history (%s) by %s', c.account_id, c.balance,
-                  c.opening_balance + c.settled + c.live, c.balance - (c.opening_balance + c.settled + c.live)),
-           jsonb_build_object('account_id', c.account_id, 'balance', c.balance,
-                              'opening_balance', c.opening_balance,
-                              'success_sum', c.settled + c.live,
-                              'expected', c.opening_balance + c.settled + c.live,
-                              'difference', c.balance - (c.opening_balance + c.settled + c.live),
-                              'tolerance', params -> 'tolerance')
-      FROM checked c
-     WHERE abs(c.balance - (c.opening_balance + c.settled + c.live)) > (params ->> 'tolerance')::numeric
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, monitor AS $$
+DECLARE
+    h timestamptz := coalesce((SELECT high_water FROM monitor.watermarks
+                                WHERE detector = 'balance_mismatch.horizon'), '-infinity');
+    full_pass boolean := coalesce((SELECT high_water >= now() FROM monitor.watermarks
+                                    WHERE detector = 'balance_mismatch.full'), true);
+    tolerance numeric := (params ->> 'tolerance')::numeric;
+    report text := $r$
+        SELECT c.account_id, c.account_id, NULL::text,
+               c.balance - (c.opening_balance + c.settled + c.live),
+               format('account %s balance %s differs from its history (%s) by %s', c.account_id, c.balance,
+                      c.opening_balance + c.settled + c.live, c.balance - (c.opening_balance + c.settled + c.live)),
+               jsonb_build_object('account_id', c.account_id, 'balance', c.balance,
+                                  'opening_balance', c.opening_balance,
+                                  'success_sum', c.settled + c.live,
+                                  'expected', c.opening_balance + c.settled + c.live,
+                                  'difference', c.balance - (c.opening_balance + c.settled + c.live),
+                                  'tolerance', $3)
+          FROM checked c
+         WHERE abs(c.balance - (c.opening_balance + c.settled + c.live)) > $3 $r$;
+BEGIN
+    IF full_pass THEN
+        -- every account: one hash join of accounts, totals and the live rows after the horizon
+        RETURN QUERY EXECUTE $q$
+            WITH live AS (
+                SELECT t.account_id, sum(t.amount) AS live FROM monitor.src_transactions t
+                 WHERE t.status = 'success' AND t.created_at >= $1 GROUP BY t.account_id
+            ), checked AS MATERIALIZED (
+                SELECT a.account_id, a.balance, a.opening_balance,
+                       coalesce(tot.success_sum, 0) AS settled, coalesce(l.live, 0) AS live
+                  FROM monitor.src_accounts a
+                  LEFT JOIN monitor.account_totals tot ON tot.account_id = a.account_id
+                  LEFT JOIN live l ON l.account_id = a.account_id
+            )$q$ || report USING h, since, tolerance;
+    ELSE
+        -- only the accounts that may have changed
+        RETURN QUERY EXECUTE $q$
+            WITH candidates AS MATERIALIZED (
+                SELECT t.account_id FROM monitor.src_transactions t
+                 WHERE t.created_at >= $2 - monitor.balance_horizon_lag()
+                    OR t.updated_at >= $2 - monitor.balance_horizon_lag()
+                UNION
+                SELECT a.account_id FROM monitor.src_accounts a
+                 WHERE a.updated_at >= $2 - monitor.balance_horizon_lag()
+                UNION
+                SELECT e.subject FROM monitor.events e
+                 WHERE e.detector = 'balance_mismatch' AND e.status <> 'resolved'
+            ), live AS (
+                SELECT t.account_id, sum(t.amount) AS live FROM monitor.src_transactions t
+                 WHERE t.status = 'success' AND t.created_at >= $1 GROUP BY t.account_id
+            ), checked AS MATERIALIZED (
+                SELECT a.account_id, a.balance, a.opening_balance,
+                       coalesce(tot.success_sum, 0) AS settled, coalesce(l.live, 0) AS live
+                  FROM candidates c
+                  JOIN monitor.src_accounts a ON a.account_id = c.account_id
+                  LEFT JOIN monitor.account_totals tot ON tot.account_id = c.account_id
+                  LEFT JOIN live l ON l.account_id = c.account_id
+            )$q$ || report USING h, since, tolerance;
+    END IF;
+END
 $$;
 COMMENT ON FUNCTION monitor.detect_balance_mismatch(jsonb, timestamptz) IS
     'balance_mismatch: balance differs from opening_balance + sum of success amounts by more than tolerance.';

@@ -296,57 +296,79 @@ $_$;
 COMMENT ON FUNCTION monitor.cron_max_gap(p_schedule text) IS 'Longest gap between consecutive ticks of a cron schedule (or N seconds), for detector_health.';
 
 CREATE FUNCTION monitor.detect_balance_mismatch(params jsonb, since timestamp with time zone) RETURNS SETOF monitor.finding
-    LANGUAGE sql STABLE
+    LANGUAGE plpgsql STABLE
     SET search_path TO 'pg_catalog', 'monitor'
-    AS $$
-    WITH horizon AS (
-        SELECT (SELECT high_water FROM monitor.watermarks WHERE detector = 'balance_mismatch.horizon') AS h,
-               coalesce((SELECT high_water >= now() FROM monitor.watermarks
-                          WHERE detector = 'balance_mismatch.full'), true) AS full_pass
-    ), candidates AS (
-        SELECT a.account_id FROM monitor.src_accounts a, horizon WHERE horizon.full_pass
-        UNION
-        SELECT t.account_id FROM monitor.src_transactions t, horizon
-         WHERE NOT horizon.full_pass
-           AND (t.created_at >= since - monitor.balance_horizon_lag()
-                OR t.updated_at >= since - monitor.balance_horizon_lag())
-        UNION
-        SELECT a.account_id FROM monitor.src_accounts a, horizon
-         WHERE NOT horizon.full_pass AND a.updated_at >= since - monitor.balance_horizon_lag()
-        UNION
-        SELECT e.subject FROM monitor.events e
-         WHERE e.detector = 'balance_mismatch' AND e.status <> 'resolved'
-    ), checked AS (
-        SELECT a.account_id, a.balance, a.opening_balance,
-               coalesce(tot.success_sum, 0) AS settled,
-               coalesce((SELECT sum(t.amount) FROM monitor.src_transactions t
-                          WHERE t.account_id = a.account_id AND t.status = 'success'
-                            AND t.created_at >= coalesce(h.h, '-infinity')), 0) AS live
-          FROM candidates c
-          JOIN monitor.src_accounts a ON a.account_id = c.account_id
-          CROSS JOIN horizon h
-          LEFT JOIN monitor.account_totals tot ON tot.account_id = a.account_id
-    )
-    SELECT c.account_id, c.account_id, NULL::text,
-           c.balance - (c.opening_balance + c.settled + c.live),
-           format('account %s balance %s differs from its history (%s) by %s', c.account_id, c.balance,
-                  c.opening_balance + c.settled + c.live, c.balance - (c.opening_balance + c.settled + c.live)),
-           jsonb_build_object('account_id', c.account_id, 'balance', c.balance,
-                              'opening_balance', c.opening_balance,
-                              'success_sum', c.settled + c.live,
-                              'expected', c.opening_balance + c.settled + c.live,
-                              'difference', c.balance - (c.opening_balance + c.settled + c.live),
-                              'tolerance', params -> 'tolerance')
-      FROM checked c
-     WHERE abs(c.balance - (c.opening_balance + c.settled + c.live)) > (params ->> 'tolerance')::numeric
-$$;
+    AS $_$
+DECLARE
+    h timestamptz := coalesce((SELECT high_water FROM monitor.watermarks
+                                WHERE detector = 'balance_mismatch.horizon'), '-infinity');
+    full_pass boolean := coalesce((SELECT high_water >= now() FROM monitor.watermarks
+                                    WHERE detector = 'balance_mismatch.full'), true);
+    tolerance numeric := (params ->> 'tolerance')::numeric;
+    report text := $r$
+        SELECT c.account_id, c.account_id, NULL::text,
+               c.balance - (c.opening_balance + c.settled + c.live),
+               format('account %s balance %s differs from its history (%s) by %s', c.account_id, c.balance,
+                      c.opening_balance + c.settled + c.live, c.balance - (c.opening_balance + c.settled + c.live)),
+               jsonb_build_object('account_id', c.account_id, 'balance', c.balance,
+                                  'opening_balance', c.opening_balance,
+                                  'success_sum', c.settled + c.live,
+                                  'expected', c.opening_balance + c.settled + c.live,
+                                  'difference', c.balance - (c.opening_balance + c.settled + c.live),
+                                  'tolerance', $3)
+          FROM checked c
+         WHERE abs(c.balance - (c.opening_balance + c.settled + c.live)) > $3 $r$;
+BEGIN
+    IF full_pass THEN
+        -- every account: one hash join of accounts, totals and the live rows after the horizon
+        RETURN QUERY EXECUTE $q$
+            WITH live AS (
+                SELECT t.account_id, sum(t.amount) AS live FROM monitor.src_transactions t
+                 WHERE t.status = 'success' AND t.created_at >= $1 GROUP BY t.account_id
+            ), checked AS MATERIALIZED (
+                SELECT a.account_id, a.balance, a.opening_balance,
+                       coalesce(tot.success_sum, 0) AS settled, coalesce(l.live, 0) AS live
+                  FROM monitor.src_accounts a
+                  LEFT JOIN monitor.account_totals tot ON tot.account_id = a.account_id
+                  LEFT JOIN live l ON l.account_id = a.account_id
+            )$q$ || report USING h, since, tolerance;
+    ELSE
+        -- only the accounts that may have changed
+        RETURN QUERY EXECUTE $q$
+            WITH candidates AS MATERIALIZED (
+                SELECT t.account_id FROM monitor.src_transactions t
+                 WHERE t.created_at >= $2 - monitor.balance_horizon_lag()
+                    OR t.updated_at >= $2 - monitor.balance_horizon_lag()
+                UNION
+                SELECT a.account_id FROM monitor.src_accounts a
+                 WHERE a.updated_at >= $2 - monitor.balance_horizon_lag()
+                UNION
+                SELECT e.subject FROM monitor.events e
+                 WHERE e.detector = 'balance_mismatch' AND e.status <> 'resolved'
+            ), live AS (
+                SELECT t.account_id, sum(t.amount) AS live FROM monitor.src_transactions t
+                 WHERE t.status = 'success' AND t.created_at >= $1 GROUP BY t.account_id
+            ), checked AS MATERIALIZED (
+                SELECT a.account_id, a.balance, a.opening_balance,
+                       coalesce(tot.success_sum, 0) AS settled, coalesce(l.live, 0) AS live
+                  FROM candidates c
+                  JOIN monitor.src_accounts a ON a.account_id = c.account_id
+                  LEFT JOIN monitor.account_totals tot ON tot.account_id = c.account_id
+                  LEFT JOIN live l ON l.account_id = c.account_id
+            )$q$ || report USING h, since, tolerance;
+    END IF;
+END
+$_$;
 
 COMMENT ON FUNCTION monitor.detect_balance_mismatch(params jsonb, since timestamp with time zone) IS 'balance_mismatch: balance differs from opening_balance + sum of success amounts by more than tolerance.';
 
 CREATE FUNCTION monitor.detect_concurrent_txn(params jsonb, since timestamp with time zone) RETURNS SETOF monitor.finding
-    LANGUAGE sql STABLE
+    LANGUAGE plpgsql STABLE
     SET search_path TO 'pg_catalog', 'monitor'
-    AS $$
+    AS $_$
+BEGIN
+    -- a one-shot plan per run: the planner sees the actual window (an index range scan)
+    RETURN QUERY EXECUTE $q$
     SELECT b.account_id,
            b.ids[1],
            b.ids[1],
@@ -359,21 +381,26 @@ CREATE FUNCTION monitor.detect_concurrent_txn(params jsonb, since timestamp with
                'txn_ids', to_jsonb(b.ids[1:50]), 'times', to_jsonb(b.times[1:50]),
                'amounts', to_jsonb(b.amounts[1:50]), 'statuses', to_jsonb(b.statuses[1:50]),
                'devices', to_jsonb(b.devices[1:50]), 'member_keys', to_jsonb(b.ids),
-               'window', params ->> 'window', 'min_count', (params -> 'min_count'))
-      FROM monitor.find_bursts('transactions', (params ->> 'window')::interval,
-                               (params ->> 'min_count')::integer, since) b
-$$;
+               'window', $1 ->> 'window', 'min_count', ($1 -> 'min_count'))
+      FROM monitor.find_bursts('transactions', ($1 ->> 'window')::interval,
+                               ($1 ->> 'min_count')::integer, $2) b
+    $q$ USING params, since;
+END
+$_$;
 
 COMMENT ON FUNCTION monitor.detect_concurrent_txn(params jsonb, since timestamp with time zone) IS 'concurrent_txn: a maximal burst of one account''s transactions, each within `window` of the previous.';
 
 CREATE FUNCTION monitor.detect_consecutive_failures(params jsonb, since timestamp with time zone) RETURNS SETOF monitor.finding
-    LANGUAGE sql STABLE
+    LANGUAGE plpgsql STABLE
     SET search_path TO 'pg_catalog', 'monitor'
-    AS $$
-    WITH fresh AS (                -- accounts with new or changed rows, and their earliest such row
-        SELECT t.account_id, min(t.created_at) AS t0
+    AS $_$
+BEGIN
+    -- a one-shot plan per run: the planner sees the actual window (an index range scan)
+    RETURN QUERY EXECUTE $q$
+    WITH fresh AS (                -- accounts with new or changed failures, and their earliest one:
+        SELECT t.account_id, min(t.created_at) AS t0  -- a run that holds a fresh row holds a fresh failure
           FROM monitor.src_transactions t
-         WHERE t.created_at >= since OR t.updated_at >= since
+         WHERE (t.created_at >= $2 OR t.updated_at >= $2) AND t.status = 'failed'
          GROUP BY t.account_id
     ), start AS (                  -- a run starts after the last success before that row
         SELECT f.account_id,
@@ -382,7 +409,7 @@ CREATE FUNCTION monitor.detect_consecutive_failures(params jsonb, since timestam
           FROM fresh f
     ), seq AS (
         SELECT r.account_id, r.txn_id, r.created_at, r.status, r.amount, r.device_id,
-               (r.created_at >= since OR r.updated_at >= since) AS is_new,
+               (r.created_at >= $2 OR r.updated_at >= $2) AS is_new,
                count(*) FILTER (WHERE r.status = 'success')
                    OVER (PARTITION BY r.account_id ORDER BY r.created_at, r.txn_id COLLATE "C") AS run
           FROM start s
@@ -401,7 +428,7 @@ CREATE FUNCTION monitor.detect_consecutive_failures(params jsonb, since timestam
          WHERE q.status = 'failed'
          GROUP BY q.account_id, q.run
     ), hits AS (
-        SELECT r.*, (params ->> 'count')::integer AS n, (params ->> 'window')::interval AS w
+        SELECT r.*, ($1 ->> 'count')::integer AS n, ($1 ->> 'window')::interval AS w
           FROM runs r
          WHERE r.any_new
     )
@@ -420,7 +447,9 @@ CREATE FUNCTION monitor.detect_consecutive_failures(params jsonb, since timestam
      WHERE cardinality(h.ids) >= h.n
        AND EXISTS (SELECT FROM generate_series(1, cardinality(h.ids) - h.n + 1) i
                     WHERE h.times[i + h.n - 1] - h.times[i] <= h.w)
-$$;
+    $q$ USING params, since;
+END
+$_$;
 
 COMMENT ON FUNCTION monitor.detect_consecutive_failures(params jsonb, since timestamp with time zone) IS 'consecutive_failures: a maximal run of failed transactions holding `count` within `window`.';
 
@@ -480,9 +509,12 @@ $_$;
 COMMENT ON FUNCTION monitor.detect_detector_health(params jsonb, since timestamp with time zone) IS 'detector_health: a scheduled detector whose latest run (or pg_cron job) failed, or that is overdue.';
 
 CREATE FUNCTION monitor.detect_duplicate_scan(params jsonb, since timestamp with time zone) RETURNS SETOF monitor.finding
-    LANGUAGE sql STABLE
+    LANGUAGE plpgsql STABLE
     SET search_path TO 'pg_catalog', 'monitor'
-    AS $$
+    AS $_$
+BEGIN
+    -- a one-shot plan per run: the planner sees the actual window (an index range scan)
+    RETURN QUERY EXECUTE $q$
     SELECT b.account_id,
            b.ids[1],
            NULL::text,
@@ -494,17 +526,22 @@ CREATE FUNCTION monitor.detect_duplicate_scan(params jsonb, since timestamp with
                'first_at', b.times[1], 'last_at', b.times[cardinality(b.times)],
                'scan_ids', to_jsonb(b.ids[1:50]), 'times', to_jsonb(b.times[1:50]),
                'devices', to_jsonb(b.devices[1:50]), 'member_keys', to_jsonb(b.ids),
-               'window', params ->> 'window', 'min_count', (params -> 'min_count'))
-      FROM monitor.find_bursts('scans', (params ->> 'window')::interval,
-                               (params ->> 'min_count')::integer, since) b
-$$;
+               'window', $1 ->> 'window', 'min_count', ($1 -> 'min_count'))
+      FROM monitor.find_bursts('scans', ($1 ->> 'window')::interval,
+                               ($1 ->> 'min_count')::integer, $2) b
+    $q$ USING params, since;
+END
+$_$;
 
 COMMENT ON FUNCTION monitor.detect_duplicate_scan(params jsonb, since timestamp with time zone) IS 'duplicate_scan: a maximal burst of scans of one card, each within `window` of the previous.';
 
 CREATE FUNCTION monitor.detect_failed_debit(params jsonb, since timestamp with time zone) RETURNS SETOF monitor.finding
-    LANGUAGE sql STABLE
+    LANGUAGE plpgsql STABLE
     SET search_path TO 'pg_catalog', 'monitor'
-    AS $$
+    AS $_$
+BEGIN
+    -- a one-shot plan per run: the planner sees the actual window (an index range scan)
+    RETURN QUERY EXECUTE $q$
     SELECT t.account_id,
            t.txn_id,
            t.txn_id,
@@ -517,69 +554,86 @@ CREATE FUNCTION monitor.detect_failed_debit(params jsonb, since timestamp with t
                'lost', t.balance_before - t.balance_after, 'device_id', t.device_id,
                'created_at', t.created_at, 'updated_at', t.updated_at)
       FROM monitor.src_transactions t
-     WHERE (t.created_at >= since OR t.updated_at >= since)
+     WHERE (t.created_at >= $2 OR t.updated_at >= $2)
        AND t.status = 'failed'
        AND t.balance_before IS NOT NULL AND t.balance_after IS NOT NULL
        AND t.balance_after < t.balance_before
-$$;
+    $q$ USING params, since;
+END
+$_$;
 
 COMMENT ON FUNCTION monitor.detect_failed_debit(params jsonb, since timestamp with time zone) IS 'failed_debit: a failed transaction with balance_after < balance_before (money lost).';
 
 CREATE FUNCTION monitor.detect_failure_rate(params jsonb, since timestamp with time zone) RETURNS SETOF monitor.finding
-    LANGUAGE sql STABLE
+    LANGUAGE plpgsql STABLE
     SET search_path TO 'pg_catalog', 'monitor'
-    AS $$
+    AS $_$
+BEGIN
+    -- a one-shot plan per run: the planner sees the actual window (an index range scan)
+    RETURN QUERY EXECUTE $q$
     WITH c AS (
         SELECT count(*) FILTER (WHERE t.status = 'success') AS ok,
                count(*) FILTER (WHERE t.status = 'failed') AS failed
           FROM monitor.src_transactions t
-         WHERE t.created_at >= now() - (params ->> 'window')::interval AND t.created_at <= now()
+         WHERE t.created_at >= now() - ($1 ->> 'window')::interval AND t.created_at <= now()
     )
     SELECT 'system', 'system', NULL::text, NULL::numeric,
            format('%s of %s transactions failed in the last %s (%s%%, threshold %s%%)', c.failed, c.ok + c.failed,
-                  params ->> 'window', round(100.0 * c.failed / (c.ok + c.failed), 1),
-                  round(100 * (params ->> 'threshold')::numeric, 1)),
+                  $1 ->> 'window', round(100.0 * c.failed / (c.ok + c.failed), 1),
+                  round(100 * ($1 ->> 'threshold')::numeric, 1)),
            jsonb_build_object('failed', c.failed, 'succeeded', c.ok, 'total', c.ok + c.failed,
                               'rate', round(c.failed::numeric / (c.ok + c.failed), 4),
-                              'window', params ->> 'window', 'threshold', params -> 'threshold',
-                              'min_volume', params -> 'min_volume', 'from', now() - (params ->> 'window')::interval,
+                              'window', $1 ->> 'window', 'threshold', $1 -> 'threshold',
+                              'min_volume', $1 -> 'min_volume', 'from', now() - ($1 ->> 'window')::interval,
                               'to', now())
       FROM c
-     WHERE c.ok + c.failed >= (params ->> 'min_volume')::numeric
+     WHERE c.ok + c.failed >= ($1 ->> 'min_volume')::numeric
        AND c.ok + c.failed > 0
-       AND c.failed::numeric / (c.ok + c.failed) > (params ->> 'threshold')::numeric
-$$;
+       AND c.failed::numeric / (c.ok + c.failed) > ($1 ->> 'threshold')::numeric
+    $q$ USING params, since;
+END
+$_$;
 
 COMMENT ON FUNCTION monitor.detect_failure_rate(params jsonb, since timestamp with time zone) IS 'failure_rate: failed/(success+failed) over the trailing window above threshold, with min_volume.';
 
 CREATE FUNCTION monitor.detect_negative_balance(params jsonb, since timestamp with time zone) RETURNS SETOF monitor.finding
-    LANGUAGE sql STABLE
+    LANGUAGE plpgsql STABLE
     SET search_path TO 'pg_catalog', 'monitor'
-    AS $$
+    AS $_$
+BEGIN
+    -- a one-shot plan per run: the planner sees the actual window (an index range scan)
+    RETURN QUERY EXECUTE $q$
     SELECT a.account_id, a.account_id, NULL::text, a.balance,
            format('account %s has a negative balance of %s', a.account_id, a.balance),
            jsonb_build_object('account_id', a.account_id, 'balance', a.balance,
                               'opening_balance', a.opening_balance, 'updated_at', a.updated_at)
       FROM monitor.src_accounts a
      WHERE a.balance < 0
-$$;
+    $q$ USING params, since;
+END
+$_$;
 
 COMMENT ON FUNCTION monitor.detect_negative_balance(params jsonb, since timestamp with time zone) IS 'negative_balance: an account whose balance is below zero.';
 
 CREATE FUNCTION monitor.detect_stuck_pending(params jsonb, since timestamp with time zone) RETURNS SETOF monitor.finding
-    LANGUAGE sql STABLE
+    LANGUAGE plpgsql STABLE
     SET search_path TO 'pg_catalog', 'monitor'
-    AS $$
+    AS $_$
+BEGIN
+    -- a one-shot plan per run: the planner sees the actual window (an index range scan)
+    RETURN QUERY EXECUTE $q$
     SELECT t.account_id, t.txn_id, t.txn_id, t.amount,
            format('transaction %s on %s pending for %s', t.txn_id, t.account_id,
                   date_trunc('second', now() - t.created_at)),
            jsonb_build_object('txn_id', t.txn_id, 'account_id', t.account_id, 'amount', t.amount,
                               'status', t.status, 'created_at', t.created_at, 'device_id', t.device_id,
-                              'pending_for', (now() - t.created_at)::text, 'age', params ->> 'age')
+                              'pending_for', (now() - t.created_at)::text, 'age', $1 ->> 'age')
       FROM monitor.src_transactions t
      WHERE t.status = 'pending'
-       AND t.created_at < now() - (params ->> 'age')::interval
-$$;
+       AND t.created_at < now() - ($1 ->> 'age')::interval
+    $q$ USING params, since;
+END
+$_$;
 
 COMMENT ON FUNCTION monitor.detect_stuck_pending(params jsonb, since timestamp with time zone) IS 'stuck_pending: a transaction created more than `age` before the run and still pending.';
 
@@ -614,6 +668,9 @@ DECLARE
     id_col text;
     t_col text;
     extra text;
+    b record;
+    back_accounts text[] := '{}';
+    back_starts timestamptz[] := '{}';
 BEGIN
     IF p_source = 'scans' THEN
         rel := 'monitor.src_scans'; id_col := 'scan_id'; t_col := 'scanned_at';
@@ -624,12 +681,54 @@ BEGIN
     ELSE
         RAISE EXCEPTION 'unknown burst source %', p_source;
     END IF;
+    -- 1. One range scan from since - window: it holds every row a burst reaching a fresh row can
+    --    have, unless the burst started before since (then its earlier rows may lie further back).
+    FOR b IN EXECUTE format($q$
+        WITH win AS (
+            SELECT r.account_id, r.%3$I AS id, r.%2$I AS t, r.device_id, %4$s
+              FROM %1$s r WHERE r.%2$I >= $1 - $2
+        ), fresh AS (
+            SELECT DISTINCT w.account_id FROM win w WHERE w.t >= $1
+        ), gaps AS (               -- one sort: each row's distance to its neighbours
+            SELECT w.*, w.t - lag(w.t) OVER o AS gap_before, lead(w.t) OVER o - w.t AS gap_after
+              FROM win w JOIN fresh f ON f.account_id = w.account_id
+            WINDOW o AS (PARTITION BY w.account_id ORDER BY w.t, w.id COLLATE "C")
+        ), marked AS (             -- only rows with a neighbour within the window can be in a burst
+            SELECT g.*, CASE WHEN g.gap_before IS NULL OR g.gap_before > $2 THEN 1 ELSE 0 END AS starts
+              FROM gaps g
+             WHERE g.gap_before <= $2 OR g.gap_after <= $2
+        ), numbered AS (
+            SELECT m.*, sum(m.starts) OVER (PARTITION BY m.account_id ORDER BY m.t, m.id COLLATE "C") AS burst
+              FROM marked m
+        )
+        SELECT n.account_id,
+               array_agg(n.id ORDER BY n.t, n.id COLLATE "C") AS ids,
+               array_agg(n.t ORDER BY n.t, n.id COLLATE "C") AS times,
+               array_agg(n.device_id ORDER BY n.t, n.id COLLATE "C") AS devices,
+               array_agg(n.amount ORDER BY n.t, n.id COLLATE "C") AS amounts,
+               array_agg(n.status ORDER BY n.t, n.id COLLATE "C") AS statuses
+          FROM numbered n
+         GROUP BY n.account_id, n.burst
+        HAVING max(n.t) >= $1 AND (count(*) >= $3 OR min(n.t) < $1)
+    $q$, rel, t_col, id_col, extra) USING p_since, p_window, greatest(p_min_count, 2)
+    LOOP
+        IF b.times[1] >= p_since THEN
+            account_id := b.account_id; ids := b.ids; times := b.times; devices := b.devices;
+            amounts := b.amounts; statuses := b.statuses;
+            RETURN NEXT;
+        ELSE
+            back_accounts := back_accounts || b.account_id;
+            back_starts := back_starts || b.times[1];
+        END IF;
+    END LOOP;
+    IF cardinality(back_accounts) = 0 THEN
+        RETURN;
+    END IF;
+    -- 2. The few bursts that started before since: follow each backwards through the
+    --    (account_id, time) index to its first row, then number that account's rows again.
     RETURN QUERY EXECUTE format($q$
-        WITH RECURSIVE fresh AS (           -- accounts with rows this run must examine
-            SELECT r.account_id, min(r.%2$I) AS t0
-              FROM %1$s r WHERE r.%2$I >= $1 GROUP BY r.account_id
-        ), back (account_id, t) AS (        -- follow the burst backwards from the first fresh row
-            SELECT f.account_id, f.t0 FROM fresh f
+        WITH RECURSIVE back (account_id, t) AS (
+            SELECT s.a, s.t0 FROM unnest($4::text[], $5::timestamptz[]) AS s(a, t0)
             UNION ALL
             SELECT b.account_id, p.t
               FROM back b
@@ -639,15 +738,15 @@ BEGIN
                    ORDER BY r.%2$I LIMIT 1) p
         ), start AS (
             SELECT b.account_id, min(b.t) AS t FROM back b GROUP BY b.account_id
-        ), rows AS (
+        ), marked AS (
             SELECT r.account_id, r.%3$I AS id, r.%2$I AS t, r.device_id, %4$s,
-                   CASE WHEN lag(r.%2$I) OVER w IS NULL OR r.%2$I - lag(r.%2$I) OVER w > $2
-                        THEN 1 ELSE 0 END AS starts_burst
+                   CASE WHEN lag(r.%2$I) OVER o IS NULL OR r.%2$I - lag(r.%2$I) OVER o > $2
+                        THEN 1 ELSE 0 END AS starts
               FROM start s JOIN %1$s r ON r.account_id = s.account_id AND r.%2$I >= s.t
-            WINDOW w AS (PARTITION BY r.account_id ORDER BY r.%2$I, r.%3$I COLLATE "C")
+            WINDOW o AS (PARTITION BY r.account_id ORDER BY r.%2$I, r.%3$I COLLATE "C")
         ), numbered AS (
-            SELECT x.*, sum(x.starts_burst) OVER (PARTITION BY x.account_id ORDER BY x.t, x.id COLLATE "C") AS burst
-              FROM rows x
+            SELECT m.*, sum(m.starts) OVER (PARTITION BY m.account_id ORDER BY m.t, m.id COLLATE "C") AS burst
+              FROM marked m
         )
         SELECT n.account_id,
                array_agg(n.id ORDER BY n.t, n.id COLLATE "C"),
@@ -659,7 +758,7 @@ BEGIN
          GROUP BY n.account_id, n.burst
         HAVING count(*) >= $3 AND max(n.t) >= $1
     $q$, rel, t_col, id_col, extra)
-    USING p_since, p_window, p_min_count;
+    USING p_since, p_window, p_min_count, back_accounts, back_starts;
 END
 $_$;
 
@@ -724,7 +823,7 @@ CREATE FUNCTION monitor.param_numeric(p_params jsonb, p_key text) RETURNS numeri
 CREATE FUNCTION monitor.prepare_balance_mismatch(params jsonb, since timestamp with time zone) RETURNS void
     LANGUAGE plpgsql
     SET search_path TO 'pg_catalog', 'monitor'
-    AS $$
+    AS $_$
 DECLARE
     old_h timestamptz;
     new_h timestamptz := now() - monitor.balance_horizon_lag();
@@ -732,43 +831,46 @@ DECLARE
 BEGIN
     SELECT high_water INTO old_h FROM monitor.watermarks WHERE detector = 'balance_mismatch.horizon';
     SELECT high_water INTO last_full FROM monitor.watermarks WHERE detector = 'balance_mismatch.full';
+    -- EXECUTE: a one-shot plan that sees the actual time range (statements below read the source)
     IF old_h IS NULL OR last_full IS NULL
        OR last_full <= now() - (params ->> 'full_pass')::interval THEN
         -- full pass: rebuild every total from scratch
         TRUNCATE monitor.account_totals;
-        INSERT INTO monitor.account_totals (account_id, success_sum)
-        SELECT t.account_id, sum(t.amount) FROM monitor.src_transactions t
-         WHERE t.status = 'success' AND t.created_at < new_h
-         GROUP BY t.account_id;
+        EXECUTE 'INSERT INTO monitor.account_totals (account_id, success_sum)
+                 SELECT t.account_id, sum(t.amount) FROM monitor.src_transactions t
+                  WHERE t.status = ''success'' AND t.created_at < $1
+                  GROUP BY t.account_id' USING new_h;
         INSERT INTO monitor.watermarks AS w (detector, high_water) VALUES ('balance_mismatch.full', now())
         ON CONFLICT (detector) DO UPDATE SET high_water = excluded.high_water, updated_at = now();
     ELSE
         IF new_h > old_h THEN
-            INSERT INTO monitor.account_totals AS a (account_id, success_sum)
-            SELECT t.account_id, sum(t.amount) FROM monitor.src_transactions t
-             WHERE t.status = 'success' AND t.created_at >= old_h AND t.created_at < new_h
-             GROUP BY t.account_id
-            ON CONFLICT (account_id) DO UPDATE SET success_sum = a.success_sum + excluded.success_sum;
+            EXECUTE 'INSERT INTO monitor.account_totals AS a (account_id, success_sum)
+                     SELECT t.account_id, sum(t.amount) FROM monitor.src_transactions t
+                      WHERE t.status = ''success'' AND t.created_at >= $1 AND t.created_at < $2
+                      GROUP BY t.account_id
+                     ON CONFLICT (account_id) DO UPDATE SET success_sum = a.success_sum + excluded.success_sum'
+                USING old_h, new_h;
         ELSE
             new_h := old_h;
         END IF;
         -- rows created before the old horizon and changed since (pending -> success, say): recount
         -- those accounts from their rows
-        WITH changed AS (
-            SELECT DISTINCT t.account_id FROM monitor.src_transactions t
-             WHERE t.updated_at >= since - monitor.balance_horizon_lag() AND t.created_at < old_h
-        )
-        INSERT INTO monitor.account_totals AS a (account_id, success_sum)
-        SELECT c.account_id,
-               coalesce((SELECT sum(t.amount) FROM monitor.src_transactions t
-                          WHERE t.account_id = c.account_id AND t.status = 'success' AND t.created_at < new_h), 0)
-          FROM changed c
-        ON CONFLICT (account_id) DO UPDATE SET success_sum = excluded.success_sum;
+        EXECUTE 'WITH changed AS (
+                     SELECT DISTINCT t.account_id FROM monitor.src_transactions t
+                      WHERE t.updated_at >= $1 AND t.created_at < $2)
+                 INSERT INTO monitor.account_totals AS a (account_id, success_sum)
+                 SELECT c.account_id,
+                        coalesce((SELECT sum(t.amount) FROM monitor.src_transactions t
+                                   WHERE t.account_id = c.account_id AND t.status = ''success''
+                                     AND t.created_at < $3), 0)
+                   FROM changed c
+                 ON CONFLICT (account_id) DO UPDATE SET success_sum = excluded.success_sum'
+            USING since - monitor.balance_horizon_lag(), old_h, new_h;
     END IF;
     INSERT INTO monitor.watermarks AS w (detector, high_water) VALUES ('balance_mismatch.horizon', new_h)
     ON CONFLICT (detector) DO UPDATE SET high_water = excluded.high_water, updated_at = now();
 END
-$$;
+$_$;
 
 COMMENT ON FUNCTION monitor.prepare_balance_mismatch(params jsonb, since timestamp with time zone) IS 'Bring monitor.account_totals up to date before balance_mismatch runs (a full rebuild every full_pass).';
 
@@ -983,6 +1085,7 @@ COMMENT ON PROCEDURE monitor.run_all() IS 'Run every enabled detector, each comm
 CREATE FUNCTION monitor.run_detector(p_name text, p_since timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS integer
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'monitor'
+    SET jit TO 'off'
     AS $_$
 DECLARE
     d monitor.detectors;
