@@ -1,24 +1,34 @@
 -- Lifecycle transitions made by people (CONTRACT §4, §6): acknowledge and resolve, all-or-nothing
 -- over the ids, recorded in monitor.alert_history. Callable by monitor_operator.
 
+-- Every id names an event that is not resolved, or nothing changes (the caller's statement fails).
+CREATE OR REPLACE FUNCTION monitor.check_unresolved(p_event_ids bigint[]) RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, monitor AS $$
+DECLARE
+    bad bigint;
+BEGIN
+    SELECT id INTO bad FROM unnest(p_event_ids) id
+     WHERE NOT EXISTS (SELECT FROM monitor.events e WHERE e.event_id = id) LIMIT 1;
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION 'event % does not exist', bad USING ERRCODE = 'no_data_found';
+    END IF;
+    SELECT e.event_id INTO bad FROM monitor.events e
+     WHERE e.event_id = ANY (p_event_ids) AND e.status = 'resolved' ORDER BY e.event_id LIMIT 1;
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION 'event % is already resolved', bad USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+END
+$$;
+
 CREATE OR REPLACE FUNCTION monitor.acknowledge(p_event_ids bigint[], p_actor text DEFAULT NULL)
 RETURNS integer
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, monitor AS $$
 DECLARE
     v_actor text := coalesce(nullif(p_actor, ''), session_user);
     ev monitor.events;
-    missing bigint;
     n integer := 0;
 BEGIN
-    SELECT id INTO missing FROM unnest(p_event_ids) id
-     WHERE NOT EXISTS (SELECT FROM monitor.events e WHERE e.event_id = id) LIMIT 1;
-    IF missing IS NOT NULL THEN
-        RAISE EXCEPTION 'event % does not exist', missing USING ERRCODE = 'no_data_found';
-    END IF;
-    SELECT * INTO ev FROM monitor.events WHERE event_id = ANY (p_event_ids) AND status = 'resolved' LIMIT 1;
-    IF FOUND THEN
-        RAISE EXCEPTION 'event % is already resolved', ev.event_id USING ERRCODE = 'invalid_parameter_value';
-    END IF;
+    PERFORM monitor.check_unresolved(p_event_ids);
     FOR ev IN
         UPDATE monitor.events SET status = 'acknowledged', acknowledged_at = now(), acknowledged_by = v_actor
          WHERE event_id = ANY (p_event_ids) AND status = 'open'
@@ -40,18 +50,9 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, monitor AS $$
 DECLARE
     v_actor text := coalesce(nullif(p_actor, ''), session_user);
     ev monitor.events;
-    missing bigint;
     n integer := 0;
 BEGIN
-    SELECT id INTO missing FROM unnest(p_event_ids) id
-     WHERE NOT EXISTS (SELECT FROM monitor.events e WHERE e.event_id = id) LIMIT 1;
-    IF missing IS NOT NULL THEN
-        RAISE EXCEPTION 'event % does not exist', missing USING ERRCODE = 'no_data_found';
-    END IF;
-    SELECT * INTO ev FROM monitor.events WHERE event_id = ANY (p_event_ids) AND status = 'resolved' LIMIT 1;
-    IF FOUND THEN
-        RAISE EXCEPTION 'event % is already resolved', ev.event_id USING ERRCODE = 'invalid_parameter_value';
-    END IF;
+    PERFORM monitor.check_unresolved(p_event_ids);
     FOR ev IN
         UPDATE monitor.events SET status = 'resolved', resolved_at = now(), resolved_by = v_actor,
                                   resolution_note = p_note

@@ -27,18 +27,9 @@ CREATE FUNCTION monitor.acknowledge(p_event_ids bigint[], p_actor text DEFAULT N
 DECLARE
     v_actor text := coalesce(nullif(p_actor, ''), session_user);
     ev monitor.events;
-    missing bigint;
     n integer := 0;
 BEGIN
-    SELECT id INTO missing FROM unnest(p_event_ids) id
-     WHERE NOT EXISTS (SELECT FROM monitor.events e WHERE e.event_id = id) LIMIT 1;
-    IF missing IS NOT NULL THEN
-        RAISE EXCEPTION 'event % does not exist', missing USING ERRCODE = 'no_data_found';
-    END IF;
-    SELECT * INTO ev FROM monitor.events WHERE event_id = ANY (p_event_ids) AND status = 'resolved' LIMIT 1;
-    IF FOUND THEN
-        RAISE EXCEPTION 'event % is already resolved', ev.event_id USING ERRCODE = 'invalid_parameter_value';
-    END IF;
+    PERFORM monitor.check_unresolved(p_event_ids);
     FOR ev IN
         UPDATE monitor.events SET status = 'acknowledged', acknowledged_at = now(), acknowledged_by = v_actor
          WHERE event_id = ANY (p_event_ids) AND status = 'open'
@@ -167,6 +158,26 @@ BEGIN
     RETURN p_function;
 END
 $_$;
+
+CREATE FUNCTION monitor.check_unresolved(p_event_ids bigint[]) RETURNS void
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'monitor'
+    AS $$
+DECLARE
+    bad bigint;
+BEGIN
+    SELECT id INTO bad FROM unnest(p_event_ids) id
+     WHERE NOT EXISTS (SELECT FROM monitor.events e WHERE e.event_id = id) LIMIT 1;
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION 'event % does not exist', bad USING ERRCODE = 'no_data_found';
+    END IF;
+    SELECT e.event_id INTO bad FROM monitor.events e
+     WHERE e.event_id = ANY (p_event_ids) AND e.status = 'resolved' ORDER BY e.event_id LIMIT 1;
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION 'event % is already resolved', bad USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+END
+$$;
 
 CREATE FUNCTION monitor.common_params(p_kind text) RETURNS jsonb
     LANGUAGE sql IMMUTABLE
@@ -1040,18 +1051,9 @@ CREATE FUNCTION monitor.resolve(p_event_ids bigint[], p_note text DEFAULT NULL::
 DECLARE
     v_actor text := coalesce(nullif(p_actor, ''), session_user);
     ev monitor.events;
-    missing bigint;
     n integer := 0;
 BEGIN
-    SELECT id INTO missing FROM unnest(p_event_ids) id
-     WHERE NOT EXISTS (SELECT FROM monitor.events e WHERE e.event_id = id) LIMIT 1;
-    IF missing IS NOT NULL THEN
-        RAISE EXCEPTION 'event % does not exist', missing USING ERRCODE = 'no_data_found';
-    END IF;
-    SELECT * INTO ev FROM monitor.events WHERE event_id = ANY (p_event_ids) AND status = 'resolved' LIMIT 1;
-    IF FOUND THEN
-        RAISE EXCEPTION 'event % is already resolved', ev.event_id USING ERRCODE = 'invalid_parameter_value';
-    END IF;
+    PERFORM monitor.check_unresolved(p_event_ids);
     FOR ev IN
         UPDATE monitor.events SET status = 'resolved', resolved_at = now(), resolved_by = v_actor,
                                   resolution_note = p_note
