@@ -844,7 +844,8 @@ BEGIN
     SELECT high_water INTO last_full FROM monitor.watermarks WHERE detector = 'balance_mismatch.full';
     -- EXECUTE: a one-shot plan that sees the actual time range (statements below read the source)
     IF old_h IS NULL OR last_full IS NULL
-       OR last_full <= now() - (params ->> 'full_pass')::interval THEN
+       OR last_full <= now() - (params ->> 'full_pass')::interval
+       OR NOT EXISTS (SELECT FROM monitor.account_totals) THEN  -- empty: a crash emptied the unlogged cache
         -- full pass: rebuild every total from scratch
         TRUNCATE monitor.account_totals;
         EXECUTE 'INSERT INTO monitor.account_totals (account_id, success_sum)
@@ -1348,7 +1349,7 @@ CREATE TABLE ledger.transactions (
     CONSTRAINT transactions_status_check CHECK ((status = ANY (ARRAY['success'::text, 'failed'::text, 'pending'::text])))
 );
 
-CREATE TABLE monitor.account_totals (
+CREATE UNLOGGED TABLE monitor.account_totals (
     account_id text NOT NULL,
     success_sum numeric DEFAULT 0 NOT NULL
 );
