@@ -34,8 +34,8 @@ BEGIN
         WITH win AS (
             SELECT r.account_id, r.%3$I AS id, r.%2$I AS t, r.device_id, %4$s
               FROM %1$s r WHERE r.%2$I >= $1 - $2
-        ), fresh AS (
-            SELECT DISTINCT w.account_id FROM win w WHERE w.t >= $1
+        ), fresh AS (              -- an account alone in the range has no neighbour within the window
+            SELECT w.account_id FROM win w GROUP BY w.account_id HAVING max(w.t) >= $1 AND count(*) >= 2
         ), gaps AS (               -- one sort: each row's distance to its neighbours
             SELECT w.*, w.t - lag(w.t) OVER o AS gap_before, lead(w.t) OVER o - w.t AS gap_after
               FROM win w JOIN fresh f ON f.account_id = w.account_id

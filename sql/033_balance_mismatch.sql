@@ -4,7 +4,8 @@
 -- amounts created before a horizon (watermark 'balance_mismatch.horizon', kept 5 minutes behind
 -- the clock so late commits land in the live part). Each run:
 --   1. prepare_balance_mismatch adds the rows between the old and the new horizon, recomputes the
---      accounts whose older rows changed (updated_at), and every `full_pass` rebuilds all totals;
+--      accounts whose older rows changed (updated_at), and every `full_pass` recomputes all totals
+--      in one hash aggregate and rewrites those that drifted;
 --   2. detect_balance_mismatch checks only the accounts that may have changed (new or changed
 --      transactions, accounts.updated_at, open events), or every account right after a full pass:
 --      expected = opening_balance + total before the horizon + live success amounts after it.
@@ -26,12 +27,25 @@ BEGIN
     IF old_h IS NULL OR last_full IS NULL
        OR last_full <= now() - (params ->> 'full_pass')::interval
        OR NOT EXISTS (SELECT FROM monitor.account_totals) THEN  -- empty: a crash emptied the unlogged cache
-        -- full pass: rebuild every total from scratch
-        TRUNCATE monitor.account_totals;
-        EXECUTE 'INSERT INTO monitor.account_totals (account_id, success_sum)
-                 SELECT t.account_id, sum(t.amount) FROM monitor.src_transactions t
-                  WHERE t.status = ''success'' AND t.created_at < $1
-                  GROUP BY t.account_id' USING new_h;
+        -- full pass: recompute every total in one sequential pass with an in-memory hash aggregate
+        -- (not in (account_id, created_at) index order, which visits the heap at random), and write
+        -- only the totals that differ from the stored ones
+        PERFORM set_config('work_mem', '256MB', true);
+        EXECUTE 'WITH fresh AS (
+                     SELECT t.account_id, sum(t.amount) AS success_sum FROM monitor.src_transactions t
+                      WHERE t.status = ''success'' AND t.created_at < $1
+                      GROUP BY t.account_id
+                 ), drift AS MATERIALIZED (
+                     SELECT coalesce(f.account_id, o.account_id) AS account_id, f.success_sum
+                       FROM fresh f FULL JOIN monitor.account_totals o ON o.account_id = f.account_id
+                      WHERE f.success_sum IS DISTINCT FROM o.success_sum
+                 ), gone AS (
+                     DELETE FROM monitor.account_totals a USING drift d
+                      WHERE a.account_id = d.account_id AND d.success_sum IS NULL
+                 )
+                 INSERT INTO monitor.account_totals AS a (account_id, success_sum)
+                 SELECT d.account_id, d.success_sum FROM drift d WHERE d.success_sum IS NOT NULL
+                 ON CONFLICT (account_id) DO UPDATE SET success_sum = excluded.success_sum' USING new_h;
         INSERT INTO monitor.watermarks AS w (detector, high_water) VALUES ('balance_mismatch.full', now())
         ON CONFLICT (detector) DO UPDATE SET high_water = excluded.high_water, updated_at = now();
     ELSE
