@@ -1,0 +1,233 @@
+"""Generation and the read-side measurements: first run, steady-state cycle, full reconciliation,
+naive baseline. Every function takes an autocommit connection to one benchmark database."""
+
+from __future__ import annotations
+
+import time
+
+import psycopg
+
+from .common import Scale, say, sql_blocks, sql_file, summary, timed
+
+DELTA_WINDOW = "60 seconds"  # the new rows of a cycle were created in the minute before it
+
+
+# -- generation -----------------------------------------------------------------------------------
+
+def generate(conn: psycopg.Connection, scale: Scale) -> dict:
+    """Fill the reference ledger at `scale`; seconds per step and the row counts."""
+    for key, value in (("bench.accounts", scale.accounts), ("bench.transactions", scale.transactions),
+                       ("bench.scans", scale.scans), ("bench.days", scale.days),
+                       ("bench.anomalies", scale.anomalies)):
+        conn.execute("select set_config(%s, %s, false)", (key, str(value)))
+    conn.execute("SET work_mem = '1GB'")
+    conn.execute("SET maintenance_work_mem = '1GB'")
+    steps: dict[str, float] = {}
+    t_all = time.perf_counter()
+    for name, body in sql_blocks("generate.sql", "step"):
+        t0 = time.perf_counter()
+        conn.execute(body)
+        steps[name] = round(time.perf_counter() - t0, 2)
+        say(f"  {scale.name}: {name} {steps[name]:.1f} s")
+    total = round(time.perf_counter() - t_all, 2)
+    conn.execute("RESET work_mem")
+    conn.execute("RESET maintenance_work_mem")
+    rows = conn.execute(
+        "select (select count(*) from ledger.accounts), (select count(*) from ledger.transactions),"
+        " (select count(*) from ledger.scans), (select count(*) from ledger.accounts where balance < 0),"
+        " pg_total_relation_size('ledger.transactions'), pg_total_relation_size('ledger.scans')").fetchone()
+    return {"seconds": total, "steps_s": steps,
+            "rows": {"accounts": rows[0], "transactions": rows[1], "scans": rows[2]},
+            "negative_balances": rows[3],
+            "size_mb": {"transactions": round(rows[4] / 2**20), "scans": round(rows[5] / 2**20)}}
+
+
+def set_delta(conn: psycopg.Connection, transactions: int, scans: int, window: str = DELTA_WINDOW) -> None:
+    conn.execute("select set_config('bench.delta_transactions', %s, false)", (str(transactions),))
+    conn.execute("select set_config('bench.delta_scans', %s, false)", (str(scans),))
+    conn.execute("select set_config('bench.delta_window', %s, false)", (window,))
+
+
+# -- detector runs --------------------------------------------------------------------------------
+
+def enabled_detectors(conn: psycopg.Connection) -> list[str]:
+    return [r[0] for r in conn.execute("select name from monitor.detectors where enabled order by name")]
+
+
+def run_errors(conn: psycopg.Connection, since) -> dict[str, str]:
+    """Detector runs that ended in error since `since`: {detector: error}."""
+    return {r[0]: r[1] for r in conn.execute(
+        "select detector, error from monitor.detector_runs where status = 'error' and started_at >= %s"
+        " order by started_at", (since,))}
+
+
+def committed_cycle(conn: psycopg.Connection) -> dict:
+    """CALL monitor.run_all(), as pg_cron would run it: time, events opened per detector, errors."""
+    t0 = conn.execute("select clock_timestamp()").fetchone()[0]
+    ms, _ = timed(conn, "CALL monitor.run_all()")
+    opened = {r[0]: r[1] for r in conn.execute(
+        "select detector, sum(events_opened)::int from monitor.detector_runs where started_at >= %s"
+        " group by detector order by detector", (t0,))}
+    return {"ms": round(ms, 2), "events_opened": opened, "errors": run_errors(conn, t0)}
+
+
+def refresh(conn: psycopg.Connection) -> dict:
+    """monitor.refresh() (the hourly materialized-view refresh)."""
+    try:
+        ms, _ = timed(conn, "select monitor.refresh()")
+        return {"ms": round(ms, 2), "error": None}
+    except psycopg.Error as exc:
+        return {"ms": None, "error": str(exc).splitlines()[0]}
+
+
+def first_run(conn: psycopg.Connection) -> dict:
+    """Refresh, first cycle (24 h lookback, full balance pass), then an idle cycle."""
+    out = {"refresh": refresh(conn)}
+    out["first"] = committed_cycle(conn)
+    out["idle"] = committed_cycle(conn)
+    out["hour"] = conn.execute("select date_trunc('hour', now())").fetchone()[0]
+    return out
+
+
+# -- steady state ---------------------------------------------------------------------------------
+
+def vacuum(conn: psycopg.Connection) -> None:
+    """Clear what a rolled-back cycle left behind, index entries included (VACUUM skips index
+    cleanup for so few dead rows by default), so every repetition reads the same indexes."""
+    conn.execute("VACUUM (INDEX_CLEANUP ON) ledger.transactions, ledger.scans, ledger.accounts")
+    conn.execute("VACUUM monitor.account_totals, monitor.events, monitor.alert_history, monitor.detector_runs,"
+                 " monitor.watermarks")
+
+
+def keep_current(conn: psycopg.Connection, state: dict) -> bool:
+    """Run a committed idle cycle when the hour changed since the last one, so that no measured
+    cycle includes the hourly baseline refresh. True when it ran."""
+    hour = conn.execute("select date_trunc('hour', now())").fetchone()[0]
+    if hour == state.get("hour"):
+        return False
+    committed_cycle(conn)
+    state["hour"] = hour
+    return True
+
+
+SUSTAINED_MINUTES = 6  # the late window (5 minutes) plus the new minute
+
+
+def steady_cycle(conn: psycopg.Connection, detectors: list[str], scale: Scale, sustained: bool = False) -> dict:
+    """One Δ and one detection cycle over it, in a transaction that is rolled back afterwards so
+    every repetition starts from the same state. The Δ insert is not timed. The floor is one plain
+    pass over the Δ window (the last minute) of each source.
+
+    sustained: the ledger as it is under a steady stream of Δ per minute with a cycle every minute:
+    every watermark is moved so that the previous run was a minute ago, and SUSTAINED_MINUTES
+    minutes of traffic at Δ per minute are inserted. The cycle then re-reads the late window and
+    folds the minute of rows that crossed the balance horizon, as it would in production."""
+    out: dict = {}
+    with conn.transaction():
+        if sustained:
+            conn.execute("UPDATE monitor.watermarks SET high_water = high_water"
+                         " + ((now() - interval '1 minute') - (SELECT max(high_water) FROM monitor.watermarks))")
+            set_delta(conn, scale.delta_transactions * SUSTAINED_MINUTES, scale.delta_scans * SUSTAINED_MINUTES,
+                      f"{SUSTAINED_MINUTES} minutes")
+        else:
+            set_delta(conn, scale.delta_transactions, scale.delta_scans)
+        conn.execute(sql_file("delta.sql"))
+        out["floor_transactions_ms"], rows = timed(
+            conn, "select count(*), sum(amount) from ledger.transactions"
+                  f" where created_at >= now() - interval '{DELTA_WINDOW}' and created_at <= now()")
+        out["delta_transactions"] = rows[0][0]
+        out["floor_scans_ms"], rows = timed(
+            conn, "select count(*), count(device_id) from ledger.scans"
+                  f" where scanned_at >= now() - interval '{DELTA_WINDOW}' and scanned_at <= now()")
+        out["delta_scans"] = rows[0][0]
+        per: dict[str, float] = {}
+        for name in detectors:
+            per[name], _ = timed(conn, "select monitor.run_detector(%s)", (name,))
+        out["per_detector_ms"] = per
+        out["cycle_ms"] = sum(per.values())
+        out["floor_ms"] = out["floor_transactions_ms"] + out["floor_scans_ms"]
+        if sustained:  # one plain pass over everything the late window holds, for comparison
+            window = f"{SUSTAINED_MINUTES} minutes"
+            out["floor_window_ms"] = (
+                timed(conn, "select count(*), sum(amount) from ledger.transactions"
+                            f" where created_at >= now() - interval '{window}' and created_at <= now()")[0]
+                + timed(conn, "select count(*), count(device_id) from ledger.scans"
+                              f" where scanned_at >= now() - interval '{window}' and scanned_at <= now()")[0])
+        out["events_opened"] = conn.execute(
+            "select coalesce(sum(events_opened), 0)::int from monitor.detector_runs where started_at >= now()"
+        ).fetchone()[0]
+        out["errors"] = run_errors(conn, conn.execute("select now()").fetchone()[0])
+        raise psycopg.Rollback()
+    vacuum(conn)
+    return out
+
+
+def summarise_sustained(cycles: list[dict]) -> dict:
+    names = cycles[0]["per_detector_ms"].keys() if cycles else []
+    errors: dict[str, str] = {}
+    for c in cycles:
+        errors.update(c["errors"])
+    return {
+        "minutes": SUSTAINED_MINUTES,
+        "cycle_ms": summary([c["cycle_ms"] for c in cycles]),
+        "floor_window_ms": summary([c["floor_window_ms"] for c in cycles]),
+        "per_detector_ms": {n: summary([c["per_detector_ms"][n] for c in cycles])["median"] for n in names},
+        "errors": errors,
+    }
+
+
+def summarise_cycles(cycles: list[dict]) -> dict:
+    names = cycles[0]["per_detector_ms"].keys() if cycles else []
+    errors: dict[str, str] = {}
+    for c in cycles:
+        errors.update(c["errors"])
+    return {
+        "cycle_ms": summary([c["cycle_ms"] for c in cycles]),
+        "floor_ms": summary([c["floor_ms"] for c in cycles]),
+        "floor_transactions_ms": summary([c["floor_transactions_ms"] for c in cycles]),
+        "floor_scans_ms": summary([c["floor_scans_ms"] for c in cycles]),
+        "per_detector_ms": {n: summary([c["per_detector_ms"][n] for c in cycles])["median"] for n in names},
+        "delta_rows": {"transactions": cycles[0]["delta_transactions"], "scans": cycles[0]["delta_scans"]}
+        if cycles else {},
+        "events_opened_per_cycle": max((c["events_opened"] for c in cycles), default=0),
+        "errors": errors,
+    }
+
+
+# -- full reconciliation --------------------------------------------------------------------------
+
+FULL_FLOOR = ("select count(*), sum(total) from"
+              " (select account_id, sum(amount) as total from ledger.transactions group by account_id) x")
+
+
+def full_reconciliation(conn: psycopg.Connection, reps: int) -> dict:
+    """The periodic full balance pass (balance_mismatch with full_pass = 0) against a plain
+    group-by over all transactions, alternated; each pass rolled back."""
+    passes, floors, serial, errors = [], [], [], {}
+    for _ in range(reps):
+        with conn.transaction():
+            conn.execute("""select monitor.set_params('balance_mismatch', '{"full_pass": "0 seconds"}')""")
+            ms, _ = timed(conn, "select monitor.run_detector('balance_mismatch')")
+            passes.append(ms)
+            errors.update(run_errors(conn, conn.execute("select now()").fetchone()[0]))
+            raise psycopg.Rollback()
+        floor_ms, _ = timed(conn, FULL_FLOOR)
+        floors.append(floor_ms)
+        with conn.transaction():  # the same floor without parallel workers, for the explanation
+            conn.execute("SET LOCAL max_parallel_workers_per_gather = 0")
+            serial.append(timed(conn, FULL_FLOOR)[0])
+    vacuum(conn)
+    return {"pass_ms": summary(passes), "floor_ms": summary(floors), "floor_serial_ms": summary(serial),
+            "errors": errors}
+
+
+# -- naive baseline -------------------------------------------------------------------------------
+
+def naive(conn: psycopg.Connection) -> dict:
+    """Each naive rule once: seconds and the number of findings."""
+    rules: dict[str, dict] = {}
+    for name, body in sql_blocks("naive.sql", "name"):
+        ms, rows = timed(conn, f"select count(*) from ({body}) x")
+        rules[name] = {"s": round(ms / 1000, 3), "findings": rows[0][0]}
+        say(f"  naive {name}: {ms / 1000:.1f} s")
+    return {"total_s": round(sum(r["s"] for r in rules.values()), 3), "rules": rules}

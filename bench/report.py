@@ -1,0 +1,170 @@
+"""Goals, the figures every run must produce, and the printed table."""
+
+from __future__ import annotations
+
+import math
+
+from .common import ratio
+
+# Every figure a run produces: a path into the JSON result. The CI smoke test checks that each one
+# is present and numeric.
+FIGURES = [
+    "generation.main.seconds",
+    "generation.ref.seconds",
+    "first_run.main.first.ms",
+    "first_run.main.idle.ms",
+    "steady_state.main.cycle_ms.min",
+    "steady_state.main.cycle_ms.median",
+    "steady_state.main.floor_ms.min",
+    "steady_state.main.floor_ms.median",
+    "steady_state.main.floor_transactions_ms.median",
+    "steady_state.main.floor_scans_ms.median",
+    "steady_state.ref.cycle_ms.min",
+    "steady_state.ref.cycle_ms.median",
+    "steady_state.main.sustained.cycle_ms.median",
+    "steady_state.main.sustained.floor_window_ms.median",
+    "steady_state.cycle_to_floor",
+    "steady_state.size_ratio",
+    "full_reconciliation.pass_ms.min",
+    "full_reconciliation.pass_ms.median",
+    "full_reconciliation.floor_ms.min",
+    "full_reconciliation.floor_ms.median",
+    "full_reconciliation.ratio",
+    "naive.total_s",
+    "naive.speedup",
+    "write_overhead.off.tps_median",
+    "write_overhead.on.tps_median",
+    "write_overhead.off.p95_ms_median",
+    "write_overhead.on.p95_ms_median",
+    "write_overhead.tps_ratio",
+    "write_overhead.p95_ratio",
+]
+
+
+def lookup(result: dict, path: str):
+    node = result
+    for part in path.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def missing_figures(result: dict) -> list[str]:
+    out = []
+    for path in FIGURES:
+        v = lookup(result, path)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            out.append(path)
+    return out
+
+
+def derive(result: dict) -> None:
+    """Ratios computed from the measured figures."""
+    ss = result.get("steady_state", {})
+    main, ref = ss.get("main", {}), ss.get("ref", {})
+    ss["cycle_to_floor"] = ratio(lookup(main, "cycle_ms.median"), lookup(main, "floor_ms.median"))
+    ss["size_ratio"] = ratio(lookup(main, "cycle_ms.median"), lookup(ref, "cycle_ms.median"))
+    full = result.get("full_reconciliation", {})
+    full["ratio"] = ratio(lookup(full, "pass_ms.median"), lookup(full, "floor_ms.median"))
+    nv = result.get("naive", {})
+    total = nv.get("total_s")
+    nv["speedup"] = ratio(total * 1000 if total is not None else None, lookup(main, "cycle_ms.median"))
+
+
+def goals(result: dict) -> list[dict]:
+    """Each goal: what was measured against what target, and whether it holds."""
+    errors = {}
+    for path in ("first_run.main.first.errors", "steady_state.main.errors", "steady_state.ref.errors",
+                 "full_reconciliation.errors"):
+        errors.update(lookup(result, path) or {})
+    out = []
+
+    def goal(name, value, op, target, unit="x"):
+        if value is None:
+            met = None
+        else:
+            met = value <= target if op == "<=" else value >= target
+        out.append({"goal": name, "measured": value, "target": f"{op} {target}{unit}", "met": met})
+
+    goal("steady-state cycle vs its floor", lookup(result, "steady_state.cycle_to_floor"), "<=", 5)
+    goal("steady-state cycle, large vs small ledger", lookup(result, "steady_state.size_ratio"), "<=", 1.5)
+    goal("full reconciliation vs its floor", lookup(result, "full_reconciliation.ratio"), "<=", 2)
+    goal("speed-up over the naive baseline", lookup(result, "naive.speedup"), ">=", 100)
+    goal("write throughput with detection", lookup(result, "write_overhead.tps_ratio"), ">=", 0.97)
+    goal("write p95 latency with detection", lookup(result, "write_overhead.p95_ratio"), "<=", 1.10)
+    gen = lookup(result, "generation.main.seconds")
+    goal("ledger generation time", round(gen / 60, 1) if gen is not None else None, "<=", 60, " min")
+    if errors:
+        for g in out[:4]:
+            g["met"] = None
+            g["note"] = "not meaningful: detectors failed (" + ", ".join(sorted(errors)) + ")"
+    return out
+
+
+def _fmt_ms(v) -> str:
+    if v is None:
+        return "n/a"
+    return f"{v / 1000:.2f} s" if v >= 10_000 else f"{v:.1f} ms"
+
+
+def _fmt_x(v) -> str:
+    return "n/a" if v is None else f"{v:.2f}x"
+
+
+def table(result: dict) -> str:
+    """The one table a run prints."""
+    sc = result["meta"]["scale"]
+    ref = result["meta"].get("ref_scale") or {}
+    g = lookup
+    rows = [("figure", "min", "median", "reference", "ratio")]
+    rows.append((f"steady-state cycle, {sc['transactions']:,} txns (delta {sc['delta_transactions']:,}+"
+                 f"{sc['delta_scans']:,})",
+                 _fmt_ms(g(result, "steady_state.main.cycle_ms.min")),
+                 _fmt_ms(g(result, "steady_state.main.cycle_ms.median")),
+                 "floor " + _fmt_ms(g(result, "steady_state.main.floor_ms.median")),
+                 _fmt_x(g(result, "steady_state.cycle_to_floor"))))
+    rows.append(("  floor: plain pass over new transactions / scans",
+                 "", "", _fmt_ms(g(result, "steady_state.main.floor_transactions_ms.median")) + " / "
+                 + _fmt_ms(g(result, "steady_state.main.floor_scans_ms.median")), ""))
+    rows.append((f"  sustained: cycle after {g(result, 'steady_state.main.sustained.minutes')} min at that rate",
+                 _fmt_ms(g(result, "steady_state.main.sustained.cycle_ms.min")),
+                 _fmt_ms(g(result, "steady_state.main.sustained.cycle_ms.median")),
+                 "late window " + _fmt_ms(g(result, "steady_state.main.sustained.floor_window_ms.median")), ""))
+    rows.append((f"steady-state cycle, {ref.get('transactions', 0):,} txns (same delta)",
+                 _fmt_ms(g(result, "steady_state.ref.cycle_ms.min")),
+                 _fmt_ms(g(result, "steady_state.ref.cycle_ms.median")),
+                 "large/small", _fmt_x(g(result, "steady_state.size_ratio"))))
+    rows.append(("full reconciliation (balance_mismatch full pass)",
+                 _fmt_ms(g(result, "full_reconciliation.pass_ms.min")),
+                 _fmt_ms(g(result, "full_reconciliation.pass_ms.median")),
+                 "group by " + _fmt_ms(g(result, "full_reconciliation.floor_ms.median")),
+                 _fmt_x(g(result, "full_reconciliation.ratio"))))
+    naive_s = g(result, "naive.total_s")
+    rows.append(("naive baseline, all rules once", "",
+                 _fmt_ms(naive_s * 1000 if naive_s is not None else None), "speed-up of cycle",
+                 _fmt_x(g(result, "naive.speedup"))))
+    rows.append(("first run (24 h lookback, full balance pass)", "",
+                 _fmt_ms(g(result, "first_run.main.first.ms")), "", ""))
+    rows.append(("idle cycle (no new rows)", "", _fmt_ms(g(result, "first_run.main.idle.ms")), "", ""))
+    for arm in ("off", "on"):
+        rows.append((f"pgbench payments, detection {arm}: TPS / p95", "",
+                     f"{g(result, f'write_overhead.{arm}.tps_median')} tps",
+                     f"p95 {g(result, f'write_overhead.{arm}.p95_ms_median')} ms", ""))
+    rows.append(("  with/without detection: TPS, p95", "", "", _fmt_x(g(result, "write_overhead.tps_ratio")),
+                 _fmt_x(g(result, "write_overhead.p95_ratio"))))
+    gen = g(result, "generation.main.seconds")
+    rows.append(("ledger generation", "", f"{gen / 60:.1f} min" if gen is not None else "n/a", "", ""))
+    widths = [max(len(str(r[i])) for r in rows) for i in range(5)]
+    lines = []
+    for i, r in enumerate(rows):
+        lines.append("  ".join(str(c).ljust(widths[j]) if j == 0 else str(c).rjust(widths[j])
+                               for j, c in enumerate(r)))
+        if i == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    lines.append("")
+    for gl in result.get("goals", []):
+        mark = {True: "met", False: "MISSED", None: "n/a"}[gl["met"]]
+        lines.append(f"  goal {gl['goal']}: {gl['measured']} (target {gl['target']}) {mark}"
+                     + (f" - {gl['note']}" if gl.get("note") else ""))
+    return "\n".join(lines)
