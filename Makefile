@@ -44,3 +44,13 @@ clean:
 
 distclean: clean
 	rm -rf $(VENV)
+
+.PHONY: bench bench-smoke
+
+## bench: the benchmark at the default scale (10M transactions; about 20 minutes on 2 cores), see docs/benchmarks.md
+bench: venv pgcron
+	$(VENV)/bin/python -m bench.run $(if $(SCALE),--scale $(SCALE))
+
+## bench-smoke: the benchmark at its smallest scale, checked for every figure (what CI runs)
+bench-smoke: venv pgcron
+	$(VENV)/bin/pytest -q tests/bench

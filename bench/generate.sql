@@ -19,6 +19,7 @@
 -- step: setup
 CREATE SCHEMA IF NOT EXISTS bench;
 CREATE SEQUENCE IF NOT EXISTS bench.ids;
+CREATE SEQUENCE IF NOT EXISTS bench.cards;
 DROP TABLE IF EXISTS bench.params;
 CREATE TABLE bench.params AS
 SELECT current_setting('bench.accounts')::bigint      AS accounts,

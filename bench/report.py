@@ -19,6 +19,7 @@ FIGURES = [
     "steady_state.main.floor_ms.median",
     "steady_state.main.floor_transactions_ms.median",
     "steady_state.main.floor_scans_ms.median",
+    "steady_state.main.keyed_read_ms.median",
     "steady_state.ref.cycle_ms.min",
     "steady_state.ref.cycle_ms.median",
     "steady_state.main.sustained.cycle_ms.median",
@@ -127,6 +128,8 @@ def table(result: dict) -> str:
     rows.append(("  floor: plain pass over new transactions / scans",
                  "", "", _fmt_ms(g(result, "steady_state.main.floor_transactions_ms.median")) + " / "
                  + _fmt_ms(g(result, "steady_state.main.floor_scans_ms.median")), ""))
+    rows.append(("  new transactions with their card read by key", "", "",
+                 _fmt_ms(g(result, "steady_state.main.keyed_read_ms.median")), ""))
     rows.append((f"  sustained: cycle after {g(result, 'steady_state.main.sustained.minutes')} min at that rate",
                  _fmt_ms(g(result, "steady_state.main.sustained.cycle_ms.min")),
                  _fmt_ms(g(result, "steady_state.main.sustained.cycle_ms.median")),
