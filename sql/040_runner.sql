@@ -37,9 +37,11 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, monitor AS $$
 $$;
 
 -- Fold the findings of one run into monitor.events. Returns (opened, updated, resolved).
+-- force_custom_plan: each lookup is planned with its keys, an index probe; a cached generic plan
+-- would read every event of the detector per finding (quadratic in the findings of one run).
 CREATE OR REPLACE FUNCTION monitor.apply_findings(p_detector monitor.detectors, p_findings monitor.finding[],
                                                   OUT opened integer, OUT updated integer, OUT resolved integer)
-LANGUAGE plpgsql SET search_path = pg_catalog, monitor AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, monitor SET plan_cache_mode = force_custom_plan AS $$
 DECLARE
     f monitor.finding;
     keys text[];

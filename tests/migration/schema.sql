@@ -68,6 +68,7 @@ CREATE TABLE monitor.detectors (
 CREATE FUNCTION monitor.apply_findings(p_detector monitor.detectors, p_findings monitor.finding[], OUT opened integer, OUT updated integer, OUT resolved integer) RETURNS record
     LANGUAGE plpgsql
     SET search_path TO 'pg_catalog', 'monitor'
+    SET plan_cache_mode TO 'force_custom_plan'
     AS $$
 DECLARE
     f monitor.finding;
