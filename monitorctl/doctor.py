@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from psycopg import sql
 
 from . import mapping as mapping_mod
+from .db import query
 
 # (relation, logical columns that should lead an index, who needs it)
 NEEDS = [
@@ -58,10 +59,5 @@ def index_advice(conn, mapping: dict) -> list[Advice]:
 def index_leads(conn, relation: str, columns: list[str]) -> bool:
     """True when an index on `relation` starts with exactly these columns, in this order."""
     qualified = ".".join(sql.Identifier(p).as_string(conn) for p in relation.split("."))
-    rows = conn.execute(
-        """select array(select a.attname::text from unnest(i.indkey) with ordinality k(attnum, n)
-                         join pg_attribute a on a.attrelid = i.indrelid and a.attnum = k.attnum
-                         order by k.n)
-             from pg_index i where i.indrelid = to_regclass(%s) and i.indpred is null""",
-        (qualified,)).fetchall()
+    rows = conn.execute(query("index_columns"), (qualified,)).fetchall()
     return any(r[0][: len(columns)] == columns for r in rows)

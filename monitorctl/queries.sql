@@ -166,3 +166,10 @@ select h.subject, h.evidence ->> 'problem', h.summary
 from monitor.detect_detector_health(
     coalesce((select params from monitor.detectors where name = 'detector_health'), '{"overdue_factor": 3}'),
     now()) h
+
+-- name: index_columns
+-- the leading columns of each full (not partial) index of a relation, in index order
+select array(select a.attname::text from unnest(i.indkey) with ordinality k(attnum, n)
+             join pg_attribute a on a.attrelid = i.indrelid and a.attnum = k.attnum
+             order by k.n)
+from pg_index i where i.indrelid = to_regclass(%s) and i.indpred is null
