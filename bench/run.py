@@ -55,6 +55,18 @@ def machine() -> dict:
     return info
 
 
+def default_shared_buffers() -> str:
+    """A quarter of the machine's memory, at most 8GB: PostgreSQL's usual advice for a dedicated
+    server, so that the benchmark measures detection rather than an undersized buffer cache."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                return f"{min(int(line.split()[1]) // 4 // 1024, 8192)}MB"
+    except OSError:
+        pass
+    return "1GB"
+
+
 def server_meta(conn: psycopg.Connection) -> dict:
     version = conn.execute("show server_version").fetchone()[0]
     settings = {r[0]: r[1] for r in conn.execute(
@@ -94,7 +106,8 @@ def run(args) -> dict:
                              "scale": dataclasses.asdict(scale), "ref_scale": dataclasses.asdict(ref_scale),
                              "extra_sql": list(args.extra_sql),
                              "machine": machine()}}
-    server = embedded.external(args.dsn) if args.dsn else embedded.start(say)
+    server = embedded.external(args.dsn) if args.dsn else embedded.start(
+        say, settings={"shared_buffers": args.shared_buffers or default_shared_buffers()})
     try:
         with psycopg.connect(server.dsn(embedded.dsn_dbname(args.dsn) if args.dsn else "postgres"),
                              autocommit=True) as conn:
@@ -182,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pgbench-seconds", type=int, help="seconds per pgbench run (default per scale)")
     ap.add_argument("--pgbench-rounds", type=int, help="rounds of (without, with detection) runs (default 3)")
     ap.add_argument("--skip-write", action="store_true", help="skip the pgbench write-overhead runs")
+    ap.add_argument("--shared-buffers", metavar="SIZE",
+                    help="shared_buffers of the throwaway server (default: a quarter of memory, at most 8GB)")
     ap.add_argument("--keep", action="store_true", help="on an external server: keep the benchmark databases")
     ap.add_argument("--extra-sql", action="append", default=[], metavar="FILE",
                     help="SQL file applied after install in each benchmark database (repeatable), to try an"

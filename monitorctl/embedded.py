@@ -87,16 +87,18 @@ def choose_backend() -> str:
     return "local"
 
 
-def start(progress=None) -> Server:
-    """Start (or reach) a PostgreSQL server with the best backend this machine offers."""
+def start(progress=None, settings: dict[str, str] | None = None) -> Server:
+    """Start (or reach) a PostgreSQL server with the best backend this machine offers.
+
+    settings: server parameters for a server started here (an external one is used as it is)."""
     say = progress or (lambda msg: None)
     backend = choose_backend()
     if backend == "external":
         return external(os.environ["MONITOR_TEST_DSN"])
     if backend == "docker":
         say("starting PostgreSQL with pg_cron in a Docker container")
-        return start_docker()
-    return start_local(say)
+        return start_docker(settings)
+    return start_local(say, settings=settings)
 
 
 # -- external -------------------------------------------------------------------------------------
@@ -141,7 +143,7 @@ def docker_available() -> bool:
         return False
 
 
-def start_docker() -> Server:  # pragma: no cover - no Docker engine on the CI machines
+def start_docker(settings: dict[str, str] | None = None) -> Server:  # pragma: no cover - no Docker engine here
     from testcontainers.core.image import DockerImage
     try:
         from testcontainers.community.postgres import PostgresContainer
@@ -150,6 +152,8 @@ def start_docker() -> Server:  # pragma: no cover - no Docker engine on the CI m
 
     image = DockerImage(path=str(DOCKER_DIR), tag="monitorctl-postgres:15").build()
     container = PostgresContainer(str(image), username="postgres", password="postgres", dbname=CRON_DATABASE)
+    if settings:
+        container.with_command(" ".join(["postgres"] + [f"-c {k}={v}" for k, v in settings.items()]))
     container.start()
     params = {
         "host": container.get_container_host_ip(),
@@ -196,8 +200,10 @@ def _as_server_user(cmd: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *cmd]
 
 
-def start_local(say=lambda msg: None, with_cron: bool | None = None) -> Server:
-    """A throwaway cluster; ``with_cron``: None preloads pg_cron when installed, False never, True must."""
+def start_local(say=lambda msg: None, with_cron: bool | None = None,
+                settings: dict[str, str] | None = None) -> Server:
+    """A throwaway cluster; ``with_cron``: None preloads pg_cron when installed, False never, True must.
+    ``settings``: server parameters written after the defaults below (they win)."""
     bindir = pg_bindir()
     if with_cron is None:
         with_cron = cron_library_present(bindir)
@@ -236,6 +242,7 @@ def start_local(say=lambda msg: None, with_cron: bool | None = None) -> Server:
             "log_min_messages = warning",
             "timezone = 'UTC'",
         ]
+        conf += [f"{k} = '{v}'" for k, v in (settings or {}).items()]
         if with_cron:
             conf += [
                 "shared_preload_libraries = 'pg_cron'",

@@ -117,28 +117,31 @@ BEGIN
                   LEFT JOIN live l ON l.account_id = a.account_id
             )$q$ || report USING h, since, tolerance;
     ELSE
-        -- only the accounts that may have changed
         RETURN QUERY EXECUTE $q$
-            WITH candidates AS MATERIALIZED (
+            WITH moved AS MATERIALIZED (
+                SELECT a.account_id, a.balance, a.opening_balance FROM monitor.src_accounts a
+                 WHERE a.updated_at >= $2
+            ), touched AS (
                 SELECT t.account_id FROM monitor.src_transactions t
-                 WHERE t.created_at >= $2 - monitor.balance_horizon_lag()
-                    OR t.updated_at >= $2 - monitor.balance_horizon_lag()
-                UNION
-                SELECT a.account_id FROM monitor.src_accounts a
-                 WHERE a.updated_at >= $2 - monitor.balance_horizon_lag()
+                 WHERE t.created_at >= $2 OR t.updated_at >= $2
                 UNION
                 SELECT e.subject FROM monitor.events e
                  WHERE e.detector = 'balance_mismatch' AND e.status <> 'resolved'
+            ), accounts AS (
+                SELECT m.account_id, m.balance, m.opening_balance FROM moved m
+                UNION ALL
+                SELECT a.account_id, a.balance, a.opening_balance
+                  FROM touched c JOIN monitor.src_accounts a ON a.account_id = c.account_id
+                 WHERE NOT EXISTS (SELECT FROM moved m WHERE m.account_id = c.account_id)
             ), live AS (
                 SELECT t.account_id, sum(t.amount) AS live FROM monitor.src_transactions t
                  WHERE t.status = 'success' AND t.created_at >= $1 GROUP BY t.account_id
             ), checked AS MATERIALIZED (
                 SELECT a.account_id, a.balance, a.opening_balance,
                        coalesce(tot.success_sum, 0) AS settled, coalesce(l.live, 0) AS live
-                  FROM candidates c
-                  JOIN monitor.src_accounts a ON a.account_id = c.account_id
-                  LEFT JOIN monitor.account_totals tot ON tot.account_id = c.account_id
-                  LEFT JOIN live l ON l.account_id = c.account_id
+                  FROM accounts a
+                  LEFT JOIN monitor.account_totals tot ON tot.account_id = a.account_id
+                  LEFT JOIN live l ON l.account_id = a.account_id
             )$q$ || report USING h, since, tolerance;
     END IF;
 END

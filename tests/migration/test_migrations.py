@@ -46,6 +46,9 @@ CHECKS = {
         "0002.roles": lambda c: c.execute(
             "select pg_has_role('monitor_operator', 'monitor_reader', 'member')"
             " and not (select rolcanlogin from pg_roles where rolname = 'monitor_reader')").fetchone()[0],
+        "0003.account-totals-hash": lambda c: c.execute(
+            "select exists (select from pg_indexes where schemaname = 'monitor'"
+            " and indexname = 'account_totals_lookup' and indexdef like '%USING hash%')").fetchone()[0],
     },
     "ledger": {
         "0001.ledger-schema": lambda c: _ledger_state(c) == {

@@ -23,8 +23,8 @@ def starters(monkeypatch):
     """Record which backend start() picks instead of starting one."""
     calls = []
     monkeypatch.setattr(embedded, "external", lambda dsn: calls.append(("external", dsn)) or "ext")
-    monkeypatch.setattr(embedded, "start_docker", lambda: calls.append(("docker",)) or "dock")
-    monkeypatch.setattr(embedded, "start_local", lambda say: calls.append(("local",)) or "loc")
+    monkeypatch.setattr(embedded, "start_docker", lambda settings=None: calls.append(("docker",)) or "dock")
+    monkeypatch.setattr(embedded, "start_local", lambda say, settings=None: calls.append(("local",)) or "loc")
     return calls
 
 

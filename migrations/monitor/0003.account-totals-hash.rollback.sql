@@ -1,0 +1,1 @@
+DROP INDEX IF EXISTS monitor.account_totals_lookup;
