@@ -3,7 +3,9 @@
 -- A burst is a maximal sequence of one account's rows, ordered by time then id (COLLATE "C"),
 -- in which each row is within `window` of the previous one (inclusive). The rows a run must
 -- examine are those at or after `since`; a burst that reaches back before `since` is followed
--- backwards through the (account_id, time) index, so its first row may be arbitrarily old.
+-- backwards through the (account_id, time) index, so its first row may be arbitrarily old. Rows
+-- at or after `since` that the detector's previous run already saw (monitor.seen_age) are context
+-- only: a burst is reported when it holds a row not seen before.
 
 CREATE OR REPLACE FUNCTION monitor.find_bursts(p_source text, p_window interval, p_min_count integer,
                                                p_since timestamptz)
@@ -32,10 +34,11 @@ BEGIN
     --    have, unless the burst started before since (then its earlier rows may lie further back).
     FOR b IN EXECUTE format($q$
         WITH win AS (
-            SELECT r.account_id, r.%3$I AS id, r.%2$I AS t, r.device_id, %4$s
+            SELECT r.account_id, r.%3$I AS id, r.%2$I AS t, r.device_id, %4$s,
+                   r.%2$I >= $1 AND (age(r.row_xmin) <= $4) IS NOT FALSE AS fresh  -- not seen by the last run
               FROM %1$s r WHERE r.%2$I >= $1 - $2
         ), fresh AS (              -- an account alone in the range has no neighbour within the window
-            SELECT w.account_id FROM win w GROUP BY w.account_id HAVING max(w.t) >= $1 AND count(*) >= 2
+            SELECT w.account_id FROM win w GROUP BY w.account_id HAVING bool_or(w.fresh) AND count(*) >= 2
         ), gaps AS (               -- one sort: each row's distance to its neighbours
             SELECT w.*, w.t - lag(w.t) OVER o AS gap_before, lead(w.t) OVER o - w.t AS gap_after
               FROM win w JOIN fresh f ON f.account_id = w.account_id
@@ -56,8 +59,8 @@ BEGIN
                array_agg(n.status ORDER BY n.t, n.id COLLATE "C") AS statuses
           FROM numbered n
          GROUP BY n.account_id, n.burst
-        HAVING max(n.t) >= $1 AND (count(*) >= $3 OR min(n.t) < $1)
-    $q$, rel, t_col, id_col, extra) USING p_since, p_window, greatest(p_min_count, 2)
+        HAVING bool_or(n.fresh) AND (count(*) >= $3 OR min(n.t) < $1)
+    $q$, rel, t_col, id_col, extra) USING p_since, p_window, greatest(p_min_count, 2), monitor.seen_age()
     LOOP
         IF b.times[1] >= p_since THEN
             account_id := b.account_id; ids := b.ids; times := b.times; devices := b.devices;

@@ -115,15 +115,19 @@ BEGIN
                   FROM monitor.src_accounts a
                   LEFT JOIN monitor.account_totals tot ON tot.account_id = a.account_id
                   LEFT JOIN live l ON l.account_id = a.account_id
-            )$q$ || report USING h, since, tolerance;
+            )$q$ || report USING h, since, tolerance, monitor.seen_age();
     ELSE
+        -- only the accounts that may have changed since `since` and that the previous run did not
+        -- see (monitor.seen_age): the accounts updated since then, read by a range scan of
+        -- updated_at (their new row versions sit together), then by key the few others with new or
+        -- changed transactions or an open event
         RETURN QUERY EXECUTE $q$
             WITH moved AS MATERIALIZED (
                 SELECT a.account_id, a.balance, a.opening_balance FROM monitor.src_accounts a
-                 WHERE a.updated_at >= $2
+                 WHERE a.updated_at >= $2 AND (age(a.row_xmin) <= $4) IS NOT FALSE
             ), touched AS (
                 SELECT t.account_id FROM monitor.src_transactions t
-                 WHERE t.created_at >= $2 OR t.updated_at >= $2
+                 WHERE (t.created_at >= $2 OR t.updated_at >= $2) AND (age(t.row_xmin) <= $4) IS NOT FALSE
                 UNION
                 SELECT e.subject FROM monitor.events e
                  WHERE e.detector = 'balance_mismatch' AND e.status <> 'resolved'
@@ -142,7 +146,7 @@ BEGIN
                   FROM accounts a
                   LEFT JOIN monitor.account_totals tot ON tot.account_id = a.account_id
                   LEFT JOIN live l ON l.account_id = a.account_id
-            )$q$ || report USING h, since, tolerance;
+            )$q$ || report USING h, since, tolerance, monitor.seen_age();
     END IF;
 END
 $$;

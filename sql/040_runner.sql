@@ -25,6 +25,18 @@ BEGIN
 END
 $$;
 
+-- Rows the running detector's previous run already saw: those written by transactions that had
+-- finished when that run took its snapshot, i.e. older than its snapshot's xmin. A built-in
+-- detector examines a row of its late window only when age(row_xmin) <= seen_age(), so a stream
+-- of rows is read about once rather than once per minute of the late window. The runner sets
+-- monitor.seen_xmin for the run; unset (a first run, a --since rescan, a view without xmin as the
+-- source), every row from `since` on is examined.
+CREATE OR REPLACE FUNCTION monitor.seen_age() RETURNS integer
+LANGUAGE sql STABLE AS $$
+    SELECT coalesce(age(((nullif(current_setting('monitor.seen_xmin', true), '')::xid8::text::bigint
+                          % 4294967296)::text)::xid), 2147483647)
+$$;
+
 -- The earliest row time a finding detector must examine in this run.
 CREATE OR REPLACE FUNCTION monitor.run_since(p_detector monitor.detectors, p_override timestamptz)
 RETURNS timestamptz
@@ -117,6 +129,8 @@ DECLARE
     r record;
     v_err text;
     v_detail text;
+    v_seen xid8;
+    v_snap_xmin xid8;
 BEGIN
     SELECT * INTO d FROM monitor.detectors WHERE name = p_name;
     IF NOT FOUND THEN
@@ -129,6 +143,16 @@ BEGIN
         RETURN 0;
     END IF;
     v_since := monitor.run_since(d, p_since);
+    -- what the previous run saw (not on a --since rescan; not across a billion transactions, far
+    -- from xid wraparound), and this run's own mark, taken before it reads anything
+    v_snap_xmin := pg_snapshot_xmin(pg_current_snapshot());
+    IF p_since IS NULL THEN
+        SELECT w.seen_xmin INTO v_seen FROM monitor.watermarks w WHERE w.detector = p_name;
+        IF v_snap_xmin::text::bigint - v_seen::text::bigint > 1000000000 THEN
+            v_seen := NULL;
+        END IF;
+    END IF;
+    PERFORM set_config('monitor.seen_xmin', coalesce(v_seen::text, ''), true);
     BEGIN
         PERFORM set_config('lock_timeout', monitor.interval_ms(coalesce(d.params ->> 'lock_timeout', '5 seconds')), true);
         IF to_regprocedure(d.function || '(jsonb,timestamp with time zone)') IS NULL THEN
@@ -140,10 +164,12 @@ BEGIN
         END IF;
         EXECUTE format('SELECT coalesce(array_agg(f), ''{}'') FROM %s($1, $2) AS f', d.function::regproc)
             INTO v_findings USING d.params, v_since;
+        PERFORM set_config('monitor.seen_xmin', '', true);
         r := monitor.apply_findings(d, v_findings);
-        INSERT INTO monitor.watermarks AS w (detector, high_water) VALUES (p_name, now())
-        ON CONFLICT (detector) DO UPDATE SET high_water = greatest(w.high_water, excluded.high_water),
-                                             updated_at = now();
+        INSERT INTO monitor.watermarks AS w (detector, high_water, seen_xmin) VALUES (p_name, now(), CASE WHEN p_since IS NULL THEN v_snap_xmin END)
+        ON CONFLICT (detector) DO UPDATE
+            SET high_water = greatest(w.high_water, excluded.high_water), updated_at = now(),
+                seen_xmin = CASE WHEN p_since IS NULL THEN excluded.seen_xmin ELSE w.seen_xmin END;
         INSERT INTO monitor.detector_runs (detector, started_at, finished_at, status, since, events_opened,
                                            events_updated, events_resolved, rows_examined)
         VALUES (p_name, v_started, clock_timestamp(), 'ok', v_since, r.opened, r.updated, r.resolved,
@@ -151,6 +177,7 @@ BEGIN
         RETURN r.opened;
     EXCEPTION WHEN query_canceled OR OTHERS THEN
         GET STACKED DIAGNOSTICS v_err = MESSAGE_TEXT, v_detail = RETURNED_SQLSTATE;
+        PERFORM set_config('monitor.seen_xmin', '', true);
         INSERT INTO monitor.detector_runs (detector, started_at, finished_at, status, since, error)
         VALUES (p_name, v_started, clock_timestamp(), 'error', v_since,
                 format('%s (SQLSTATE %s)', v_err, v_detail));

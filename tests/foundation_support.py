@@ -21,7 +21,7 @@ DETECTORS = {
 MAINTENANCE = {"prune", "snapshot", "refresh"}
 TABLES = {"detectors", "events", "alert_history", "health_snapshots", "detector_runs", "settings",
           "watermarks", "account_totals"}
-MONITOR_MIGRATIONS = {"0001.monitor-schema", "0002.roles", "0003.account-totals-hash"}
+MONITOR_MIGRATIONS = {"0001.monitor-schema", "0002.roles", "0003.account-totals-hash", "0004.watermark-seen"}
 LEDGER_MIGRATIONS = {"0001.ledger-schema"}
 
 _script = Path(sys.executable).parent / "monitorctl"

@@ -343,15 +343,19 @@ BEGIN
                   FROM monitor.src_accounts a
                   LEFT JOIN monitor.account_totals tot ON tot.account_id = a.account_id
                   LEFT JOIN live l ON l.account_id = a.account_id
-            )$q$ || report USING h, since, tolerance;
+            )$q$ || report USING h, since, tolerance, monitor.seen_age();
     ELSE
+        -- only the accounts that may have changed since `since` and that the previous run did not
+        -- see (monitor.seen_age): the accounts updated since then, read by a range scan of
+        -- updated_at (their new row versions sit together), then by key the few others with new or
+        -- changed transactions or an open event
         RETURN QUERY EXECUTE $q$
             WITH moved AS MATERIALIZED (
                 SELECT a.account_id, a.balance, a.opening_balance FROM monitor.src_accounts a
-                 WHERE a.updated_at >= $2
+                 WHERE a.updated_at >= $2 AND (age(a.row_xmin) <= $4) IS NOT FALSE
             ), touched AS (
                 SELECT t.account_id FROM monitor.src_transactions t
-                 WHERE t.created_at >= $2 OR t.updated_at >= $2
+                 WHERE (t.created_at >= $2 OR t.updated_at >= $2) AND (age(t.row_xmin) <= $4) IS NOT FALSE
                 UNION
                 SELECT e.subject FROM monitor.events e
                  WHERE e.detector = 'balance_mismatch' AND e.status <> 'resolved'
@@ -370,7 +374,7 @@ BEGIN
                   FROM accounts a
                   LEFT JOIN monitor.account_totals tot ON tot.account_id = a.account_id
                   LEFT JOIN live l ON l.account_id = a.account_id
-            )$q$ || report USING h, since, tolerance;
+            )$q$ || report USING h, since, tolerance, monitor.seen_age();
     END IF;
 END
 $_$;
@@ -416,6 +420,7 @@ BEGIN
         SELECT t.account_id, min(t.created_at) AS t0  -- a run that holds a fresh row holds a fresh failure
           FROM monitor.src_transactions t
          WHERE (t.created_at >= $2 OR t.updated_at >= $2) AND t.status = 'failed'
+           AND (age(t.row_xmin) <= $3) IS NOT FALSE   -- not seen by the previous run
          GROUP BY t.account_id
     ), start AS (                  -- a run starts after the last success before that row
         SELECT f.account_id,
@@ -424,7 +429,7 @@ BEGIN
           FROM fresh f
     ), seq AS (
         SELECT r.account_id, r.txn_id, r.created_at, r.status, r.amount, r.device_id,
-               (r.created_at >= $2 OR r.updated_at >= $2) AS is_new,
+               (r.created_at >= $2 OR r.updated_at >= $2) AND (age(r.row_xmin) <= $3) IS NOT FALSE AS is_new,
                count(*) FILTER (WHERE r.status = 'success')
                    OVER (PARTITION BY r.account_id ORDER BY r.created_at, r.txn_id COLLATE "C") AS run
           FROM start s
@@ -462,7 +467,7 @@ BEGIN
      WHERE cardinality(h.ids) >= h.n
        AND EXISTS (SELECT FROM generate_series(1, cardinality(h.ids) - h.n + 1) i
                     WHERE h.times[i + h.n - 1] - h.times[i] <= h.w)
-    $q$ USING params, since;
+    $q$ USING params, since, monitor.seen_age();
 END
 $_$;
 
@@ -570,10 +575,11 @@ BEGIN
                'created_at', t.created_at, 'updated_at', t.updated_at)
       FROM monitor.src_transactions t
      WHERE (t.created_at >= $2 OR t.updated_at >= $2)
+       AND (age(t.row_xmin) <= $3) IS NOT FALSE   -- not seen by the previous run
        AND t.status = 'failed'
        AND t.balance_before IS NOT NULL AND t.balance_after IS NOT NULL
        AND t.balance_after < t.balance_before
-    $q$ USING params, since;
+    $q$ USING params, since, monitor.seen_age();
 END
 $_$;
 
@@ -700,10 +706,11 @@ BEGIN
     --    have, unless the burst started before since (then its earlier rows may lie further back).
     FOR b IN EXECUTE format($q$
         WITH win AS (
-            SELECT r.account_id, r.%3$I AS id, r.%2$I AS t, r.device_id, %4$s
+            SELECT r.account_id, r.%3$I AS id, r.%2$I AS t, r.device_id, %4$s,
+                   r.%2$I >= $1 AND (age(r.row_xmin) <= $4) IS NOT FALSE AS fresh  -- not seen by the last run
               FROM %1$s r WHERE r.%2$I >= $1 - $2
         ), fresh AS (              -- an account alone in the range has no neighbour within the window
-            SELECT w.account_id FROM win w GROUP BY w.account_id HAVING max(w.t) >= $1 AND count(*) >= 2
+            SELECT w.account_id FROM win w GROUP BY w.account_id HAVING bool_or(w.fresh) AND count(*) >= 2
         ), gaps AS (               -- one sort: each row's distance to its neighbours
             SELECT w.*, w.t - lag(w.t) OVER o AS gap_before, lead(w.t) OVER o - w.t AS gap_after
               FROM win w JOIN fresh f ON f.account_id = w.account_id
@@ -724,8 +731,8 @@ BEGIN
                array_agg(n.status ORDER BY n.t, n.id COLLATE "C") AS statuses
           FROM numbered n
          GROUP BY n.account_id, n.burst
-        HAVING max(n.t) >= $1 AND (count(*) >= $3 OR min(n.t) < $1)
-    $q$, rel, t_col, id_col, extra) USING p_since, p_window, greatest(p_min_count, 2)
+        HAVING bool_or(n.fresh) AND (count(*) >= $3 OR min(n.t) < $1)
+    $q$, rel, t_col, id_col, extra) USING p_since, p_window, greatest(p_min_count, 2), monitor.seen_age()
     LOOP
         IF b.times[1] >= p_since THEN
             account_id := b.account_id; ids := b.ids; times := b.times; devices := b.devices;
@@ -1115,6 +1122,8 @@ DECLARE
     r record;
     v_err text;
     v_detail text;
+    v_seen xid8;
+    v_snap_xmin xid8;
 BEGIN
     SELECT * INTO d FROM monitor.detectors WHERE name = p_name;
     IF NOT FOUND THEN
@@ -1127,6 +1136,16 @@ BEGIN
         RETURN 0;
     END IF;
     v_since := monitor.run_since(d, p_since);
+    -- what the previous run saw (not on a --since rescan; not across a billion transactions, far
+    -- from xid wraparound), and this run's own mark, taken before it reads anything
+    v_snap_xmin := pg_snapshot_xmin(pg_current_snapshot());
+    IF p_since IS NULL THEN
+        SELECT w.seen_xmin INTO v_seen FROM monitor.watermarks w WHERE w.detector = p_name;
+        IF v_snap_xmin::text::bigint - v_seen::text::bigint > 1000000000 THEN
+            v_seen := NULL;
+        END IF;
+    END IF;
+    PERFORM set_config('monitor.seen_xmin', coalesce(v_seen::text, ''), true);
     BEGIN
         PERFORM set_config('lock_timeout', monitor.interval_ms(coalesce(d.params ->> 'lock_timeout', '5 seconds')), true);
         IF to_regprocedure(d.function || '(jsonb,timestamp with time zone)') IS NULL THEN
@@ -1138,10 +1157,12 @@ BEGIN
         END IF;
         EXECUTE format('SELECT coalesce(array_agg(f), ''{}'') FROM %s($1, $2) AS f', d.function::regproc)
             INTO v_findings USING d.params, v_since;
+        PERFORM set_config('monitor.seen_xmin', '', true);
         r := monitor.apply_findings(d, v_findings);
-        INSERT INTO monitor.watermarks AS w (detector, high_water) VALUES (p_name, now())
-        ON CONFLICT (detector) DO UPDATE SET high_water = greatest(w.high_water, excluded.high_water),
-                                             updated_at = now();
+        INSERT INTO monitor.watermarks AS w (detector, high_water, seen_xmin) VALUES (p_name, now(), CASE WHEN p_since IS NULL THEN v_snap_xmin END)
+        ON CONFLICT (detector) DO UPDATE
+            SET high_water = greatest(w.high_water, excluded.high_water), updated_at = now(),
+                seen_xmin = CASE WHEN p_since IS NULL THEN excluded.seen_xmin ELSE w.seen_xmin END;
         INSERT INTO monitor.detector_runs (detector, started_at, finished_at, status, since, events_opened,
                                            events_updated, events_resolved, rows_examined)
         VALUES (p_name, v_started, clock_timestamp(), 'ok', v_since, r.opened, r.updated, r.resolved,
@@ -1149,6 +1170,7 @@ BEGIN
         RETURN r.opened;
     EXCEPTION WHEN query_canceled OR OTHERS THEN
         GET STACKED DIAGNOSTICS v_err = MESSAGE_TEXT, v_detail = RETURNED_SQLSTATE;
+        PERFORM set_config('monitor.seen_xmin', '', true);
         INSERT INTO monitor.detector_runs (detector, started_at, finished_at, status, since, error)
         VALUES (p_name, v_started, clock_timestamp(), 'error', v_since,
                 format('%s (SQLSTATE %s)', v_err, v_detail));
@@ -1168,6 +1190,13 @@ CREATE FUNCTION monitor.run_since(p_detector monitor.detectors, p_override times
         (SELECT w.high_water - coalesce(monitor.param_interval(p_detector.params, 'late_window'), interval '0')
            FROM monitor.watermarks w WHERE w.detector = p_detector.name),
         now() - coalesce(monitor.param_interval(p_detector.params, 'first_lookback'), interval '24 hours'))
+$$;
+
+CREATE FUNCTION monitor.seen_age() RETURNS integer
+    LANGUAGE sql STABLE
+    AS $$
+    SELECT coalesce(age(((nullif(current_setting('monitor.seen_xmin', true), '')::xid8::text::bigint
+                          % 4294967296)::text)::xid), 2147483647)
 $$;
 
 CREATE FUNCTION monitor.set_params(p_detector text, p_params jsonb) RETURNS jsonb
@@ -1460,7 +1489,8 @@ CREATE VIEW monitor.src_accounts AS
  SELECT s.account_id,
     s.balance,
     COALESCE(s.opening_balance, (0)::numeric) AS opening_balance,
-    s.updated_at
+    s.updated_at,
+    s.xmin AS row_xmin
    FROM ledger.accounts s;
 
 COMMENT ON VIEW monitor.src_accounts IS 'monitorctl source: accounts, from ledger.accounts';
@@ -1469,7 +1499,8 @@ CREATE VIEW monitor.src_scans AS
  SELECT s.scan_id,
     s.account_id,
     s.device_id,
-    s.scanned_at
+    s.scanned_at,
+    s.xmin AS row_xmin
    FROM ledger.scans s;
 
 COMMENT ON VIEW monitor.src_scans IS 'monitorctl source: scans, from ledger.scans';
@@ -1483,7 +1514,8 @@ CREATE VIEW monitor.src_transactions AS
     s.balance_after,
     s.device_id,
     s.created_at,
-    s.updated_at
+    s.updated_at,
+    s.xmin AS row_xmin
    FROM ledger.transactions s;
 
 COMMENT ON VIEW monitor.src_transactions IS 'monitorctl source: transactions, from ledger.transactions';
@@ -1501,8 +1533,11 @@ COMMENT ON MATERIALIZED VIEW monitor.volume_hourly IS 'Transactions per UTC hour
 CREATE TABLE monitor.watermarks (
     detector text NOT NULL,
     high_water timestamp with time zone NOT NULL,
-    updated_at timestamp with time zone DEFAULT now() NOT NULL
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    seen_xmin xid8
 );
+
+COMMENT ON COLUMN monitor.watermarks.seen_xmin IS 'pg_snapshot_xmin of the last successful run''s snapshot; NULL: the next run reads its whole late window';
 
 ALTER TABLE ONLY ledger.accounts
     ADD CONSTRAINT accounts_pkey PRIMARY KEY (account_id);

@@ -49,6 +49,9 @@ CHECKS = {
         "0003.account-totals-hash": lambda c: c.execute(
             "select exists (select from pg_indexes where schemaname = 'monitor'"
             " and indexname = 'account_totals_lookup' and indexdef like '%USING hash%')").fetchone()[0],
+        "0004.watermark-seen": lambda c: c.execute(
+            "select exists (select from information_schema.columns where table_schema = 'monitor'"
+            " and table_name = 'watermarks' and column_name = 'seen_xmin')").fetchone()[0],
     },
     "ledger": {
         "0001.ledger-schema": lambda c: _ledger_state(c) == {

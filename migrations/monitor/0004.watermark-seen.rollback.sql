@@ -1,0 +1,1 @@
+ALTER TABLE monitor.watermarks DROP COLUMN IF EXISTS seen_xmin;
