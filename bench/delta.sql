@@ -1,12 +1,13 @@
 -- New traffic (Δ) on a generated benchmark ledger: bench.delta_transactions payments and top-ups
 -- with the same mix as the history (plus 1% still pending), the card balances updated to match, and
 -- bench.delta_scans card scans, all created within bench.delta_window (a minute for a cycle) before
--- now(). Each card appears at most once per source in a Δ (a random offset into a fixed permutation
+-- now() minus bench.delta_offset (0 but for the sustained figure). Each card appears at most once per source in a Δ (a random offset into a fixed permutation
 -- of the cards, while the Δ is smaller than the card count), as on a ledger where one card is
 -- rarely used twice in a minute: the anomalies a cycle handles are the standing ones from the
 -- history, not accidental bursts.
 -- bench/run.py runs it inside the transaction that then times the detectors; under psql:
 --   SET bench.delta_transactions = 10000; SET bench.delta_scans = 10000; SET bench.delta_window = '60 seconds';
+--   SET bench.delta_offset = '0 seconds';
 --   \i bench/delta.sql
 
 WITH d AS (
@@ -16,7 +17,8 @@ WITH d AS (
       FROM (SELECT bench.acct(1 + (o.off + g * 7919) % p.accounts) AS account_id,
                    bench.amount(random(), random()) AS amount, random() AS r,
                    'pos' || lpad((1 + floor(random() * 2000))::text, 4, '0') AS device_id,
-                   now() - random() * current_setting('bench.delta_window')::interval AS created_at
+                   now() - current_setting('bench.delta_offset', true)::interval
+                       - random() * current_setting('bench.delta_window')::interval AS created_at
               FROM bench.params p, (SELECT floor(random() * 1e9)::bigint AS off) o,
                    generate_series(1, current_setting('bench.delta_transactions')::integer) g) r
 ), ins AS (
@@ -39,6 +41,7 @@ UPDATE ledger.accounts a SET balance = a.balance + s.total
 INSERT INTO ledger.scans (scan_id, account_id, device_id, scanned_at)
 SELECT 'y' || nextval('bench.ids'), bench.acct(1 + (o.off + g * 7919) % p.accounts),
        'rdr' || lpad((1 + floor(random() * 2000))::text, 4, '0'),
-       now() - random() * current_setting('bench.delta_window')::interval
+       now() - current_setting('bench.delta_offset', true)::interval
+             - random() * current_setting('bench.delta_window')::interval
   FROM bench.params p, (SELECT floor(random() * 1e9)::bigint AS off) o,
        generate_series(1, current_setting('bench.delta_scans')::integer) g;

@@ -42,7 +42,9 @@ def generate(conn: psycopg.Connection, scale: Scale) -> dict:
             "size_mb": {"transactions": round(rows[4] / 2**20), "scans": round(rows[5] / 2**20)}}
 
 
-def set_delta(conn: psycopg.Connection, transactions: int, scans: int, window: str = DELTA_WINDOW) -> None:
+def set_delta(conn: psycopg.Connection, transactions: int, scans: int, window: str = DELTA_WINDOW,
+              offset: str = "0 seconds") -> None:
+    conn.execute("select set_config('bench.delta_offset', %s, false)", (offset,))
     conn.execute("select set_config('bench.delta_transactions', %s, false)", (str(transactions),))
     conn.execute("select set_config('bench.delta_scans', %s, false)", (str(scans),))
     conn.execute("select set_config('bench.delta_window', %s, false)", (window,))
@@ -112,6 +114,16 @@ def keep_current(conn: psycopg.Connection, state: dict) -> bool:
 
 SUSTAINED_MINUTES = 6  # the late window (5 minutes) plus the new minute
 
+# The previous cycle's snapshot mark (monitor.watermarks.seen_xmin) for the sustained figure: the
+# transaction id of the newest minute's rows, written in their own subtransaction after the older
+# minutes' one, so that the older minutes count as seen by the previous cycle and the newest not.
+SEEN_BY_PREVIOUS_CYCLE = """
+    UPDATE monitor.watermarks SET seen_xmin = (
+        SELECT (s.r - (s.r - t.xmin::text::bigint) % 4294967296)::text::xid8
+          FROM (SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS r) s,
+               (SELECT xmin FROM ledger.transactions ORDER BY created_at DESC LIMIT 1) t)
+     WHERE seen_xmin IS NOT NULL"""
+
 
 def steady_cycle(conn: psycopg.Connection, detectors: list[str], scale: Scale, sustained: bool = False) -> dict:
     """One Δ and one detection cycle over it, in a transaction that is rolled back afterwards so
@@ -120,18 +132,26 @@ def steady_cycle(conn: psycopg.Connection, detectors: list[str], scale: Scale, s
 
     sustained: the ledger as it is under a steady stream of Δ per minute with a cycle every minute:
     every watermark is moved so that the previous run was a minute ago, and SUSTAINED_MINUTES
-    minutes of traffic at Δ per minute are inserted. The cycle then re-reads the late window and
+    minutes of traffic at Δ per minute are inserted, the newest minute after the previous cycle's
+    snapshot. The cycle then scans the late window (skipping the rows the previous cycle saw) and
     folds the minute of rows that crossed the balance horizon, as it would in production."""
     out: dict = {}
     with conn.transaction():
         if sustained:
             conn.execute("UPDATE monitor.watermarks SET high_water = high_water"
                          " + ((now() - interval '1 minute') - (SELECT max(high_water) FROM monitor.watermarks))")
-            set_delta(conn, scale.delta_transactions * SUSTAINED_MINUTES, scale.delta_scans * SUSTAINED_MINUTES,
-                      f"{SUSTAINED_MINUTES} minutes")
+            earlier = SUSTAINED_MINUTES - 1
+            with conn.transaction():  # the minutes before the previous cycle, which it saw
+                set_delta(conn, scale.delta_transactions * earlier, scale.delta_scans * earlier,
+                          f"{earlier} minutes", offset=DELTA_WINDOW)
+                conn.execute(sql_file("delta.sql"))
+            with conn.transaction():  # the newest minute, written after the previous cycle's snapshot
+                set_delta(conn, scale.delta_transactions, scale.delta_scans)
+                conn.execute(sql_file("delta.sql"))
+                conn.execute(SEEN_BY_PREVIOUS_CYCLE)
         else:
             set_delta(conn, scale.delta_transactions, scale.delta_scans)
-        conn.execute(sql_file("delta.sql"))
+            conn.execute(sql_file("delta.sql"))
         out["floor_transactions_ms"], rows = timed(
             conn, "select count(*), sum(amount) from ledger.transactions"
                   f" where created_at >= now() - interval '{DELTA_WINDOW}' and created_at <= now()")
