@@ -30,6 +30,7 @@ class Scale:
     pgbench_seconds: int = 120  # the second minute, measured, holds one steady pg_cron tick
     pgbench_rounds: int = 3  # each round is one run without and one with detection
     pgbench_clients: int = 4
+    pgbench_rate: int | None = None  # transactions a second (pgbench -R); None: as fast as it can
 
 
 SCALES: dict[str, Scale] = {s.name: s for s in (

@@ -150,8 +150,9 @@ def table(result: dict) -> str:
     rows.append(("first run (24 h lookback, full balance pass)", "",
                  _fmt_ms(g(result, "first_run.main.first.ms")), "", ""))
     rows.append(("idle cycle (no new rows)", "", _fmt_ms(g(result, "first_run.main.idle.ms")), "", ""))
+    rate = g(result, "write_overhead.rate")
     for arm in ("off", "on"):
-        rows.append((f"pgbench payments, detection {arm}: TPS / p95", "",
+        rows.append((f"pgbench payments{f' at {rate}/s' if rate else ''}, detection {arm}: TPS / p95", "",
                      f"{g(result, f'write_overhead.{arm}.tps_median')} tps",
                      f"p95 {g(result, f'write_overhead.{arm}.p95_ms_median')} ms", ""))
     rows.append(("  with/without detection: TPS, p95", "", "", _fmt_x(g(result, "write_overhead.tps_ratio")),

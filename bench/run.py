@@ -101,6 +101,8 @@ def run(args) -> dict:
         scale = dataclasses.replace(scale, pgbench_seconds=args.pgbench_seconds)
     if args.pgbench_rounds:
         scale = dataclasses.replace(scale, pgbench_rounds=args.pgbench_rounds)
+    if args.pgbench_rate:
+        scale = dataclasses.replace(scale, pgbench_rate=args.pgbench_rate)
     started = time.perf_counter()
     result: dict = {"meta": {"started_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                              "scale": dataclasses.asdict(scale), "ref_scale": dataclasses.asdict(ref_scale),
@@ -194,6 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reps", type=int, help="steady-state cycles per ledger (default per scale)")
     ap.add_argument("--pgbench-seconds", type=int, help="seconds per pgbench run (default per scale)")
     ap.add_argument("--pgbench-rounds", type=int, help="rounds of (without, with detection) runs (default 3)")
+    ap.add_argument("--pgbench-rate", type=int, metavar="TPS",
+                    help="run pgbench at this many payments a second (pgbench -R) instead of flat out")
     ap.add_argument("--skip-write", action="store_true", help="skip the pgbench write-overhead runs")
     ap.add_argument("--shared-buffers", metavar="SIZE",
                     help="shared_buffers of the throwaway server (default: a quarter of memory, at most 8GB)")

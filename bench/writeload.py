@@ -59,6 +59,8 @@ def run_pgbench(dsn: str, scale: Scale, seconds: int, workdir: Path, tag: str) -
            "-D", f"naccounts={scale.accounts}", "-c", str(scale.pgbench_clients),
            "-j", str(min(2, scale.pgbench_clients)), "-T", str(seconds),
            "-l", f"--log-prefix={workdir / tag}"]
+    if scale.pgbench_rate:  # a fixed arrival rate: latency then includes any wait for the schedule
+        cmd += ["-R", str(scale.pgbench_rate)]
     for key, opt in (("host", "-h"), ("port", "-p"), ("user", "-U")):
         if p.get(key):
             cmd += [opt, str(p[key])]
@@ -190,7 +192,7 @@ def write_overhead(server: embedded.Server, dsn: str, scale: Scale, extra_sql: l
                      "p95_ms_median": round(statistics.median(r["p95_ms"] for r in mine), 3),
                      "p50_ms_median": round(statistics.median(r["p50_ms"] for r in mine), 3)}
     return {"seconds_per_run": scale.pgbench_seconds, "measured": "second half of each run",
-            "clients": scale.pgbench_clients,
+            "clients": scale.pgbench_clients, "rate": scale.pgbench_rate,
             "cron_jobs": sorted(names), "pg_cron": sched.version, "runs": runs, **arms,
             "detector_errors": detector_errors,
             "tps_ratio": ratio(arms["on"]["tps_median"], arms["off"]["tps_median"]),

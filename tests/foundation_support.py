@@ -22,7 +22,7 @@ MAINTENANCE = {"prune", "snapshot", "refresh"}
 TABLES = {"detectors", "events", "alert_history", "health_snapshots", "detector_runs", "settings",
           "watermarks", "account_totals"}
 MONITOR_MIGRATIONS = {"0001.monitor-schema", "0002.roles", "0003.account-totals-hash", "0004.watermark-seen"}
-LEDGER_MIGRATIONS = {"0001.ledger-schema"}
+LEDGER_MIGRATIONS = {"0001.ledger-schema", "0002.failed-indexes"}
 
 _script = Path(sys.executable).parent / "monitorctl"
 MONITORCTL = [str(_script)] if _script.exists() else [sys.executable, "-m", "monitorctl"]

@@ -690,6 +690,8 @@ DECLARE
     t_col text;
     extra text;
     b record;
+    seen integer := monitor.seen_age();
+    first_new timestamptz;
     back_accounts text[] := '{}';
     back_starts timestamptz[] := '{}';
 BEGIN
@@ -702,13 +704,21 @@ BEGIN
     ELSE
         RAISE EXCEPTION 'unknown burst source %', p_source;
     END IF;
-    -- 1. One range scan from since - window: it holds every row a burst reaching a fresh row can
-    --    have, unless the burst started before since (then its earlier rows may lie further back).
+    -- 0. The earliest fresh row: at or after since, not seen by the previous run. Under a stream,
+    --    the rows of the late window were seen and this is about the previous run's time.
+    EXECUTE format('SELECT min(r.%2$I) FROM %1$s r WHERE r.%2$I >= $1 AND (age(r.row_xmin) <= $2) IS NOT FALSE',
+                   rel, t_col)
+        INTO first_new USING p_since, seen;
+    IF first_new IS NULL THEN
+        RETURN;
+    END IF;
+    -- 1. One range scan from that row's time - window: it holds every row a burst reaching a fresh
+    --    row can have, unless the burst started before it (then its earlier rows may lie further back).
     FOR b IN EXECUTE format($q$
         WITH win AS (
             SELECT r.account_id, r.%3$I AS id, r.%2$I AS t, r.device_id, %4$s,
                    r.%2$I >= $1 AND (age(r.row_xmin) <= $4) IS NOT FALSE AS fresh  -- not seen by the last run
-              FROM %1$s r WHERE r.%2$I >= $1 - $2
+              FROM %1$s r WHERE r.%2$I >= $5 - $2
         ), fresh AS (              -- an account alone in the range has no neighbour within the window
             SELECT w.account_id FROM win w GROUP BY w.account_id HAVING bool_or(w.fresh) AND count(*) >= 2
         ), gaps AS (               -- one sort: each row's distance to its neighbours
@@ -731,10 +741,10 @@ BEGIN
                array_agg(n.status ORDER BY n.t, n.id COLLATE "C") AS statuses
           FROM numbered n
          GROUP BY n.account_id, n.burst
-        HAVING bool_or(n.fresh) AND (count(*) >= $3 OR min(n.t) < $1)
-    $q$, rel, t_col, id_col, extra) USING p_since, p_window, greatest(p_min_count, 2), monitor.seen_age()
+        HAVING bool_or(n.fresh) AND (count(*) >= $3 OR min(n.t) < $5)
+    $q$, rel, t_col, id_col, extra) USING p_since, p_window, greatest(p_min_count, 2), seen, first_new
     LOOP
-        IF b.times[1] >= p_since THEN
+        IF b.times[1] >= first_new THEN
             account_id := b.account_id; ids := b.ids; times := b.times; devices := b.devices;
             amounts := b.amounts; statuses := b.statuses;
             RETURN NEXT;
@@ -1398,7 +1408,8 @@ CREATE TABLE ledger.transactions (
 CREATE UNLOGGED TABLE monitor.account_totals (
     account_id text NOT NULL,
     success_sum numeric DEFAULT 0 NOT NULL
-);
+)
+WITH (fillfactor='70');
 
 CREATE TABLE monitor.alert_history (
     history_id bigint NOT NULL,
@@ -1583,6 +1594,10 @@ CREATE INDEX scans_scanned ON ledger.scans USING btree (scanned_at);
 CREATE INDEX transactions_account_created ON ledger.transactions USING btree (account_id, created_at);
 
 CREATE INDEX transactions_created ON ledger.transactions USING btree (created_at);
+
+CREATE INDEX transactions_failed_created ON ledger.transactions USING btree (created_at) WHERE (status = 'failed'::text);
+
+CREATE INDEX transactions_failed_updated ON ledger.transactions USING btree (updated_at) WHERE (status = 'failed'::text);
 
 CREATE INDEX transactions_pending ON ledger.transactions USING btree (created_at) WHERE (status = 'pending'::text);
 

@@ -48,7 +48,9 @@ CHECKS = {
             " and not (select rolcanlogin from pg_roles where rolname = 'monitor_reader')").fetchone()[0],
         "0003.account-totals-hash": lambda c: c.execute(
             "select exists (select from pg_indexes where schemaname = 'monitor'"
-            " and indexname = 'account_totals_lookup' and indexdef like '%USING hash%')").fetchone()[0],
+            " and indexname = 'account_totals_lookup' and indexdef like '%USING hash%')"
+            " and (select reloptions from pg_class where oid = 'monitor.account_totals'::regclass)"
+            " = '{fillfactor=70}'").fetchone()[0],
         "0004.watermark-seen": lambda c: c.execute(
             "select exists (select from information_schema.columns where table_schema = 'monitor'"
             " and table_name = 'watermarks' and column_name = 'seen_xmin')").fetchone()[0],
@@ -57,6 +59,10 @@ CHECKS = {
         "0001.ledger-schema": lambda c: _ledger_state(c) == {
             "schema": True, "tables": {"accounts", "transactions", "scans"},
             "triggers": {"accounts_touch", "transactions_touch"}},
+        "0002.failed-indexes": lambda c: c.execute(
+            "select count(*) from pg_indexes where schemaname = 'ledger'"
+            " and indexname in ('transactions_failed_created', 'transactions_failed_updated')"
+            " and indexdef like '%WHERE (status = ''failed''::text)'").fetchone()[0] == 2,
     },
 }
 

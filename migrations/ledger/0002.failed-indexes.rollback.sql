@@ -1,0 +1,2 @@
+DROP INDEX IF EXISTS ledger.transactions_failed_updated;
+DROP INDEX IF EXISTS ledger.transactions_failed_created;
