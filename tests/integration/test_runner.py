@@ -96,6 +96,20 @@ def test_late_row_joining_a_seen_burst_updates_it(ledger, conn):
     assert ev["dedup_key"] == "s1" and ev["evidence"]["scans"] == 3 and ev["occurrences"] == 2
 
 
+def test_custom_detector_can_skip_rows_seen_before(ledger, conn):
+    register_sql_detector(conn, "big_debit", """
+        select t.account_id, t.txn_id, t.txn_id, t.amount, 'big', '{}'::jsonb
+          from monitor.src_transactions t
+         where t.created_at >= since and t.amount < -100
+           and (age(t.row_xmin) <= monitor.seen_age()) is not false""")
+    ledger.txn("t1", "A", amount=-500, at=100)
+    assert ledger.run("big_debit") == 1
+    ledger.run("big_debit")
+    assert ledger.events("big_debit")[0]["occurrences"] == 1
+    ledger.txn("t2", "A", amount=-700, at=10)      # late: stamped before the last run, written after it
+    assert ledger.run("big_debit") == 1
+
+
 def test_source_view_without_xmin_reads_the_whole_late_window(db, conn):
     conn.execute("create view public.txn_view as select * from ledger.transactions")
     from monitorctl import mapping
