@@ -132,11 +132,11 @@ def check_database(conn, mapping: dict) -> None:
 
 def render_relation(conn, rel: str, spec: dict) -> dict[str, str]:
     relation = ".".join(sql.Identifier(p).as_string(conn) for p in spec["relation"].split("."))
-    # the inserting (or last updating) transaction of a row, when the relation has one (a table, not
-    # a view): built-in detectors skip late-window rows their previous run already saw
-    has_xmin = conn.execute(
-        "select exists (select from pg_attribute where attrelid = to_regclass(%s) and attname = 'xmin')",
-        (relation,)).fetchone()[0]
+    # the inserting (or last updating) transaction of a row, when the relation stores rows here (a
+    # table, partitioned table or materialized view; not a view or a foreign table): built-in
+    # detectors skip late-window rows their previous run already saw
+    has_xmin = conn.execute("select coalesce((select relkind in ('r', 'p', 'm') from pg_class"
+                            " where oid = to_regclass(%s)), false)", (relation,)).fetchone()[0]
     out = {
         "relation": relation,
         "relation_text": spec["relation"],
