@@ -420,7 +420,6 @@ BEGIN
         SELECT t.account_id, min(t.created_at) AS t0  -- a run that holds a fresh row holds a fresh failure
           FROM monitor.src_transactions t
          WHERE (t.created_at >= $2 OR t.updated_at >= $2) AND t.status = 'failed'
-           AND (age(t.row_xmin) <= $3) IS NOT FALSE   -- not seen by the previous run
          GROUP BY t.account_id
     ), start AS (                  -- a run starts after the last success before that row
         SELECT f.account_id,
@@ -429,7 +428,7 @@ BEGIN
           FROM fresh f
     ), seq AS (
         SELECT r.account_id, r.txn_id, r.created_at, r.status, r.amount, r.device_id,
-               (r.created_at >= $2 OR r.updated_at >= $2) AND (age(r.row_xmin) <= $3) IS NOT FALSE AS is_new,
+               (r.created_at >= $2 OR r.updated_at >= $2) AS is_new,
                count(*) FILTER (WHERE r.status = 'success')
                    OVER (PARTITION BY r.account_id ORDER BY r.created_at, r.txn_id COLLATE "C") AS run
           FROM start s
@@ -467,7 +466,7 @@ BEGIN
      WHERE cardinality(h.ids) >= h.n
        AND EXISTS (SELECT FROM generate_series(1, cardinality(h.ids) - h.n + 1) i
                     WHERE h.times[i + h.n - 1] - h.times[i] <= h.w)
-    $q$ USING params, since, monitor.seen_age();
+    $q$ USING params, since;
 END
 $_$;
 
@@ -575,11 +574,10 @@ BEGIN
                'created_at', t.created_at, 'updated_at', t.updated_at)
       FROM monitor.src_transactions t
      WHERE (t.created_at >= $2 OR t.updated_at >= $2)
-       AND (age(t.row_xmin) <= $3) IS NOT FALSE   -- not seen by the previous run
        AND t.status = 'failed'
        AND t.balance_before IS NOT NULL AND t.balance_after IS NOT NULL
        AND t.balance_after < t.balance_before
-    $q$ USING params, since, monitor.seen_age();
+    $q$ USING params, since;
 END
 $_$;
 
