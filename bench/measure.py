@@ -214,6 +214,7 @@ def summarise_cycles(cycles: list[dict]) -> dict:
         "floor_scans_ms": summary([c["floor_scans_ms"] for c in cycles]),
         "keyed_read_ms": summary([c["keyed_read_ms"] for c in cycles]),
         "per_detector_ms": {n: summary([c["per_detector_ms"][n] for c in cycles])["median"] for n in names},
+        "per_detector_max_ms": {n: max(c["per_detector_ms"][n] for c in cycles) for n in names},
         "delta_rows": {"transactions": cycles[0]["delta_transactions"], "scans": cycles[0]["delta_scans"]}
         if cycles else {},
         "events_opened_per_cycle": max((c["events_opened"] for c in cycles), default=0),

@@ -119,33 +119,40 @@ BEGIN
     ELSE
         -- only the accounts that may have changed since `since` and that the previous run did not
         -- see (monitor.seen_age): the accounts updated since then, read by a range scan of
-        -- updated_at (their new row versions sit together), then by key the few others with new or
-        -- changed transactions or an open event
+        -- updated_at (their new row versions sit together), the accounts with new or changed
+        -- transactions, and those with an open event. One GROUP BY gathers them with their live
+        -- amounts (after the horizon $1); only the few not updated are then read by key. Every
+        -- join left has an index on its inner side: with the new rows not yet in the statistics,
+        -- the planner expects a handful of them, and a nested loop over a CTE would be quadratic.
         RETURN QUERY EXECUTE $q$
-            WITH moved AS MATERIALIZED (
-                SELECT a.account_id, a.balance, a.opening_balance FROM monitor.src_accounts a
+            WITH src AS (
+                SELECT a.account_id, a.balance, a.opening_balance, NULL::numeric AS live,
+                       true AS moved, true AS cand
+                  FROM monitor.src_accounts a
                  WHERE a.updated_at >= $2 AND (age(a.row_xmin) <= $4) IS NOT FALSE
-            ), touched AS (
-                SELECT t.account_id FROM monitor.src_transactions t
-                 WHERE (t.created_at >= $2 OR t.updated_at >= $2) AND (age(t.row_xmin) <= $4) IS NOT FALSE
-                UNION
-                SELECT e.subject FROM monitor.events e
-                 WHERE e.detector = 'balance_mismatch' AND e.status <> 'resolved'
-            ), accounts AS (
-                SELECT m.account_id, m.balance, m.opening_balance FROM moved m
                 UNION ALL
-                SELECT a.account_id, a.balance, a.opening_balance
-                  FROM touched c JOIN monitor.src_accounts a ON a.account_id = c.account_id
-                 WHERE NOT EXISTS (SELECT FROM moved m WHERE m.account_id = c.account_id)
-            ), live AS (
-                SELECT t.account_id, sum(t.amount) AS live FROM monitor.src_transactions t
-                 WHERE t.status = 'success' AND t.created_at >= $1 GROUP BY t.account_id
+                SELECT t.account_id, NULL, NULL,
+                       CASE WHEN t.status = 'success' AND t.created_at >= $1 THEN t.amount END, false,
+                       (t.created_at >= $2 OR t.updated_at >= $2) AND (age(t.row_xmin) <= $4) IS NOT FALSE
+                  FROM monitor.src_transactions t
+                 WHERE t.created_at >= least($1, $2) OR t.updated_at >= $2
+                UNION ALL
+                SELECT e.subject, NULL, NULL, NULL, false, true FROM monitor.events e
+                 WHERE e.detector = 'balance_mismatch' AND e.status <> 'resolved'
+            ), per AS MATERIALIZED (
+                SELECT s.account_id, max(s.balance) AS balance, max(s.opening_balance) AS opening_balance,
+                       coalesce(sum(s.live), 0) AS live, bool_or(s.moved) AS moved
+                  FROM src s GROUP BY s.account_id HAVING bool_or(s.cand)
+            ), accounts AS (
+                SELECT p.account_id, p.balance, p.opening_balance, p.live FROM per p WHERE p.moved
+                UNION ALL
+                SELECT p.account_id, a.balance, a.opening_balance, p.live
+                  FROM per p JOIN monitor.src_accounts a ON a.account_id = p.account_id
+                 WHERE NOT p.moved
             ), checked AS MATERIALIZED (
                 SELECT a.account_id, a.balance, a.opening_balance,
-                       coalesce(tot.success_sum, 0) AS settled, coalesce(l.live, 0) AS live
-                  FROM accounts a
-                  LEFT JOIN monitor.account_totals tot ON tot.account_id = a.account_id
-                  LEFT JOIN live l ON l.account_id = a.account_id
+                       coalesce(tot.success_sum, 0) AS settled, a.live
+                  FROM accounts a LEFT JOIN monitor.account_totals tot ON tot.account_id = a.account_id
             )$q$ || report USING h, since, tolerance, monitor.seen_age();
     END IF;
 END
