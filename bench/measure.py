@@ -114,15 +114,8 @@ def keep_current(conn: psycopg.Connection, state: dict) -> bool:
 
 SUSTAINED_MINUTES = 6  # the late window (5 minutes) plus the new minute
 
-# The previous cycle's snapshot mark (monitor.watermarks.seen_xmin) for the sustained figure: the
-# transaction id of the newest minute's rows, written in their own subtransaction after the older
-# minutes' one, so that the older minutes count as seen by the previous cycle and the newest not.
-SEEN_BY_PREVIOUS_CYCLE = """
-    UPDATE monitor.watermarks SET seen_xmin = (
-        SELECT (s.r - (s.r - t.xmin::text::bigint) % 4294967296)::text::xid8
-          FROM (SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS r) s,
-               (SELECT xmin FROM ledger.transactions ORDER BY created_at DESC LIMIT 1) t)
-     WHERE seen_xmin IS NOT NULL"""
+def cycle_query(name: str) -> str:
+    return dict(sql_blocks("cycle.sql", "query"))[name]
 
 
 def steady_cycle(conn: psycopg.Connection, detectors: list[str], scale: Scale, sustained: bool = False) -> dict:
@@ -138,8 +131,7 @@ def steady_cycle(conn: psycopg.Connection, detectors: list[str], scale: Scale, s
     out: dict = {}
     with conn.transaction():
         if sustained:
-            conn.execute("UPDATE monitor.watermarks SET high_water = high_water"
-                         " + ((now() - interval '1 minute') - (SELECT max(high_water) FROM monitor.watermarks))")
+            conn.execute(cycle_query("previous_run_a_minute_ago"))
             earlier = SUSTAINED_MINUTES - 1
             with conn.transaction():  # the minutes before the previous cycle, which it saw
                 set_delta(conn, scale.delta_transactions * earlier, scale.delta_scans * earlier,
@@ -148,17 +140,14 @@ def steady_cycle(conn: psycopg.Connection, detectors: list[str], scale: Scale, s
             with conn.transaction():  # the newest minute, written after the previous cycle's snapshot
                 set_delta(conn, scale.delta_transactions, scale.delta_scans)
                 conn.execute(sql_file("delta.sql"))
-                conn.execute(SEEN_BY_PREVIOUS_CYCLE)
+                conn.execute(cycle_query("seen_by_previous_cycle"))
         else:
             set_delta(conn, scale.delta_transactions, scale.delta_scans)
             conn.execute(sql_file("delta.sql"))
-        out["floor_transactions_ms"], rows = timed(
-            conn, "select count(*), sum(amount) from ledger.transactions"
-                  f" where created_at >= now() - interval '{DELTA_WINDOW}' and created_at <= now()")
+        delta = {"window": DELTA_WINDOW}
+        out["floor_transactions_ms"], rows = timed(conn, cycle_query("floor_transactions"), delta)
         out["delta_transactions"] = rows[0][0]
-        out["floor_scans_ms"], rows = timed(
-            conn, "select count(*), count(device_id) from ledger.scans"
-                  f" where scanned_at >= now() - interval '{DELTA_WINDOW}' and scanned_at <= now()")
+        out["floor_scans_ms"], rows = timed(conn, cycle_query("floor_scans"), delta)
         out["delta_scans"] = rows[0][0]
         per: dict[str, float] = {}
         for name in detectors:
@@ -166,59 +155,54 @@ def steady_cycle(conn: psycopg.Connection, detectors: list[str], scale: Scale, s
         out["per_detector_ms"] = per
         out["cycle_ms"] = sum(per.values())
         out["floor_ms"] = out["floor_transactions_ms"] + out["floor_scans_ms"]
-        # for the explanation: the new transactions with their card read by key, the least any
-        # per-account balance check has to do
-        out["keyed_read_ms"], _ = timed(
-            conn, "select count(*), sum(a.balance) from ledger.transactions t cross join lateral"
-                  " (select c.balance from ledger.accounts c where c.account_id = t.account_id limit 1) a"
-                  f" where t.created_at >= now() - interval '{DELTA_WINDOW}' and t.created_at <= now()")
+        out["keyed_read_ms"], _ = timed(conn, cycle_query("keyed_read"), delta)  # for the explanation
         if sustained:  # one plain pass over everything the late window holds, for comparison
-            window = f"{SUSTAINED_MINUTES} minutes"
-            out["floor_window_ms"] = (
-                timed(conn, "select count(*), sum(amount) from ledger.transactions"
-                            f" where created_at >= now() - interval '{window}' and created_at <= now()")[0]
-                + timed(conn, "select count(*), count(device_id) from ledger.scans"
-                              f" where scanned_at >= now() - interval '{window}' and scanned_at <= now()")[0])
-        out["events_opened"] = conn.execute(
-            "select coalesce(sum(events_opened), 0)::int from monitor.detector_runs where started_at >= now()"
-        ).fetchone()[0]
+            window = {"window": f"{SUSTAINED_MINUTES} minutes"}
+            out["floor_window_ms"] = (timed(conn, cycle_query("floor_transactions"), window)[0]
+                                      + timed(conn, cycle_query("floor_scans"), window)[0])
+        out["events_opened"] = conn.execute(cycle_query("events_opened")).fetchone()[0]
         out["errors"] = run_errors(conn, conn.execute("select now()").fetchone()[0])
         raise psycopg.Rollback()
     vacuum(conn)
     return out
 
 
-def summarise_sustained(cycles: list[dict]) -> dict:
+def per_detector_median(cycles: list[dict]) -> dict[str, float]:
     names = cycles[0]["per_detector_ms"].keys() if cycles else []
+    return {n: summary([c["per_detector_ms"][n] for c in cycles])["median"] for n in names}
+
+
+def all_errors(cycles: list[dict]) -> dict[str, str]:
     errors: dict[str, str] = {}
     for c in cycles:
         errors.update(c["errors"])
+    return errors
+
+
+def summarise_sustained(cycles: list[dict]) -> dict:
     return {
         "minutes": SUSTAINED_MINUTES,
         "cycle_ms": summary([c["cycle_ms"] for c in cycles]),
         "floor_window_ms": summary([c["floor_window_ms"] for c in cycles]),
-        "per_detector_ms": {n: summary([c["per_detector_ms"][n] for c in cycles])["median"] for n in names},
-        "errors": errors,
+        "per_detector_ms": per_detector_median(cycles),
+        "errors": all_errors(cycles),
     }
 
 
 def summarise_cycles(cycles: list[dict]) -> dict:
     names = cycles[0]["per_detector_ms"].keys() if cycles else []
-    errors: dict[str, str] = {}
-    for c in cycles:
-        errors.update(c["errors"])
     return {
         "cycle_ms": summary([c["cycle_ms"] for c in cycles]),
         "floor_ms": summary([c["floor_ms"] for c in cycles]),
         "floor_transactions_ms": summary([c["floor_transactions_ms"] for c in cycles]),
         "floor_scans_ms": summary([c["floor_scans_ms"] for c in cycles]),
         "keyed_read_ms": summary([c["keyed_read_ms"] for c in cycles]),
-        "per_detector_ms": {n: summary([c["per_detector_ms"][n] for c in cycles])["median"] for n in names},
+        "per_detector_ms": per_detector_median(cycles),
         "per_detector_max_ms": {n: max(c["per_detector_ms"][n] for c in cycles) for n in names},
         "delta_rows": {"transactions": cycles[0]["delta_transactions"], "scans": cycles[0]["delta_scans"]}
         if cycles else {},
         "events_opened_per_cycle": max((c["events_opened"] for c in cycles), default=0),
-        "errors": errors,
+        "errors": all_errors(cycles),
     }
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from psycopg import sql
 
+from .db import query
 from .errors import UsageError
 
 # logical relation -> column -> required?
@@ -135,8 +136,7 @@ def render_relation(conn, rel: str, spec: dict) -> dict[str, str]:
     # the inserting (or last updating) transaction of a row, when the relation stores rows here (a
     # table, partitioned table or materialized view; not a view or a foreign table): built-in
     # detectors skip late-window rows their previous run already saw
-    has_xmin = conn.execute("select coalesce((select relkind in ('r', 'p', 'm') from pg_class"
-                            " where oid = to_regclass(%s)), false)", (relation,)).fetchone()[0]
+    has_xmin = conn.execute(query("relation_stores_rows"), (relation,)).fetchone()[0]
     out = {
         "relation": relation,
         "relation_text": spec["relation"],

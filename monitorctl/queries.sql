@@ -173,3 +173,7 @@ select array(select a.attname::text from unnest(i.indkey) with ordinality k(attn
              join pg_attribute a on a.attrelid = i.indrelid and a.attnum = k.attnum
              order by k.n)
 from pg_index i where i.indrelid = to_regclass(%s) and i.indpred is null
+
+-- name: relation_stores_rows
+-- a table, partitioned table or materialized view (its rows have an xmin), not a view or a foreign table
+select coalesce((select relkind in ('r', 'p', 'm') from pg_class where oid = to_regclass(%s)), false)
