@@ -86,6 +86,31 @@ def test_late_window_rows_already_seen_are_skipped_changed_ones_are_not(ledger, 
     assert ev["occurrences"] == 2 and "gate-9" in ev["evidence"]["devices"]
 
 
+def test_late_committed_transaction_is_reconciled(ledger, conn):
+    ledger.account("A", balance=100, opening=100)
+    ledger.txn("t1", "A", amount=0, at=100)
+    assert ledger.run("balance_mismatch") == 0
+    ledger.run("balance_mismatch")                # the previous run saw everything: nothing new to check
+    # committed after those runs, stamped 4 minutes before them, and never applied to the balance
+    conn.execute("""insert into ledger.transactions (txn_id, account_id, amount, status, created_at, updated_at)
+                    values ('late', 'A', 30, 'success', now() - interval '4 minutes', now() - interval '4 minutes')""")
+    assert ledger.run("balance_mismatch") == 1
+    [ev] = ledger.events("balance_mismatch")
+    assert ev["subject"] == "A" and float(ev["amount"]) == -30
+
+
+def test_rescan_examines_a_seen_burst_again(ledger, conn):
+    ledger.scan("s1", "A", at=100)
+    ledger.scan("s2", "A", at=101)
+    ledger.run("duplicate_scan")
+    ledger.run("duplicate_scan")                  # skipped: seen
+    since = conn.execute("select now() - interval '1 hour'").fetchone()[0]
+    ledger.run("duplicate_scan", since)           # a --since rescan does not skip
+    assert ledger.events("duplicate_scan")[0]["occurrences"] == 2
+    ledger.run("duplicate_scan")                  # and keeps the previous run's mark
+    assert ledger.events("duplicate_scan")[0]["occurrences"] == 2
+
+
 def test_late_row_joining_a_seen_burst_updates_it(ledger, conn):
     ledger.scan("s1", "A", at=100)
     ledger.scan("s2", "A", at=101)
