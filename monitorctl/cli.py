@@ -12,29 +12,87 @@ from typer.core import TyperGroup
 from . import __version__, resources
 from .errors import MonitorError
 
+try:  # typer 0.2x vendors click as typer._click; earlier versions use click itself
+    from typer._click.exceptions import ClickException, NoArgsIsHelpError
+except ImportError:  # pragma: no cover - depends on the installed typer
+    from click.exceptions import ClickException
+
+    try:
+        from click.exceptions import NoArgsIsHelpError
+    except ImportError:  # click before 8.2 prints the help itself, without an exception
+        NoArgsIsHelpError = ()
+
+# control characters a message may carry (a schedule with a newline in it, a server message's DETAIL)
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+_ESCAPES.update({chr(c): f"\\x{c:02x}" for c in [*range(0x20), 0x7f, *range(0x80, 0xa0)] if chr(c) not in _ESCAPES})
+_ESCAPES.update({"\u2028": "\\u2028", "\u2029": "\\u2029"})  # line breaks to str.splitlines()
+_CONTROL = str.maketrans(_ESCAPES)
+
+
+def one_line(message: str) -> str:
+    """A message as one line: control characters shown escaped (a newline as \\n), not cut off."""
+    return message.rstrip().translate(_CONTROL)
+
+
+def fail(message: str, code: int):
+    """Print `monitorctl: MESSAGE` as one line on stderr and exit with ``code``."""
+    typer.echo(f"monitorctl: {one_line(message)}", err=True)
+    raise typer.Exit(code)
+
+
+def usage_failure(exc: ClickException):
+    """Click's usage errors (Usage:, Try ..., Error:) as one line, naming the valid range of a number
+    and the command's --help; exit 2."""
+    message, notes = exc.format_message(), []
+    param = getattr(exc, "param", None)
+    low, high = getattr(param, "min", None), getattr(param, "max", None)
+    if low is not None or high is not None:
+        notes.append(f"valid: {low} to {high}" if low is not None and high is not None else
+                     f"valid: at least {low}" if low is not None else f"valid: at most {high}")
+    ctx = getattr(exc, "ctx", None)
+    if ctx is not None and ctx.command.get_help_option(ctx) is not None:
+        names = ctx.help_option_names
+        notes.append(f"see '{ctx.command_path} {'--help' if '--help' in names else names[0]}'")
+    fail(message + (f" ({'; '.join(notes)})" if notes else ""), exc.exit_code)
+
 
 class MonitorGroup(TyperGroup):
-    """Turns MonitorError and database errors into one line and the contract's exit code."""
+    """Turns MonitorError, database errors and Click's usage errors into one line and the contract's
+    exit code.
+
+    Click reports a usage error (an unknown option, a bad value, a missing argument) in three lines
+    from typer's ``_main`` (``exc.show()``); parsing happens in ``make_context`` (this command's options)
+    and in ``invoke`` (a sub-command's), so both turn it into one line here first. A command group run
+    without arguments still prints its help (NoArgsIsHelpError)."""
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except NoArgsIsHelpError:
+            raise
+        except ClickException as exc:
+            usage_failure(exc)
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
+        except NoArgsIsHelpError:
+            raise
+        except ClickException as exc:
+            usage_failure(exc)
         except MonitorError as exc:
             if (ctx.obj or {}).get("debug"):
                 raise
-            typer.echo(f"monitorctl: {exc}", err=True)
-            raise typer.Exit(exc.exit_code)
+            fail(str(exc), exc.exit_code)
         except psycopg.OperationalError as exc:
             if (ctx.obj or {}).get("debug"):
                 raise
-            typer.echo(f"monitorctl: lost the database connection: {' '.join(str(exc).split())}", err=True)
-            raise typer.Exit(3)
+            fail(f"lost the database connection: {' '.join(str(exc).split())}", 3)
         except psycopg.Error as exc:
             if (ctx.obj or {}).get("debug"):
                 raise
             msg = exc.diag.message_primary if getattr(exc, "diag", None) and exc.diag.message_primary else str(exc)
-            typer.echo(f"monitorctl: {msg.splitlines()[0] if msg else type(exc).__name__}", err=True)
-            raise typer.Exit(1)
+            fail(msg or type(exc).__name__, 1)
 
 
 app = typer.Typer(

@@ -1,4 +1,4 @@
-"""Connections: which database (CONTRACT §6), how to reach it, and the named queries."""
+"""Connections: which database (README.md, "Connecting"), how to reach it, and the named queries."""
 
 from __future__ import annotations
 
@@ -44,11 +44,27 @@ def connect(dsn: str, autocommit: bool = True, **kwargs) -> psycopg.Connection:
     p.setdefault("connect_timeout", os.environ.get("PGCONNECT_TIMEOUT", "10"))
     p.setdefault("application_name", "monitorctl")
     try:
-        return psycopg.connect(make_conninfo("", **p), autocommit=autocommit, **kwargs)
+        conn = psycopg.connect(make_conninfo("", **p), autocommit=autocommit, **kwargs)
     except psycopg.OperationalError as exc:
         reason = " ".join(str(exc).split())
         reason = re.sub(r"^(?:connection (?:is bad|failed): )?connection to server .*? failed: ", "", reason)
         raise DatabaseUnavailable(f"cannot connect to {describe(dsn)}: {reason}")
+    pin_search_path(conn)
+    return conn
+
+
+def pin_search_path(conn: psycopg.Connection) -> None:
+    """Resolve every name of this session in pg_catalog only (pg_temp last, for nothing).
+
+    Whatever a role that can CREATE in public (or in "$user") plants there, an operator such as
+    public.#>>(jsonb, text) or a function with a closer signature, is never used by monitorctl's own
+    queries, which name monitor's objects with their schema. The role's own search_path is kept as
+    ``conn.user_schemas`` for a mapping that names a relation without its schema."""
+    row = conn.execute("select pg_catalog.current_schemas(false)::pg_catalog.text[],"
+                       " pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', false)").fetchone()
+    if not conn.autocommit:
+        conn.commit()
+    conn.user_schemas = row[0]
 
 
 def with_dbname(dsn: str, dbname: str) -> str:

@@ -58,6 +58,6 @@ def index_advice(conn, mapping: dict) -> list[Advice]:
 
 def index_leads(conn, relation: str, columns: list[str]) -> bool:
     """True when an index on `relation` starts with exactly these columns, in this order."""
-    qualified = ".".join(sql.Identifier(p).as_string(conn) for p in relation.split("."))
-    rows = conn.execute(query("index_columns"), (qualified,)).fetchall()
+    found = mapping_mod.find_relation(conn, relation)
+    rows = conn.execute(query("index_columns"), (found[0],)).fetchall() if found else []
     return any(r[0][: len(columns)] == columns for r in rows)

@@ -3,9 +3,13 @@
 Backends, chosen in this order by :func:`start`:
 
 * ``external``: an explicit DSN (``MONITOR_TEST_DSN``) to a server someone else runs;
-* ``docker``: a testcontainers container built from ``docker/`` when a Docker engine answers;
 * ``local``: a throwaway cluster made with the machine's ``initdb``/``pg_ctl`` in a temp dir,
-  listening on a unix socket only, with pg_cron preloaded when its library is installed.
+  listening on a unix socket only, with pg_cron preloaded when its library is installed; preferred
+  whenever those binaries are present;
+* ``docker``: a testcontainers container built from ``docker/``, when the server binaries are absent
+  and a Docker engine answers, or when asked for with ``MONITOR_TEST_BACKEND=docker``. When Docker
+  cannot build, pull or start it (an engine on an air-gapped network), the local cluster is used
+  instead if its binaries are there.
 
 The local cluster runs as the unprivileged ``postgres`` user when started by root (initdb
 refuses root), and is stopped and removed at exit, on Ctrl-C and on failure.
@@ -78,10 +82,23 @@ class Server:
                 self._stop.pop()()
 
 
+BACKENDS = ("local", "docker")  # what MONITOR_TEST_BACKEND may ask for
+
+
 def choose_backend() -> str:
-    """``external`` when MONITOR_TEST_DSN is set, ``docker`` when an engine answers, else ``local``."""
+    """``external`` when MONITOR_TEST_DSN is set; else what MONITOR_TEST_BACKEND asks for (``docker``
+    or ``local``); else ``local`` when the PostgreSQL server binaries are present, ``docker`` when they
+    are not and an engine answers, and ``local`` (which then says what is missing) otherwise."""
     if os.environ.get("MONITOR_TEST_DSN"):
         return "external"
+    wanted = os.environ.get("MONITOR_TEST_BACKEND", "").strip().lower()
+    if wanted in BACKENDS:
+        return wanted
+    if wanted:
+        raise EmbeddedError(f"MONITOR_TEST_BACKEND={wanted!r} is not a backend: use docker or local "
+                            "(or set MONITOR_TEST_DSN to use your own server)")
+    if local_binaries_present():
+        return "local"
     if (DOCKER_DIR / "Dockerfile").exists() and docker_available():
         return "docker"
     return "local"
@@ -90,15 +107,32 @@ def choose_backend() -> str:
 def start(progress=None, settings: dict[str, str] | None = None) -> Server:
     """Start (or reach) a PostgreSQL server with the best backend this machine offers.
 
-    settings: server parameters for a server started here (an external one is used as it is)."""
+    settings: server parameters for a server started here (an external one is used as it is).
+    When Docker fails (build, pull, start), the local cluster is used if its binaries are there,
+    and ``progress`` is told so in one line; else EmbeddedError says both why."""
     say = progress or (lambda msg: None)
     backend = choose_backend()
     if backend == "external":
         return external(os.environ["MONITOR_TEST_DSN"])
     if backend == "docker":
         say("starting PostgreSQL with pg_cron in a Docker container")
-        return start_docker(settings)
+        try:
+            if not (DOCKER_DIR / "Dockerfile").exists():
+                raise EmbeddedError(f"there is no {DOCKER_DIR / 'Dockerfile'} to build its image from")
+            return start_docker(settings)
+        except Exception as exc:  # e.g. no registry to pull the base image from on an air-gapped network
+            why = f"Docker could not start a PostgreSQL container ({one_line(exc)})"
+            if not local_binaries_present():
+                raise EmbeddedError(f"{why}, and the PostgreSQL server binaries (initdb, pg_ctl) are not "
+                                    "installed: install postgresql or set MONITOR_TEST_DSN") from exc
+            say(f"{why}: using a local cluster instead")
     return start_local(say, settings=settings)
+
+
+def one_line(exc: BaseException, limit: int = 300) -> str:
+    """An exception's message on one line, at most ``limit`` characters (Docker's can be long)."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 # -- external -------------------------------------------------------------------------------------
@@ -154,21 +188,33 @@ def start_docker(settings: dict[str, str] | None = None) -> Server:  # pragma: n
     container = PostgresContainer(str(image), username="postgres", password="postgres", dbname=CRON_DATABASE)
     if settings:
         container.with_command(" ".join(["postgres"] + [f"-c {k}={v}" for k, v in settings.items()]))
-    container.start()
-    params = {
-        "host": container.get_container_host_ip(),
-        "port": str(container.get_exposed_port(5432)),
-        "user": "postgres",
-        "password": "postgres",
-    }
-    server = Server("docker", params, CRON_DATABASE)
-    server._stop.append(container.stop)
-    wait_ready(server)
-    create_cron_extension(server)
+    server = Server("docker", {}, CRON_DATABASE)
+    server._stop.append(container.stop)  # a container that started but failed later is not left behind
+    try:
+        container.start()
+        server.conninfo = {
+            "host": container.get_container_host_ip(),
+            "port": str(container.get_exposed_port(5432)),
+            "user": "postgres",
+            "password": "postgres",
+        }
+        wait_ready(server)
+        create_cron_extension(server)
+    except BaseException:
+        server.stop()
+        raise
     return server
 
 
 # -- local cluster --------------------------------------------------------------------------------
+
+def local_binaries_present() -> bool:
+    """True when the PostgreSQL server binaries (initdb, pg_ctl) for a local cluster are installed."""
+    try:
+        return (pg_bindir() / "pg_ctl").exists()
+    except EmbeddedError:
+        return False
+
 
 def pg_bindir() -> Path:
     initdb = shutil.which("initdb")

@@ -30,8 +30,15 @@ class InstallReport:
 
 
 @contextmanager
-def install_lock(conn):
-    conn.execute("select pg_advisory_lock(%s, %s)", INSTALL_LOCK)
+def install_lock(conn, say=lambda msg: None):
+    """The install lock of this database; while another session holds it, say who before waiting."""
+    if not conn.execute("select pg_try_advisory_lock(%s, %s)", INSTALL_LOCK).fetchone()[0]:
+        row = conn.execute(query("install_lock_holder"), INSTALL_LOCK).fetchone()
+        who = (f"pid {row[0]}, user {row[1]}, application {row[2]!r}, connected since {row[3]:%Y-%m-%d %H:%M:%S}"
+               if row and row[1] else f"pid {row[0]}" if row else "a session that just let go")
+        say(f"waiting for the install lock of this database, held by {who}: another install or uninstall, "
+            f"or a session holding pg_advisory_lock{INSTALL_LOCK} (ends when it does)")
+        conn.execute("select pg_advisory_lock(%s, %s)", INSTALL_LOCK)
     try:
         yield
     finally:
@@ -64,12 +71,15 @@ def pending_ids(conn) -> list[str]:
 
 
 def ensure_installed(conn) -> None:
-    """For every command but install: the schema is there and current."""
+    """For every command but install: the schema is there and current, and its install finished."""
     if applied_ids(conn) is None:
         raise DatabaseUnavailable("monitor is not installed in this database: run `monitorctl install`")
     check_not_newer(conn)
     if pending_ids(conn):
         raise DatabaseUnavailable("monitor's schema is out of date: run `monitorctl install` to upgrade it")
+    if conn.execute(query("installed_schema")).fetchone()[0] != resources.schema_version():
+        raise DatabaseUnavailable("monitor's install did not finish (its functions and views are missing or "
+                                  "older than its schema): run `monitorctl install`")
 
 
 def apply_migrations(dsn: str, which: str) -> list[str]:
@@ -136,7 +146,7 @@ def render_sql(conn, context: dict) -> list[tuple[str, str]]:
 def install(dsn: str, with_ledger: bool = False, config: dict | None = None, do_schedule: bool = True,
             say=lambda msg: None) -> InstallReport:
     report = InstallReport()
-    with connect(dsn) as conn, install_lock(conn):
+    with connect(dsn) as conn, install_lock(conn, say):
         check_not_newer(conn)
         if config and config.get("sources") and not with_ledger:
             mapping_mod.check_database(conn, {"sources": config["sources"]})  # before anything changes
@@ -146,6 +156,7 @@ def install(dsn: str, with_ledger: bool = False, config: dict | None = None, do_
         fresh = applied_ids(conn) is None
         ledger_existed = conn.execute("select to_regnamespace('ledger') is not null").fetchone()[0]
         try:
+            conn.execute(query("ensure_roles"))  # cluster-wide: safe against a concurrent install elsewhere
             conn.execute("create schema if not exists monitor")
             report.applied += apply_migrations(dsn, "monitor")
             if with_ledger:
@@ -163,6 +174,8 @@ def install(dsn: str, with_ledger: bool = False, config: dict | None = None, do_
                         raise MonitorError(f"install failed in sql/{name}: {str(exc).splitlines()[0]}") from exc
                 for detector, params in ((config or {}).get("detectors") or {}).items():
                     set_params(conn, detector, params, where=f"config: [detectors.{detector}]: ")
+                conn.execute(query("set_scheduling"), (do_schedule,))
+                conn.execute(query("mark_installed"), (Jsonb(resources.schema_version()),))
         except BaseException:
             if fresh:  # a first install that failed leaves nothing behind
                 conn.execute("drop schema if exists monitor cascade")
@@ -173,7 +186,8 @@ def install(dsn: str, with_ledger: bool = False, config: dict | None = None, do_
         if do_schedule:
             report.scheduling, report.scheduling_off = schedule.sync(conn, dsn)
         else:
-            report.scheduling_off = "--no-schedule was given"
+            report.scheduling_off = ("--no-schedule was given: pg_cron's jobs are left as they are, also by later "
+                                     "`monitorctl detectors` changes, until an install without it")
     return report
 
 
@@ -195,11 +209,14 @@ def uninstall_summary(conn) -> dict:
         raise DatabaseUnavailable("monitor is not installed in this database: nothing to uninstall")
     check_not_newer(conn)
     row = conn.execute(query("uninstall_summary")).fetchone()
+    if not row[3]:
+        raise MonitorError(f"permission denied: only {row[4]}, the owner of schema monitor, or a superuser may "
+                           "uninstall it")
     return {"events": row[0], "alert_history": row[1], "detectors": row[2]}
 
 
 def uninstall(dsn: str, say=lambda msg: None) -> int:
-    with connect(dsn) as conn, install_lock(conn):
+    with connect(dsn) as conn, install_lock(conn, say):
         removed = schedule.remove_all(conn, dsn)
         conn.execute("drop schema if exists monitor cascade")
         say(f"dropped schema monitor and its migration records; removed {removed} pg_cron jobs")

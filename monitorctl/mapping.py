@@ -1,4 +1,4 @@
-"""The source mapping (CONTRACT §2): which user tables and columns feed the three source views.
+"""The source mapping (README.md, "Install into your database"): which user tables and columns feed the three source views.
 
 A mapping is a plain dict, as read from the TOML file::
 
@@ -48,6 +48,13 @@ def load(path: str | Path) -> dict:
             data = tomllib.load(f)
     except FileNotFoundError:
         raise UsageError(f"config file {path} does not exist")
+    except IsADirectoryError:
+        raise UsageError(f"config file {path} is a directory, not a TOML file")
+    except OSError as exc:  # unreadable (permissions), not a regular path, ...
+        raise UsageError(f"config file {path} cannot be read: {exc.strerror or exc}")
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"config file {path} is not valid TOML: it is not UTF-8 text "
+                         f"(byte {exc.object[exc.start]:#04x} at offset {exc.start})")
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"config file {path} is not valid TOML: {exc}")
     check_shape(data)
@@ -105,42 +112,65 @@ def check_shape(data: dict) -> None:
         raise UsageError("config: 'detectors' must hold one table per detector, e.g. [detectors.duplicate_scan]")
 
 
+def find_relation(conn, relation: str) -> tuple[int, str, bool] | None:
+    """The relation a mapping names: (oid, its schema-qualified quoted name, whether it stores rows).
+
+    Read from the catalogs, which need no privilege on the relation's schema (doctor runs as
+    monitor_reader). A plain name is looked up in the connecting role's own search_path, as it was
+    before monitorctl pinned the session's (db.connect)."""
+    parts = relation.split(".")
+    schemas = parts[:-1] or user_schemas(conn)
+    return conn.execute(query("find_relation"), {"schemas": schemas, "name": parts[-1]}).fetchone()
+
+
+def user_schemas(conn) -> list[str]:
+    schemas = getattr(conn, "user_schemas", None)
+    if schemas is None:
+        schemas = conn.execute("select pg_catalog.current_schemas(false)::pg_catalog.text[]").fetchone()[0]
+    return schemas
+
+
 def check_database(conn, mapping: dict) -> None:
-    """Every relation and named column exists, and every sql expression evaluates."""
+    """Every relation and named column exists, and every sql expression evaluates.
+
+    An expression is checked in a transaction that is always rolled back, as one statement of the
+    extended protocol (which refuses a second statement): a refused mapping changes nothing, whatever
+    its expressions hold."""
     for rel, spec in mapping["sources"].items():
         where = f"sources.{rel}"
         relation = spec["relation"]
-        parts = relation.split(".")
-        qualified = ".".join(sql.Identifier(p).as_string(conn) for p in parts)
-        oid = conn.execute("select to_regclass(%s)::oid", (qualified,)).fetchone()[0]
-        if oid is None:
+        found = find_relation(conn, relation)
+        if found is None:
             raise UsageError(f"config: '{where}.relation' = {relation!r}: relation does not exist")
-        have = {r[0] for r in conn.execute(
-            "select attname from pg_attribute where attrelid = %s and attnum > 0 and not attisdropped", (oid,))}
+        have = {r[0] for r in conn.execute(query("relation_columns"), (found[0],))}
         for col, value in spec["columns"].items():
             if isinstance(value, str) and value not in have:
                 raise UsageError(f"config: '{where}.columns.{col}' = {value!r}: no such column in {relation}")
         # the rendered expressions must evaluate against the relation (catches bad sql = ... early)
         exprs = render_relation(conn, rel, spec)
-        probe = sql.SQL("select {} from {} as s limit 0").format(
-            sql.SQL(", ").join(sql.SQL(f"({exprs[c]})") for c in COLUMNS[rel]), sql.SQL(exprs["relation"]))
-        try:
-            with conn.transaction():
-                conn.execute(probe)
-        except Exception as exc:  # psycopg.Error: report the key, not a traceback
-            raise UsageError(f"config: '{where}': {str(exc).splitlines()[0]}")
+        for col in COLUMNS[rel]:
+            probe = sql.SQL("select ({}) from {} as s limit 0").format(sql.SQL(exprs[col]),
+                                                                       sql.SQL(exprs["relation"]))
+            try:
+                with conn.transaction(force_rollback=True):
+                    conn.execute(probe, binary=True)  # binary: the extended protocol, one statement
+            except Exception as exc:  # psycopg.Error: report the key, not a traceback
+                message = " ".join(str(exc).split())
+                raise UsageError(f"config: '{where}.columns.{col}': {message}")
 
 
 def render_relation(conn, rel: str, spec: dict) -> dict[str, str]:
-    relation = ".".join(sql.Identifier(p).as_string(conn) for p in spec["relation"].split("."))
+    found = find_relation(conn, spec["relation"])
+    if found is None:
+        raise UsageError(f"config: 'sources.{rel}.relation' = {spec['relation']!r}: relation does not exist")
+    _oid, relation, stores_rows = found
     # the inserting (or last updating) transaction of a row, when the relation stores rows here (a
     # table, partitioned table or materialized view; not a view or a foreign table): built-in
     # detectors skip late-window rows their previous run already saw
-    has_xmin = conn.execute(query("relation_stores_rows"), (relation,)).fetchone()[0]
     out = {
         "relation": relation,
         "relation_text": spec["relation"],
-        "row_xmin": "s.xmin" if has_xmin else "NULL",
+        "row_xmin": "s.xmin" if stores_rows else "NULL",
     }
     for col in COLUMNS[rel]:
         value = spec["columns"].get(col)

@@ -8,13 +8,58 @@ insert into monitor.settings (key, value, description)
 values ('sources.mapping', %s, 'the source mapping install rendered the source views from')
 on conflict (key) do update set value = excluded.value
 
+-- name: ensure_roles
+-- the NOLOGIN roles (cluster-wide); a concurrent install into another database may create them at
+-- the same moment: whoever comes second finds them (migration 0002.roles then leaves them alone)
+do $$
+declare
+    r text;
+begin
+    foreach r in array array['monitor_reader', 'monitor_operator'] loop
+        if not exists (select from pg_catalog.pg_roles where rolname = r) then
+            begin
+                execute pg_catalog.format('create role %I nologin', r);
+            exception when duplicate_object or unique_violation then null;
+            end;
+        end if;
+    end loop;
+end
+$$
+
+-- name: mark_installed
+-- the schema version whose sql/ the last install applied: commands refuse to run on a half install
+insert into monitor.settings (key, value, description)
+values ('install.schema', %s, 'the schema version whose functions and views the last install created')
+on conflict (key) do update set value = excluded.value
+
+-- name: installed_schema
+select (select value #>> '{}' from monitor.settings where key = 'install.schema')
+
+-- name: install_lock_holder
+select l.pid, a.usename, a.application_name, a.backend_start
+from pg_locks l left join pg_stat_activity a on a.pid = l.pid
+where l.locktype = 'advisory' and l.granted and l.database = (select oid from pg_database where datname = current_database())
+  and l.classid = %s and l.objid = %s and l.objsubid = 2
+limit 1
+
 -- name: uninstall_summary
 select (select count(*) from monitor.events),
        (select count(*) from monitor.alert_history),
-       (select count(*) from monitor.detectors)
+       (select count(*) from monitor.detectors),
+       (select pg_has_role(nspowner, 'USAGE') from pg_namespace where nspname = 'monitor'),
+       (select nspowner::regrole::text from pg_namespace where nspname = 'monitor')
 
--- name: cron_site
-select current_setting('cron.database_name', true), current_database(), current_user
+-- name: cron_database_setting
+select current_setting('cron.database_name', true)
+
+-- name: has_cron_database_function
+select to_regprocedure('monitor.cron_database()') is not null
+
+-- name: scheduling_enabled
+select coalesce((select (value #>> '{}')::boolean from monitor.settings where key = 'scheduling.enabled'), true)
+
+-- name: set_scheduling
+update monitor.settings set value = to_jsonb(%s::boolean) where key = 'scheduling.enabled'
 
 -- name: cron_version
 select extversion from pg_extension where extname = 'pg_cron'
@@ -24,10 +69,13 @@ select name, schedule, monitor.interval_ms(coalesce(params ->> 'timeout', '50 se
 where enabled order by name
 
 -- name: cron_jobs
+-- this database's jobs (monitorctl/schedule.py): the prefix, then a name without dots; run in this
+-- database, or its prune-cron job, run in pg_cron's
 select jobid, jobname, schedule, command, database, active from cron.job
-where username = current_user and (
-      (%(local)s and jobname ~ '^monitor\.[^.]+$' and database = %(dbname)s)
-   or (not %(local)s and starts_with(jobname, %(prefix)s)))
+where username = current_user
+  and starts_with(jobname, %(prefix)s) and substr(jobname, length(%(prefix)s) + 1) ~ '^[a-z][a-z0-9_-]*$'
+  and (database = %(dbname)s
+       or (not %(local)s and jobname = %(prefix)s || 'prune-cron' and database = %(cron_db)s))
 order by jobname
 
 -- name: mark_scheduled
@@ -143,13 +191,19 @@ select coalesce((select (value #>> '{}')::integer from monitor.settings where ke
        coalesce((select (value #>> '{}')::integer from monitor.settings where key = 'retention.batch_size'), 5000)
 
 -- name: cron_runs_count
-select count(*) from cron.job_run_details d join cron.job j using (jobid)
-where starts_with(j.jobname, %(prefix)s) and d.end_time < now() - make_interval(days => %(days)s)
+select count(*) from cron.job_run_details d join cron.job j on j.jobid = d.jobid
+where starts_with(j.jobname, %(prefix)s) and substr(j.jobname, length(%(prefix)s) + 1) ~ '^[a-z][a-z0-9_-]*$'
+  and (j.database = %(dbname)s
+       or (not %(local)s and j.jobname = %(prefix)s || 'prune-cron' and j.database = %(cron_db)s))
+  and d.end_time < now() - make_interval(days => %(days)s)
 
 -- name: cron_runs_prune
 delete from cron.job_run_details where runid in (
-    select d.runid from cron.job_run_details d join cron.job j using (jobid)
-    where starts_with(j.jobname, %(prefix)s) and d.end_time < now() - make_interval(days => %(days)s)
+    select d.runid from cron.job_run_details d join cron.job j on j.jobid = d.jobid
+    where starts_with(j.jobname, %(prefix)s) and substr(j.jobname, length(%(prefix)s) + 1) ~ '^[a-z][a-z0-9_-]*$'
+      and (j.database = %(dbname)s
+           or (not %(local)s and j.jobname = %(prefix)s || 'prune-cron' and j.database = %(cron_db)s))
+      and d.end_time < now() - make_interval(days => %(days)s)
     limit %(batch)s)
 
 -- name: run_targets
@@ -162,18 +216,24 @@ select detector, status, events_opened, events_updated, events_resolved, rows_ex
 from monitor.detector_runs where detector = %s order by run_id desc limit 1
 
 -- name: detector_health_now
-select h.subject, h.evidence ->> 'problem', h.summary
-from monitor.detect_detector_health(
-    coalesce((select params from monitor.detectors where name = 'detector_health'), '{"overdue_factor": 3}'),
-    now()) h
+select h.subject, h.evidence ->> 'problem', h.summary from monitor.detector_problems() h
 
 -- name: index_columns
 -- the leading columns of each full (not partial) index of a relation, in index order
 select array(select a.attname::text from unnest(i.indkey) with ordinality k(attnum, n)
              join pg_attribute a on a.attrelid = i.indrelid and a.attnum = k.attnum
              order by k.n)
-from pg_index i where i.indrelid = to_regclass(%s) and i.indpred is null
+from pg_index i where i.indrelid = %s and i.indpred is null
 
--- name: relation_stores_rows
--- a table, partitioned table or materialized view (its rows have an xmin), not a view or a foreign table
-select coalesce((select relkind in ('r', 'p', 'm') from pg_class where oid = to_regclass(%s)), false)
+-- name: find_relation
+-- a mapped relation by name, from the catalogs: the first of the schemas that holds it; whether it
+-- stores its rows here (a table, partitioned table or materialized view: its rows have an xmin)
+select c.oid, quote_ident(n.nspname) || '.' || quote_ident(c.relname), c.relkind in ('r', 'p', 'm')
+from unnest(%(schemas)s::text[]) with ordinality s(nsp, i)
+join pg_namespace n on n.nspname = s.nsp
+join pg_class c on c.relnamespace = n.oid and c.relname = %(name)s and c.relkind in ('r', 'p', 'v', 'm', 'f')
+order by s.i
+limit 1
+
+-- name: relation_columns
+select attname from pg_attribute where attrelid = %s and attnum > 0 and not attisdropped

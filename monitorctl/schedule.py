@@ -1,8 +1,12 @@
-"""pg_cron scheduling (CONTRACT §5): find pg_cron, then make its `monitor.*` jobs match the registry.
+"""pg_cron scheduling (docs/operations.md): find pg_cron, then make its `monitor.*` jobs match the registry.
 
 pg_cron lives in one database per cluster (``cron.database_name``). When that is the monitored
 database, jobs are ``monitor.<name>``; otherwise they are created there with
-``cron.schedule_in_database`` and named ``monitor.<database>.<name>``.
+``cron.schedule_in_database`` and named ``monitor.<database>.<name>``. A job is this database's when
+its name is the prefix and a name without dots (a detector's, or a maintenance job's), and it runs in
+this database (or is its prune-cron job, which runs in pg_cron's): database ``cx`` never takes the
+jobs of ``cx.y``. Every job command first pins its search_path, so that nothing planted in a schema
+of the job owner's default path is used.
 """
 
 from __future__ import annotations
@@ -16,14 +20,13 @@ from psycopg import sql
 from .db import connect, query, with_dbname
 from .errors import MonitorError
 
+PIN = "SET search_path = pg_catalog, pg_temp; "  # the first statement of every job command
 MAINTENANCE = {
     "prune": ("17 3 * * *", "CALL monitor.prune()"),
     "snapshot": ("*/5 * * * *", "SELECT monitor.snapshot()"),
     "refresh": ("3 * * * *", "SELECT monitor.refresh()"),
 }
-CRON_PRUNE = ("DELETE FROM cron.job_run_details WHERE runid IN (SELECT d.runid FROM cron.job_run_details d "
-              "JOIN cron.job j USING (jobid) WHERE starts_with(j.jobname, {prefix}) "
-              "AND d.end_time < now() - make_interval(days => {days}) LIMIT 50000)")
+CRON_PRUNE_BATCH = 50000  # rows of pg_cron's run records the daily prune-cron job deletes at most
 SECONDS = re.compile(r"^\s*\d+\s+seconds?\s*$")
 
 
@@ -42,6 +45,10 @@ class CronSite:
     @property
     def prefix(self) -> str:
         return "monitor." if self.local else f"monitor.{self.dbname}."
+
+    def jobs_filter(self) -> dict:
+        """The parameters of the named queries that pick this database's jobs (cron_jobs, cron_runs_*)."""
+        return {"local": self.local, "dbname": self.dbname, "prefix": self.prefix, "cron_db": self.database}
 
     def close(self) -> None:
         if self.own_conn:
@@ -62,9 +69,27 @@ def version_tuple(version: str) -> tuple[int, ...]:
     return tuple(int(x) for x in re.findall(r"\d+", version)[:2])
 
 
+def cron_database(conn) -> str | None:
+    """cron.database_name. Only superusers (and pg_read_all_settings) may read that setting: once
+    monitor is installed, monitor.cron_database() reads it with the rights of monitor's owner."""
+    if conn.execute(query("has_cron_database_function")).fetchone()[0]:
+        return conn.execute("select monitor.cron_database()").fetchone()[0]
+    try:
+        with conn.transaction():
+            return conn.execute(query("cron_database_setting")).fetchone()[0] or None
+    except psycopg.errors.InsufficientPrivilege:
+        return None
+
+
+def enabled(conn) -> bool:
+    """False after `install --no-schedule`, until an install without it: pg_cron is left alone."""
+    return conn.execute(query("scheduling_enabled")).fetchone()[0]
+
+
 def locate(conn, dsn: str) -> tuple[CronSite | None, str]:
     """Where pg_cron is, or (None, why scheduling is off)."""
-    cron_db, dbname, _user = conn.execute(query("cron_site")).fetchone()
+    cron_db = cron_database(conn)
+    dbname = conn.info.dbname
     if not cron_db:
         return None, "pg_cron is not loaded on this server (add it to shared_preload_libraries)"
     if cron_db == dbname:
@@ -90,21 +115,22 @@ def desired_jobs(conn, site: CronSite) -> dict[str, tuple[str, str, str]]:
             sched = "* * * * *"  # pg_cron before 1.5 has minute granularity only
         command = sql.SQL("SET statement_timeout = {}; SELECT monitor.run_detector({})").format(
             sql.Literal(timeout), sql.Literal(name)).as_string(conn)
-        jobs[site.prefix + name] = (sched, command, site.dbname)
+        jobs[site.prefix + name] = (sched, PIN + command, site.dbname)
     for name, (sched, command) in MAINTENANCE.items():
-        jobs[site.prefix + name] = (sched, command, site.dbname)
+        jobs[site.prefix + name] = (sched, PIN + command, site.dbname)
     if not site.local:
         # monitor.prune cannot reach pg_cron's run records from the monitored database: this job
         # deletes this database's jobs' records in the cron database itself, in a bounded batch a day
+        # (the query `monitorctl prune` runs, with its values written in)
         days = conn.execute(query("cron_runs_days")).fetchone()[0]
-        command = sql.SQL(CRON_PRUNE).format(prefix=sql.Literal(site.prefix), days=sql.Literal(int(days)))
-        jobs[site.prefix + "prune-cron"] = ("27 3 * * *", command.as_string(conn), site.database)
+        command = psycopg.ClientCursor(conn).mogrify(
+            query("cron_runs_prune"), site.jobs_filter() | {"days": int(days), "batch": CRON_PRUNE_BATCH})
+        jobs[site.prefix + "prune-cron"] = ("27 3 * * *", PIN + " ".join(command.split()), site.database)
     return jobs
 
 
 def existing_jobs(site: CronSite) -> dict[str, tuple]:
-    rows = site.conn.execute(query("cron_jobs"),
-                             {"local": site.local, "dbname": site.dbname, "prefix": site.prefix}).fetchall()
+    rows = site.conn.execute(query("cron_jobs"), site.jobs_filter()).fetchall()
     return {r[1]: r for r in rows}
 
 
@@ -122,6 +148,9 @@ def mark_scheduled(conn, names: list[str]) -> None:
 
 def sync(conn, dsn: str) -> tuple[SyncReport | None, str]:
     """Create, update and remove this database's jobs so they match the enabled detectors."""
+    if not enabled(conn):
+        return None, ("`monitorctl install --no-schedule` was given: pg_cron's jobs are left as they are "
+                      "(run `monitorctl install` to schedule again)")
     site, why = locate(conn, dsn)
     if site is None:
         mark_scheduled(conn, [])
@@ -162,16 +191,5 @@ def remove_all(conn, dsn: str) -> int:
         if conn.execute("select to_regclass('monitor.detectors')").fetchone()[0]:
             mark_scheduled(conn, [])
         return len(have)
-    finally:
-        site.close()
-
-
-def jobs(conn, dsn: str) -> tuple[CronSite | None, str, dict]:
-    """pg_cron state for status: the site, why it is off, and this database's jobs."""
-    site, why = locate(conn, dsn)
-    if site is None:
-        return None, why, {}
-    try:
-        return site, "", existing_jobs(site)
     finally:
         site.close()

@@ -11,7 +11,7 @@ CREATE OR REPLACE FUNCTION monitor.find_bursts(p_source text, p_window interval,
                                                p_since timestamptz)
 RETURNS TABLE (account_id text, ids text[], times timestamptz[], devices text[], amounts numeric[],
                statuses text[])
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, monitor AS $$
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, monitor, pg_temp AS $$
 DECLARE
     rel text;
     id_col text;

@@ -5,7 +5,7 @@
 -- A failed transaction that still took money: balance_after < balance_before.
 CREATE OR REPLACE FUNCTION monitor.detect_failed_debit(params jsonb, since timestamptz)
 RETURNS SETOF monitor.finding
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, monitor AS $$
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, monitor, pg_temp AS $$
 BEGIN
     -- a one-shot plan per run: the planner sees the actual window (an index range scan)
     RETURN QUERY EXECUTE $q$
@@ -35,7 +35,7 @@ COMMENT ON FUNCTION monitor.detect_failed_debit(jsonb, timestamptz) IS
 -- `count` failures within `window` of each other, first to last.
 CREATE OR REPLACE FUNCTION monitor.detect_consecutive_failures(params jsonb, since timestamptz)
 RETURNS SETOF monitor.finding
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, monitor AS $$
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, monitor, pg_temp AS $$
 BEGIN
     -- a one-shot plan per run: the planner sees the actual window (an index range scan)
     RETURN QUERY EXECUTE $q$
@@ -98,7 +98,7 @@ COMMENT ON FUNCTION monitor.detect_consecutive_failures(jsonb, timestamptz) IS
 -- A card scanned in a burst: each scan within `window` of the previous one, at least `min_count`.
 CREATE OR REPLACE FUNCTION monitor.detect_duplicate_scan(params jsonb, since timestamptz)
 RETURNS SETOF monitor.finding
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, monitor AS $$
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, monitor, pg_temp AS $$
 BEGIN
     -- a one-shot plan per run: the planner sees the actual window (an index range scan)
     RETURN QUERY EXECUTE $q$
@@ -125,7 +125,7 @@ COMMENT ON FUNCTION monitor.detect_duplicate_scan(jsonb, timestamptz) IS
 -- Transactions of one account in a burst (any status), each within `window` of the previous one.
 CREATE OR REPLACE FUNCTION monitor.detect_concurrent_txn(params jsonb, since timestamptz)
 RETURNS SETOF monitor.finding
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, monitor AS $$
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, monitor, pg_temp AS $$
 BEGIN
     -- a one-shot plan per run: the planner sees the actual window (an index range scan)
     RETURN QUERY EXECUTE $q$

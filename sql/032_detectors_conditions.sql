@@ -4,7 +4,7 @@
 -- An account whose balance is below zero.
 CREATE OR REPLACE FUNCTION monitor.detect_negative_balance(params jsonb, since timestamptz)
 RETURNS SETOF monitor.finding
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, monitor AS $$
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, monitor, pg_temp AS $$
 BEGIN
     -- a one-shot plan per run: the planner sees the actual window (an index range scan)
     RETURN QUERY EXECUTE $q$
@@ -23,7 +23,7 @@ COMMENT ON FUNCTION monitor.detect_negative_balance(jsonb, timestamptz) IS
 -- A transaction still pending more than `age` after it was created.
 CREATE OR REPLACE FUNCTION monitor.detect_stuck_pending(params jsonb, since timestamptz)
 RETURNS SETOF monitor.finding
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, monitor AS $$
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, monitor, pg_temp AS $$
 BEGIN
     -- a one-shot plan per run: the planner sees the actual window (an index range scan)
     RETURN QUERY EXECUTE $q$
@@ -45,7 +45,7 @@ COMMENT ON FUNCTION monitor.detect_stuck_pending(jsonb, timestamptz) IS
 -- The failure share over the trailing window [now - window, now].
 CREATE OR REPLACE FUNCTION monitor.detect_failure_rate(params jsonb, since timestamptz)
 RETURNS SETOF monitor.finding
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, monitor AS $$
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, monitor, pg_temp AS $$
 BEGIN
     -- a one-shot plan per run: the planner sees the actual window (an index range scan)
     RETURN QUERY EXECUTE $q$

@@ -11,11 +11,11 @@
 --      expected = opening_balance + total before the horizon + live success amounts after it.
 
 CREATE OR REPLACE FUNCTION monitor.balance_horizon_lag() RETURNS interval
-LANGUAGE sql IMMUTABLE AS $$ SELECT interval '5 minutes' $$;
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, monitor, pg_temp AS $$ SELECT interval '5 minutes' $$;
 
 CREATE OR REPLACE FUNCTION monitor.prepare_balance_mismatch(params jsonb, since timestamptz)
 RETURNS void
-LANGUAGE plpgsql SET search_path = pg_catalog, monitor AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, monitor, pg_temp AS $$
 DECLARE
     old_h timestamptz;
     new_h timestamptz := now() - monitor.balance_horizon_lag();
@@ -82,7 +82,7 @@ COMMENT ON FUNCTION monitor.prepare_balance_mismatch(jsonb, timestamptz) IS
 
 CREATE OR REPLACE FUNCTION monitor.detect_balance_mismatch(params jsonb, since timestamptz)
 RETURNS SETOF monitor.finding
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, monitor AS $$
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, monitor, pg_temp AS $$
 DECLARE
     h timestamptz := coalesce((SELECT high_water FROM monitor.watermarks
                                 WHERE detector = 'balance_mismatch.horizon'), '-infinity');

@@ -15,7 +15,7 @@ COMMENT ON MATERIALIZED VIEW monitor.volume_hourly IS
     'Transactions per UTC hour over the last 57 days: the baseline of volume_anomaly.';
 
 CREATE OR REPLACE FUNCTION monitor.refresh_volume_baseline() RETURNS void
-LANGUAGE plpgsql SET search_path = pg_catalog, monitor AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, monitor, pg_temp AS $$
 BEGIN
     IF (SELECT ispopulated FROM pg_matviews WHERE schemaname = 'monitor' AND matviewname = 'volume_hourly') THEN
         REFRESH MATERIALIZED VIEW CONCURRENTLY monitor.volume_hourly;
@@ -29,7 +29,7 @@ $$;
 
 -- Refresh the baseline when it predates the current hour (the runner calls this first).
 CREATE OR REPLACE FUNCTION monitor.prepare_volume_anomaly(params jsonb, since timestamptz) RETURNS void
-LANGUAGE plpgsql SET search_path = pg_catalog, monitor AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, monitor, pg_temp AS $$
 BEGIN
     IF coalesce((SELECT high_water FROM monitor.watermarks WHERE detector = 'volume_anomaly.baseline'), '-infinity')
        < date_trunc('hour', now()) THEN
@@ -41,7 +41,7 @@ $$;
 -- The anomaly test for the hour starting at p_hour (UTC, timestamp without time zone).
 CREATE OR REPLACE FUNCTION monitor.volume_anomaly_at(params jsonb, p_hour timestamp)
 RETURNS SETOF monitor.finding
-LANGUAGE sql STABLE SET search_path = pg_catalog, monitor AS $$
+LANGUAGE sql STABLE SET search_path = pg_catalog, monitor, pg_temp AS $$
     WITH first_hour AS (
         SELECT min(hour_utc) AS h FROM monitor.volume_hourly
     ), cur AS (
@@ -79,7 +79,7 @@ $$;
 
 CREATE OR REPLACE FUNCTION monitor.detect_volume_anomaly(params jsonb, since timestamptz)
 RETURNS SETOF monitor.finding
-LANGUAGE sql STABLE SET search_path = pg_catalog, monitor AS $$
+LANGUAGE sql STABLE SET search_path = pg_catalog, monitor, pg_temp AS $$
     SELECT * FROM monitor.volume_anomaly_at(params,
         date_trunc('hour', now() AT TIME ZONE 'UTC') - interval '1 hour')
 $$;

@@ -1,9 +1,21 @@
--- detector_health (CONTRACT §3): an enabled, scheduled detector whose latest run failed, or that
+-- detector_health (docs/detectors.md): an enabled, scheduled detector whose latest run failed, or that
 -- has not completed a run within overdue_factor x the longest gap between ticks of its schedule.
+
+-- The database pg_cron runs in (cron.database_name), or NULL when pg_cron is not loaded. Only
+-- superusers and pg_read_all_settings may read that setting, so this runs with the rights of
+-- monitor's owner: `monitorctl status` run by monitor_reader finds pg_cron through it.
+CREATE OR REPLACE FUNCTION monitor.cron_database() RETURNS text
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, monitor, pg_temp AS $$
+BEGIN
+    RETURN nullif(current_setting('cron.database_name', true), '');
+EXCEPTION WHEN insufficient_privilege THEN
+    RETURN NULL;
+END
+$$;
 
 -- Expand one cron field ('*', '*/n', 'a', 'a-b', 'a-b/n', lists) to its values in [lo, hi].
 CREATE OR REPLACE FUNCTION monitor.cron_field(p_field text, lo integer, hi integer) RETURNS integer[]
-LANGUAGE plpgsql IMMUTABLE AS $$
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, monitor, pg_temp AS $$
 DECLARE
     part text;
     m text[];
@@ -27,7 +39,7 @@ $$;
 
 -- The longest gap between consecutive ticks of a pg_cron schedule.
 CREATE OR REPLACE FUNCTION monitor.cron_max_gap(p_schedule text) RETURNS interval
-LANGUAGE plpgsql IMMUTABLE AS $$
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, monitor, pg_temp AS $$
 DECLARE
     f text[];
     minutes integer[];
@@ -83,7 +95,7 @@ COMMENT ON FUNCTION monitor.cron_max_gap(text) IS
 
 CREATE OR REPLACE FUNCTION monitor.detect_detector_health(params jsonb, since timestamptz)
 RETURNS SETOF monitor.finding
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, monitor AS $$
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, monitor, pg_temp AS $$
 DECLARE
     d record;
     last_run monitor.detector_runs;
@@ -91,7 +103,8 @@ DECLARE
     gap interval;
     cron_fail record;
     has_cron boolean := to_regclass('cron.job_run_details') IS NOT NULL
-                        AND current_setting('cron.database_name', true) = current_database();
+                        AND monitor.cron_database() = current_database()
+                        AND has_table_privilege('cron.job_run_details', 'SELECT');
 BEGIN
     FOR d IN SELECT * FROM monitor.detectors
               WHERE enabled AND scheduled AND name <> 'detector_health' ORDER BY name LOOP
@@ -134,3 +147,14 @@ END
 $$;
 COMMENT ON FUNCTION monitor.detect_detector_health(jsonb, timestamptz) IS
     'detector_health: a scheduled detector whose latest run (or pg_cron job) failed, or that is overdue.';
+
+-- detector_health's judgement now, for `monitorctl status` (any role with monitor_reader): with the
+-- rights of monitor's owner, who may read pg_cron's run records that a reader cannot.
+CREATE OR REPLACE FUNCTION monitor.detector_problems() RETURNS SETOF monitor.finding
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, monitor, pg_temp AS $$
+    SELECT * FROM monitor.detect_detector_health(
+        coalesce((SELECT d.params FROM monitor.detectors d WHERE d.name = 'detector_health'),
+                 monitor.common_params('condition') || '{"overdue_factor": 3}'), now())
+$$;
+COMMENT ON FUNCTION monitor.detector_problems() IS
+    'Detectors failing or overdue now, as detector_health judges them (for monitorctl status).';

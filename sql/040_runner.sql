@@ -1,20 +1,16 @@
--- The runner: the only writer of monitor.events (CONTRACT §4, §5). A detector is a pure function
+-- The runner: the only writer of monitor.events (docs/architecture.md). A detector is a pure function
 -- returning SETOF monitor.finding; the runner deduplicates, opens, updates and auto-resolves events,
 -- logs every transition in monitor.alert_history, advances the watermark and records the run.
 
--- Advisory-lock namespace of the runner (first key); the second key is hashtext(detector name).
-CREATE OR REPLACE FUNCTION monitor.lock_class() RETURNS integer
-LANGUAGE sql IMMUTABLE AS $$ SELECT 472101 $$;
-
 -- An interval as a GUC value in milliseconds ('5 seconds' -> '5000ms').
 CREATE OR REPLACE FUNCTION monitor.interval_ms(p_interval text) RETURNS text
-LANGUAGE sql IMMUTABLE AS $$ SELECT round(extract(epoch FROM p_interval::interval) * 1000)::bigint || 'ms' $$;
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, monitor, pg_temp AS $$ SELECT round(extract(epoch FROM p_interval::interval) * 1000)::bigint || 'ms' $$;
 
 -- Append one lifecycle transition to the history and announce it after commit.
 CREATE OR REPLACE FUNCTION monitor.log_transition(p_event monitor.events, p_transition text,
                                                   p_actor text, p_note text DEFAULT NULL)
 RETURNS void
-LANGUAGE plpgsql SET search_path = pg_catalog, monitor AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, monitor, pg_temp AS $$
 BEGIN
     INSERT INTO monitor.alert_history (event_id, transition, actor, note, detector, severity, subject, summary)
     VALUES (p_event.event_id, p_transition, p_actor, p_note, p_event.detector, p_event.severity,
@@ -32,7 +28,7 @@ $$;
 -- monitor.seen_xmin for the run; unset (a first run, a --since rescan, a view without xmin as the
 -- source), every row from `since` on is examined.
 CREATE OR REPLACE FUNCTION monitor.seen_age() RETURNS integer
-LANGUAGE sql STABLE AS $$
+LANGUAGE sql STABLE SET search_path = pg_catalog, monitor, pg_temp AS $$
     SELECT coalesce(age(((nullif(current_setting('monitor.seen_xmin', true), '')::xid8::text::bigint
                           % 4294967296)::text)::xid), 2147483647)
 $$;
@@ -40,7 +36,7 @@ $$;
 -- The earliest row time a finding detector must examine in this run.
 CREATE OR REPLACE FUNCTION monitor.run_since(p_detector monitor.detectors, p_override timestamptz)
 RETURNS timestamptz
-LANGUAGE sql STABLE SET search_path = pg_catalog, monitor AS $$
+LANGUAGE sql STABLE SET search_path = pg_catalog, monitor, pg_temp AS $$
     SELECT coalesce(
         p_override,
         (SELECT w.high_water - coalesce(monitor.param_interval(p_detector.params, 'late_window'), interval '0')
@@ -53,7 +49,7 @@ $$;
 -- would read every event of the detector per finding (quadratic in the findings of one run).
 CREATE OR REPLACE FUNCTION monitor.apply_findings(p_detector monitor.detectors, p_findings monitor.finding[],
                                                   OUT opened integer, OUT updated integer, OUT resolved integer)
-LANGUAGE plpgsql SET search_path = pg_catalog, monitor SET plan_cache_mode = force_custom_plan AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, monitor, pg_temp SET plan_cache_mode = force_custom_plan AS $$
 DECLARE
     f monitor.finding;
     keys text[];
@@ -120,7 +116,7 @@ $$;
 CREATE OR REPLACE FUNCTION monitor.run_detector(p_name text, p_since timestamptz DEFAULT NULL)
 RETURNS integer
 -- jit off: detector queries are short index range scans; compiling them costs more than it saves
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, monitor SET jit = off AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, monitor, pg_temp SET jit = off AS $$
 DECLARE
     d monitor.detectors;
     v_started timestamptz := clock_timestamp();
@@ -131,13 +127,18 @@ DECLARE
     v_detail text;
     v_seen xid8;
     v_snap_xmin xid8;
+    v_fn regprocedure;
 BEGIN
     SELECT * INTO d FROM monitor.detectors WHERE name = p_name;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'unknown detector %', p_name USING ERRCODE = '22023',
             HINT = 'monitorctl detectors list shows the registered detectors';
     END IF;
-    IF NOT pg_try_advisory_xact_lock(monitor.lock_class(), hashtext(p_name)) THEN
+    -- one run at a time: the detector's row in run_locks, which no role but the owner can lock
+    -- (an advisory lock could be taken by any user of the database, silencing the detector)
+    INSERT INTO monitor.run_locks (detector) VALUES (p_name) ON CONFLICT (detector) DO NOTHING;
+    PERFORM FROM monitor.run_locks l WHERE l.detector = p_name FOR UPDATE SKIP LOCKED;
+    IF NOT FOUND THEN
         INSERT INTO monitor.detector_runs (detector, started_at, finished_at, status, error)
         VALUES (p_name, v_started, clock_timestamp(), 'skipped', 'another run of this detector was in progress');
         RETURN 0;
@@ -155,14 +156,21 @@ BEGIN
     PERFORM set_config('monitor.seen_xmin', coalesce(v_seen::text, ''), true);
     BEGIN
         PERFORM set_config('lock_timeout', monitor.interval_ms(coalesce(d.params ->> 'lock_timeout', '5 seconds')), true);
-        IF to_regprocedure(d.function || '(jsonb,timestamp with time zone)') IS NULL THEN
+        v_fn := to_regprocedure(d.function || '(jsonb,timestamp with time zone)');
+        IF v_fn IS NULL THEN
             RAISE EXCEPTION 'detector function %(jsonb, timestamptz) does not exist', d.function
                 USING HINT = 'register the function, or disable the detector';
+        END IF;
+        -- it runs with this function's owner's rights: only the function that was registered
+        IF monitor.function_digest(v_fn) IS DISTINCT FROM d.function_digest THEN
+            RAISE EXCEPTION 'detector function % changed since it was registered (its definition or owner): '
+                            're-register it with monitorctl detectors add', d.function
+                USING ERRCODE = 'insufficient_privilege';
         END IF;
         IF d.prepare IS NOT NULL THEN
             EXECUTE format('SELECT %s($1, $2)', d.prepare::regproc) USING d.params, v_since;
         END IF;
-        EXECUTE format('SELECT coalesce(array_agg(f), ''{}'') FROM %s($1, $2) AS f', d.function::regproc)
+        EXECUTE format('SELECT coalesce(array_agg(f), ''{}'') FROM %s($1, $2) AS f', v_fn::regproc)
             INTO v_findings USING d.params, v_since;
         PERFORM set_config('monitor.seen_xmin', '', true);
         r := monitor.apply_findings(d, v_findings);
@@ -189,17 +197,38 @@ COMMENT ON FUNCTION monitor.run_detector(text, timestamptz) IS
     'Run one detector now in the caller''s transaction; returns the number of events opened. Errors and '
     'timeouts are recorded in monitor.detector_runs; a concurrent run of the same detector is skipped.';
 
--- Run every enabled detector, committing after each one.
+-- Run every enabled detector, committing after each one. A procedure with a SET clause cannot
+-- COMMIT, so it pins its search_path with set_config in each of its transactions instead.
+-- PostgreSQL arms statement_timeout once per CALL: once it has fired, nothing bounds the detectors
+-- after it, so the first cancelled run (a timeout or a cancel) ends the CALL and the detectors not
+-- yet run are recorded as skipped, saying why.
 CREATE OR REPLACE PROCEDURE monitor.run_all()
 LANGUAGE plpgsql AS $$
 DECLARE
-    v_name text;
+    v_names text[];
+    v_error text;
+    i integer;
 BEGIN
-    FOR v_name IN SELECT name FROM monitor.detectors WHERE enabled ORDER BY name LOOP
-        PERFORM monitor.run_detector(v_name);
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, monitor, pg_temp', true);
+    v_names := ARRAY(SELECT d.name FROM monitor.detectors d WHERE d.enabled ORDER BY d.name);
+    FOR i IN 1 .. coalesce(array_length(v_names, 1), 0) LOOP
+        PERFORM monitor.run_detector(v_names[i]);
+        SELECT r.error INTO v_error FROM monitor.detector_runs r
+         WHERE r.detector = v_names[i] ORDER BY r.run_id DESC LIMIT 1;
         COMMIT;
+        PERFORM pg_catalog.set_config('search_path', 'pg_catalog, monitor, pg_temp', true);
+        IF v_error LIKE '%(SQLSTATE 57014)' THEN
+            INSERT INTO monitor.detector_runs (detector, started_at, finished_at, status, error)
+            SELECT n, clock_timestamp(), clock_timestamp(), 'skipped',
+                   format('not run: monitor.run_all() stopped after %s was cancelled (a statement timeout fires '
+                          'once per CALL); call it again, or run detectors one at a time', v_names[i])
+              FROM unnest(v_names[i + 1:]) n;
+            COMMIT;
+            RETURN;
+        END IF;
     END LOOP;
 END
 $$;
 COMMENT ON PROCEDURE monitor.run_all() IS
-    'Run every enabled detector, each committed on its own; uses the caller''s statement_timeout.';
+    'Run every enabled detector, each committed on its own, under the caller''s statement_timeout; the '
+    'first cancelled run ends the call and the rest are recorded as skipped.';

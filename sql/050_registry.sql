@@ -1,32 +1,65 @@
 -- The detector registry: built-in rows (defaults never overwrite a user's changes on re-install)
--- and monitor.register_detector for custom detectors (CONTRACT §3).
+-- and monitor.register_detector for custom detectors (docs/custom-detectors.md).
 
 CREATE OR REPLACE FUNCTION monitor.valid_schedule(p_schedule text) RETURNS boolean
-LANGUAGE sql IMMUTABLE AS $$
-    SELECT p_schedule ~ '^\s*[0-9*,/-]+(\s+[0-9A-Za-z*,/-]+){4}\s*$'
-        OR p_schedule ~ '^\s*@(yearly|annually|monthly|weekly|daily|hourly|reboot)\s*$'
-        OR p_schedule ~ '^\s*[1-5]?[0-9]\s+seconds?\s*$'
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, monitor, pg_temp AS $$
+    -- five cron fields, a macro, or 1-59 seconds (pg_cron 1.5+); spaces and tabs only, never a newline
+    SELECT p_schedule ~ '^[ \t]*[0-9*,/-]+([ \t]+[0-9A-Za-z*,/-]+){4}[ \t]*$'
+        OR p_schedule ~ '^[ \t]*@(yearly|annually|monthly|weekly|daily|hourly|reboot)[ \t]*$'
+        OR p_schedule ~ '^[ \t]*([1-9]|[1-5][0-9])[ \t]+seconds?[ \t]*$'
 $$;
 
-CREATE OR REPLACE FUNCTION monitor.check_detector_function(p_function text) RETURNS text
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, monitor AS $$
+-- What a run trusts of a detector function: its identity, owner, rights and definition. A run
+-- compares it with the digest taken at registration and refuses a function that changed since.
+CREATE OR REPLACE FUNCTION monitor.function_digest(p_fn regprocedure) RETURNS text
+LANGUAGE sql STABLE SET search_path = pg_catalog, monitor, pg_temp AS $$
+    SELECT md5(concat_ws(E'\x1f', p.oid, p.proowner, p.prosecdef, p.provolatile, p.prolang, p.prokind,
+                         p.proconfig::text, p.prosrc, p.probin, p.prorettype, p.proretset))
+      FROM pg_proc p WHERE p.oid = p_fn
+$$;
+
+-- A detector function runs inside monitor.run_detector, with the rights of monitor's owner (pg_cron
+-- runs it as the installer). So it must be a function nobody else can change: owned by the owner of
+-- schema monitor or by a superuser, and pinning its own search_path with pg_temp last, so that the
+-- names it uses cannot be redirected by whoever calls run_detector (docs/security.md).
+CREATE OR REPLACE FUNCTION monitor.check_detector_function(p_function text) RETURNS regprocedure
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, monitor, pg_temp AS $$
 DECLARE
     fn regprocedure;
+    p record;
 BEGIN
-    IF p_function !~ '^[A-Za-z_][A-Za-z0-9_$]*\.[A-Za-z_][A-Za-z0-9_$]*$' THEN
+    IF p_function IS NULL OR p_function !~ '^[A-Za-z_][A-Za-z0-9_$]*\.[A-Za-z_][A-Za-z0-9_$]*$' THEN
         RAISE EXCEPTION 'detector function must be a schema-qualified name such as myschema.detect_x, not %',
-            p_function USING ERRCODE = '22023';
+            coalesce(p_function, 'NULL') USING ERRCODE = '22023';
     END IF;
     fn := to_regprocedure(p_function || '(jsonb,timestamp with time zone)');
     IF fn IS NULL THEN
         RAISE EXCEPTION 'function %(params jsonb, since timestamptz) does not exist', p_function
             USING ERRCODE = '22023', HINT = 'create it first: it must return SETOF monitor.finding';
     END IF;
-    IF NOT EXISTS (SELECT FROM pg_proc WHERE oid = fn AND proretset
-                   AND prorettype = 'monitor.finding'::regtype) THEN
+    SELECT pr.proretset AND pr.prorettype = 'monitor.finding'::regtype AS returns_findings,
+           pr.proowner::regrole::text AS owner,
+           pr.proowner = n.nspowner OR r.rolsuper AS trusted_owner,
+           n.nspowner::regrole::text AS monitor_owner,
+           EXISTS (SELECT FROM unnest(pr.proconfig) c
+                    WHERE c ~ '^search_path=(.*,\s*)?("pg_temp"|pg_temp)$') AS pinned
+      INTO p
+      FROM pg_proc pr, pg_namespace n, pg_roles r
+     WHERE pr.oid = fn AND n.nspname = 'monitor' AND r.oid = pr.proowner;
+    IF NOT p.returns_findings THEN
         RAISE EXCEPTION 'function % must return SETOF monitor.finding', p_function USING ERRCODE = '22023';
     END IF;
-    RETURN p_function;
+    IF NOT p.trusted_owner THEN
+        RAISE EXCEPTION 'function % is owned by %: a detector function runs with monitor''s rights, so it must be '
+                        'owned by % (the owner of schema monitor) or by a superuser', p_function, p.owner, p.monitor_owner
+            USING ERRCODE = '22023', HINT = format('ALTER FUNCTION %s OWNER TO %s', fn, p.monitor_owner);
+    END IF;
+    IF NOT p.pinned THEN
+        RAISE EXCEPTION 'function % must pin its search_path with pg_temp last', p_function
+            USING ERRCODE = '22023',
+                  HINT = format('ALTER FUNCTION %s SET search_path = pg_catalog, monitor, pg_temp', fn);
+    END IF;
+    RETURN fn;
 END
 $$;
 
@@ -35,12 +68,13 @@ CREATE OR REPLACE FUNCTION monitor.register_detector(
     p_name text, p_function text, p_severity text, p_kind text,
     p_schedule text DEFAULT '* * * * *', p_params jsonb DEFAULT '{}', p_description text DEFAULT '')
 RETURNS monitor.detectors
-LANGUAGE plpgsql SET search_path = pg_catalog, monitor AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, monitor, pg_temp AS $$
 DECLARE
     defaults jsonb;
+    fn regprocedure;
     result monitor.detectors;
 BEGIN
-    IF p_name !~ '^[a-z][a-z0-9_]{0,62}$' THEN
+    IF p_name IS NULL OR p_name !~ '^[a-z][a-z0-9_]{0,62}$' THEN
         RAISE EXCEPTION 'detector name must be lower-case letters, digits and _, not %', p_name
             USING ERRCODE = '22023';
     END IF;
@@ -50,24 +84,26 @@ BEGIN
     IF p_kind NOT IN ('finding', 'condition') OR p_kind IS NULL THEN
         RAISE EXCEPTION 'kind must be finding or condition, not %', p_kind USING ERRCODE = '22023';
     END IF;
-    IF NOT monitor.valid_schedule(p_schedule) THEN
+    IF p_schedule IS NULL OR NOT monitor.valid_schedule(p_schedule) THEN
         RAISE EXCEPTION 'schedule % is not a cron schedule such as ''* * * * *''', p_schedule USING ERRCODE = '22023';
     END IF;
     IF EXISTS (SELECT FROM monitor.detectors WHERE name = p_name AND builtin) THEN
         RAISE EXCEPTION 'detector % is built in and cannot be replaced', p_name USING ERRCODE = '22023';
     END IF;
-    PERFORM monitor.check_detector_function(p_function);
+    fn := monitor.check_detector_function(p_function);
     defaults := monitor.common_params(p_kind) || coalesce(p_params, '{}');
     PERFORM monitor.validate_params(p_name, defaults, defaults);
     INSERT INTO monitor.detectors AS d (name, severity, kind, schedule, params, param_defaults, description,
-                                        function, builtin)
-    VALUES (p_name, p_severity, p_kind, p_schedule, defaults, defaults, coalesce(p_description, ''),
-            p_function, false)
+                                        function, function_digest, builtin)
+    VALUES (p_name, p_severity, p_kind, trim(p_schedule), defaults, defaults, coalesce(p_description, ''),
+            p_function, monitor.function_digest(fn), false)
     ON CONFLICT (name) DO UPDATE
         SET severity = excluded.severity, kind = excluded.kind, schedule = excluded.schedule,
             params = excluded.params, param_defaults = excluded.param_defaults,
-            description = excluded.description, function = excluded.function, updated_at = now()
+            description = excluded.description, function = excluded.function,
+            function_digest = excluded.function_digest, updated_at = now()
     RETURNING * INTO result;
+    INSERT INTO monitor.run_locks (detector) VALUES (p_name) ON CONFLICT (detector) DO NOTHING;
     RETURN result;
 END
 $$;
@@ -77,19 +113,27 @@ COMMENT ON FUNCTION monitor.register_detector(text, text, text, text, text, json
 
 -- Remove a custom detector (its events stay until pruned).
 CREATE OR REPLACE FUNCTION monitor.unregister_detector(p_name text) RETURNS void
-LANGUAGE plpgsql SET search_path = pg_catalog, monitor AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, monitor, pg_temp AS $$
+DECLARE
+    v_builtin boolean;
 BEGIN
-    IF EXISTS (SELECT FROM monitor.detectors WHERE name = p_name AND builtin) THEN
+    SELECT builtin INTO v_builtin FROM monitor.detectors WHERE name = p_name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'unknown detector % (known: %)', p_name,
+            (SELECT coalesce(string_agg(name, ', ' ORDER BY name), 'none') FROM monitor.detectors)
+            USING ERRCODE = '22023';
+    ELSIF v_builtin THEN
         RAISE EXCEPTION 'detector % is built in: disable it instead', p_name USING ERRCODE = '22023';
     END IF;
     DELETE FROM monitor.detectors WHERE name = p_name;
     DELETE FROM monitor.watermarks WHERE detector = p_name;
+    DELETE FROM monitor.run_locks WHERE detector = p_name;
 END
 $$;
 
 -- Enabling a detector restarts its overdue clock (detector_health counts from enabled_at).
 CREATE OR REPLACE FUNCTION monitor.detectors_touch() RETURNS trigger
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, monitor, pg_temp AS $$
 BEGIN
     IF NEW.enabled AND NOT OLD.enabled THEN
         NEW.enabled_at := now();
@@ -137,13 +181,17 @@ WITH builtin (name, severity, kind, schedule, prepare, params, description) AS (
      'A scheduled detector whose latest run failed or that has not completed a run for too long.')
 )
 INSERT INTO monitor.detectors AS d (name, severity, kind, schedule, params, param_defaults, description,
-                                    function, prepare, builtin)
+                                    function, function_digest, prepare, builtin)
 SELECT b.name, b.severity, b.kind, b.schedule, monitor.common_params(b.kind) || b.params,
-       monitor.common_params(b.kind) || b.params, b.description, 'monitor.detect_' || b.name, b.prepare, true
+       monitor.common_params(b.kind) || b.params, b.description, 'monitor.detect_' || b.name,
+       monitor.function_digest(('monitor.detect_' || b.name || '(jsonb,timestamptz)')::regprocedure), b.prepare, true
 FROM builtin b
 ON CONFLICT (name) DO UPDATE
     SET kind = excluded.kind, description = excluded.description, function = excluded.function,
+        function_digest = excluded.function_digest,
         prepare = excluded.prepare, builtin = true, param_defaults = excluded.param_defaults,
         params = excluded.param_defaults
                  || (SELECT coalesce(jsonb_object_agg(k, v), '{}') FROM jsonb_each(d.params) AS p(k, v)
                      WHERE excluded.param_defaults ? k);
+
+INSERT INTO monitor.run_locks (detector) SELECT name FROM monitor.detectors ON CONFLICT (detector) DO NOTHING;

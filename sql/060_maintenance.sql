@@ -1,16 +1,84 @@
 -- Maintenance jobs: retention (monitor.prune), health snapshots (monitor.snapshot) and
 -- materialized-view refresh (monitor.refresh). Scheduled by install as monitor.prune,
--- monitor.snapshot and monitor.refresh (CONTRACT §4, §5).
+-- monitor.snapshot and monitor.refresh (docs/operations.md).
 
 CREATE OR REPLACE FUNCTION monitor.setting(p_key text) RETURNS jsonb
-LANGUAGE sql STABLE SET search_path = pg_catalog, monitor AS $$
+LANGUAGE sql STABLE SET search_path = pg_catalog, monitor, pg_temp AS $$
     SELECT value FROM monitor.settings WHERE key = p_key
 $$;
 
--- Retention. When pg_cron lives in this database, this database's own jobs' run records are pruned
--- here; jobs of other databases are pruned by their monitor.<db>.prune-cron job.
--- Deletes in bounded batches and commits between them, so detection is never blocked
--- for long; reports rows deleted (or, with dry_run, that would be) per table.
+-- Retention. The days to keep for one table: the argument, else the setting, else the default;
+-- refused outside 0 .. 36500 days.
+CREATE OR REPLACE FUNCTION monitor.retention_cut(p_table text, p_days integer) RETURNS timestamptz
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, monitor, pg_temp AS $$
+DECLARE
+    v_key text := CASE p_table WHEN 'events' THEN 'events_days' WHEN 'alert_history' THEN 'history_days'
+                               WHEN 'health_snapshots' THEN 'snapshots_days' WHEN 'detector_runs' THEN 'runs_days'
+                               WHEN 'cron_job_run_details' THEN 'cron_runs_days' END;
+    v_days integer := coalesce(p_days, (monitor.setting('retention.' || v_key) #>> '{}')::integer,
+                               CASE p_table WHEN 'alert_history' THEN 90 ELSE 30 END);
+BEGIN
+    IF v_key IS NULL THEN
+        RAISE EXCEPTION 'unknown retention table %', p_table USING ERRCODE = '22023';
+    END IF;
+    IF v_days NOT BETWEEN 0 AND 36500 THEN
+        RAISE EXCEPTION '% must be from 0 to 36500 days, not %', v_key, v_days USING ERRCODE = '22023';
+    END IF;
+    RETURN now() - make_interval(days => v_days);
+END
+$$;
+
+-- One bounded batch of retention for one table: deletes (with p_dry_run, counts all) rows older than
+-- the cut. Open and acknowledged events are never pruned. pg_cron's run records are this database's
+-- own jobs' (monitor.<name>), when pg_cron lives here; jobs of other databases are pruned by their
+-- monitor.<db>.prune-cron job.
+CREATE OR REPLACE FUNCTION monitor.prune_batch(p_table text, p_cut timestamptz, p_limit integer, p_dry_run boolean)
+RETURNS bigint
+LANGUAGE plpgsql SET search_path = pg_catalog, monitor, pg_temp AS $$
+DECLARE
+    v_table text;
+    v_key text;
+    v_join text := '';
+    v_where text;
+    n bigint;
+BEGIN
+    CASE p_table
+        WHEN 'events' THEN
+            v_table := 'monitor.events'; v_key := 'event_id';
+            v_where := $w$t.status = 'resolved' AND t.resolved_at < $1$w$;
+        WHEN 'alert_history' THEN
+            v_table := 'monitor.alert_history'; v_key := 'history_id'; v_where := 't.created_at < $1';
+        WHEN 'health_snapshots' THEN
+            v_table := 'monitor.health_snapshots'; v_key := 'snapshot_id'; v_where := 't.taken_at < $1';
+        WHEN 'detector_runs' THEN
+            v_table := 'monitor.detector_runs'; v_key := 'run_id'; v_where := 't.started_at < $1';
+        WHEN 'cron_job_run_details' THEN
+            IF to_regclass('cron.job_run_details') IS NULL
+               OR NOT has_table_privilege('cron.job_run_details', 'DELETE') THEN
+                RETURN 0;
+            END IF;
+            v_table := 'cron.job_run_details'; v_key := 'runid'; v_join := ' JOIN cron.job j ON j.jobid = t.jobid';
+            v_where := $w$j.database = current_database() AND j.jobname ~ '^monitor\.[a-z][a-z0-9_-]*$'
+                          AND t.end_time < $1$w$;
+        ELSE
+            RAISE EXCEPTION 'unknown retention table %', p_table USING ERRCODE = '22023';
+    END CASE;
+    IF p_dry_run THEN
+        EXECUTE format('SELECT count(*) FROM %s t%s WHERE %s', v_table, v_join, v_where) INTO n USING p_cut;
+    ELSE
+        EXECUTE format('DELETE FROM %1$s WHERE %2$I IN (SELECT t.%2$I FROM %1$s t%3$s WHERE %4$s LIMIT $2)',
+                       v_table, v_key, v_join, v_where)
+            USING p_cut, p_limit;
+        GET DIAGNOSTICS n = ROW_COUNT;
+    END IF;
+    RETURN n;
+END
+$$;
+
+-- Retention of every table in bounded batches, committing between them, so detection is never
+-- blocked for long; reports rows deleted (or, with dry_run, that would be) per table.
+-- A procedure with a SET clause cannot COMMIT: it pins its search_path with set_config in each of
+-- its transactions instead, so objects planted in a schema of the caller's path are never used.
 CREATE OR REPLACE PROCEDURE monitor.prune(
     dry_run boolean DEFAULT false,
     events_days integer DEFAULT NULL,
@@ -20,87 +88,43 @@ CREATE OR REPLACE PROCEDURE monitor.prune(
     INOUT health_snapshots bigint DEFAULT NULL,
     INOUT detector_runs bigint DEFAULT NULL,
     INOUT cron_job_run_details bigint DEFAULT NULL)
--- No SET clause here: a procedure that has one cannot COMMIT. Every name below is schema-qualified.
 LANGUAGE plpgsql AS $$
 DECLARE
-    batch integer := coalesce((monitor.setting('retention.batch_size') #>> '{}')::integer, 5000);
-    ev_cut timestamptz := now() - make_interval(days => coalesce(events_days,
-                              (monitor.setting('retention.events_days') #>> '{}')::integer, 30));
-    hist_cut timestamptz := now() - make_interval(days => coalesce(history_days,
-                              (monitor.setting('retention.history_days') #>> '{}')::integer, 90));
-    snap_cut timestamptz := now() - make_interval(days =>
-                              coalesce((monitor.setting('retention.snapshots_days') #>> '{}')::integer, 30));
-    runs_cut timestamptz := now() - make_interval(days =>
-                              coalesce((monitor.setting('retention.runs_days') #>> '{}')::integer, 30));
-    cron_cut timestamptz := now() - make_interval(days =>
-                              coalesce((monitor.setting('retention.cron_runs_days') #>> '{}')::integer, 30));
+    v_tables text[];
+    v_counts bigint[];
+    v_cut timestamptz;
+    v_batch integer;
     n bigint;
-    has_cron boolean := to_regclass('cron.job_run_details') IS NOT NULL;
+    i integer;
 BEGIN
-    events := 0; alert_history := 0; health_snapshots := 0; detector_runs := 0; cron_job_run_details := 0;
-    IF dry_run THEN
-        SELECT count(*) INTO events FROM monitor.events e WHERE e.status = 'resolved' AND e.resolved_at < ev_cut;
-        SELECT count(*) INTO alert_history FROM monitor.alert_history h WHERE h.created_at < hist_cut;
-        SELECT count(*) INTO health_snapshots FROM monitor.health_snapshots s WHERE s.taken_at < snap_cut;
-        SELECT count(*) INTO detector_runs FROM monitor.detector_runs r WHERE r.started_at < runs_cut;
-        IF has_cron THEN
-            EXECUTE 'SELECT count(*) FROM cron.job_run_details d JOIN cron.job j USING (jobid)
-                     WHERE j.jobname ~ ''^monitor\.[^.]+$'' AND d.end_time < $1' INTO cron_job_run_details USING cron_cut;
-        END IF;
-        RETURN;
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, monitor, pg_temp', true);
+    v_tables := ARRAY['events', 'alert_history', 'health_snapshots', 'detector_runs', 'cron_job_run_details'];
+    v_counts := ARRAY[0, 0, 0, 0, 0];
+    v_batch := coalesce((monitor.setting('retention.batch_size') #>> '{}')::integer, 5000);
+    IF v_batch NOT BETWEEN 1 AND 1000000 THEN
+        RAISE EXCEPTION 'retention.batch_size must be from 1 to 1000000, not %', v_batch USING ERRCODE = '22023';
     END IF;
-    LOOP  -- open and acknowledged events are never pruned
-        DELETE FROM monitor.events WHERE event_id IN (
-            SELECT e.event_id FROM monitor.events e
-             WHERE e.status = 'resolved' AND e.resolved_at < ev_cut LIMIT batch);
-        GET DIAGNOSTICS n = ROW_COUNT;
-        events := events + n;
-        COMMIT;
-        EXIT WHEN n < batch;
-    END LOOP;
-    LOOP
-        DELETE FROM monitor.alert_history WHERE history_id IN (
-            SELECT h.history_id FROM monitor.alert_history h WHERE h.created_at < hist_cut LIMIT batch);
-        GET DIAGNOSTICS n = ROW_COUNT;
-        alert_history := alert_history + n;
-        COMMIT;
-        EXIT WHEN n < batch;
-    END LOOP;
-    LOOP
-        DELETE FROM monitor.health_snapshots WHERE snapshot_id IN (
-            SELECT s.snapshot_id FROM monitor.health_snapshots s WHERE s.taken_at < snap_cut LIMIT batch);
-        GET DIAGNOSTICS n = ROW_COUNT;
-        health_snapshots := health_snapshots + n;
-        COMMIT;
-        EXIT WHEN n < batch;
-    END LOOP;
-    LOOP
-        DELETE FROM monitor.detector_runs WHERE run_id IN (
-            SELECT r.run_id FROM monitor.detector_runs r WHERE r.started_at < runs_cut LIMIT batch);
-        GET DIAGNOSTICS n = ROW_COUNT;
-        detector_runs := detector_runs + n;
-        COMMIT;
-        EXIT WHEN n < batch;
-    END LOOP;
-    IF has_cron THEN
+    FOR i IN 1 .. 5 LOOP
+        v_cut := monitor.retention_cut(v_tables[i], CASE v_tables[i] WHEN 'events' THEN events_days
+                                                                      WHEN 'alert_history' THEN history_days END);
         LOOP
-            EXECUTE 'DELETE FROM cron.job_run_details WHERE runid IN (
-                       SELECT d.runid FROM cron.job_run_details d JOIN cron.job j USING (jobid)
-                        WHERE j.jobname ~ ''^monitor\.[^.]+$'' AND d.end_time < $1 LIMIT $2)' USING cron_cut, batch;
-            GET DIAGNOSTICS n = ROW_COUNT;
-            cron_job_run_details := cron_job_run_details + n;
+            n := monitor.prune_batch(v_tables[i], v_cut, v_batch, dry_run);
+            v_counts[i] := v_counts[i] + n;
             COMMIT;
-            EXIT WHEN n < batch;
+            PERFORM pg_catalog.set_config('search_path', 'pg_catalog, monitor, pg_temp', true);
+            EXIT WHEN dry_run OR n < v_batch;
         END LOOP;
-    END IF;
+    END LOOP;
+    events := v_counts[1]; alert_history := v_counts[2]; health_snapshots := v_counts[3];
+    detector_runs := v_counts[4]; cron_job_run_details := v_counts[5];
 END
 $$;
 COMMENT ON PROCEDURE monitor.prune(boolean, integer, integer, bigint, bigint, bigint, bigint, bigint) IS
-    'Retention (CONTRACT §4) in bounded batches; CALL monitor.prune(dry_run => true) only counts.';
+    'Retention in bounded batches (docs/operations.md); CALL monitor.prune(dry_run => true) only counts.';
 
 -- One health snapshot: the last hour of traffic, open events by severity, detector lag.
 CREATE OR REPLACE FUNCTION monitor.snapshot() RETURNS bigint
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, monitor AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, monitor, pg_temp AS $$
 DECLARE
     id bigint;
 BEGIN
@@ -131,7 +155,7 @@ COMMENT ON FUNCTION monitor.snapshot() IS 'Record one row in monitor.health_snap
 
 -- Refresh the materialized views that detectors read (pg_cron: monitor.refresh).
 CREATE OR REPLACE FUNCTION monitor.refresh() RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, monitor AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, monitor, pg_temp AS $$
 BEGIN
     PERFORM monitor.refresh_volume_baseline();
 END

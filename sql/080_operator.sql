@@ -1,6 +1,5 @@
--- What the operator's commands need beyond the runner and the lifecycle functions (CONTRACT §3, §6, §7):
--- changing a detector's parameters, schedule, severity and enabled flag in one validated step, and the
--- grants that let monitor_reader / monitor_operator use `monitorctl events|show|status|ack|resolve`.
+-- What the operator's commands need beyond the runner and the lifecycle functions: changing a
+-- detector's parameters, schedule, severity and enabled flag in one validated step (docs/cli.md).
 
 -- Change one detector. NULL arguments leave that setting as it is. Parameters are merged over the
 -- current ones and validated (monitor.validate_params); a bad value raises SQLSTATE 22023 naming it.
@@ -9,7 +8,7 @@ CREATE OR REPLACE FUNCTION monitor.configure_detector(
     p_name text, p_params jsonb DEFAULT NULL, p_schedule text DEFAULT NULL, p_severity text DEFAULT NULL,
     p_enabled boolean DEFAULT NULL)
 RETURNS monitor.detectors
-LANGUAGE plpgsql SET search_path = pg_catalog, monitor AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, monitor, pg_temp AS $$
 DECLARE
     d monitor.detectors;
 BEGIN
@@ -44,10 +43,3 @@ $$;
 COMMENT ON FUNCTION monitor.configure_detector(text, jsonb, text, text, boolean) IS
     'Change a detector''s parameters (merged, validated), schedule, severity or enabled flag; NULL keeps a '
     'setting. monitorctl detectors enable|disable|set call it, then bring pg_cron''s jobs in line.';
-
--- monitorctl checks the migration state before every command: readers may see which ran.
-GRANT SELECT ON monitor._yoyo_migration TO monitor_reader;
-
--- `monitorctl status` judges failing and overdue detectors exactly as detector_health does.
-GRANT EXECUTE ON FUNCTION monitor.detect_detector_health(jsonb, timestamptz), monitor.cron_max_gap(text),
-                          monitor.cron_field(text, integer, integer) TO monitor_reader;

@@ -1,10 +1,21 @@
--- Privileges of the NOLOGIN roles (CONTRACT §7). monitor_reader reads events, status and history;
+-- Privileges of the NOLOGIN roles (docs/security.md). monitor_reader reads events, status and history;
 -- monitor_operator may also acknowledge, resolve and run detectors, only through these functions.
 
-REVOKE ALL ON ALL FUNCTIONS IN SCHEMA monitor FROM PUBLIC;
-REVOKE ALL ON ALL PROCEDURES IN SCHEMA monitor FROM PUBLIC;
+-- Exactly these grants: whatever an earlier version granted is taken back first. Every function
+-- either role can call is listed in docs/security.md, and tests/integration/test_security.py tries
+-- the pg_temp and public-schema attacks through each of them.
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA monitor FROM PUBLIC, monitor_reader, monitor_operator;
+REVOKE ALL ON ALL PROCEDURES IN SCHEMA monitor FROM PUBLIC, monitor_reader, monitor_operator;
 GRANT USAGE ON SCHEMA monitor TO monitor_reader;
 GRANT SELECT ON monitor.events, monitor.alert_history, monitor.detectors, monitor.detector_runs,
                 monitor.health_snapshots, monitor.settings, monitor.watermarks TO monitor_reader;
 GRANT EXECUTE ON FUNCTION monitor.acknowledge(bigint[], text), monitor.resolve(bigint[], text, text),
                           monitor.run_detector(text, timestamptz) TO monitor_operator;
+
+-- monitorctl checks the migration state before every command: readers may see which ran.
+GRANT SELECT ON monitor._yoyo_migration TO monitor_reader;
+
+-- `monitorctl status` judges failing and overdue detectors exactly as detector_health does, and
+-- finds pg_cron's database; `monitorctl run` reads each detector's timeout as a statement_timeout.
+GRANT EXECUTE ON FUNCTION monitor.detector_problems(), monitor.cron_database() TO monitor_reader;
+GRANT EXECUTE ON FUNCTION monitor.interval_ms(text) TO monitor_operator;

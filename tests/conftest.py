@@ -32,6 +32,9 @@ def template_db(pg_server):
     name = f"monitor_template_{os.getpid()}"
     dsn = pg_server.create_database(name)
     install(dsn, with_ledger=True, do_schedule=False)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        # no jobs in the template, but scheduling on: a test's `detectors enable` creates its jobs
+        conn.execute("update monitor.settings set value = 'true' where key = 'scheduling.enabled'")
     with psycopg.connect(pg_server.dsn(), autocommit=True) as conn:
         # nobody may stay connected to a template that is being copied
         conn.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS true IS_TEMPLATE true')
@@ -63,8 +66,8 @@ def drop_with_jobs(server, name: str) -> None:
     """Drop a test database and the pg_cron jobs an install made for it (a dropped database keeps them)."""
     if server.has_cron:
         with psycopg.connect(server.dsn(server.cron_database), autocommit=True) as c:
-            c.execute("select cron.unschedule(jobid) from cron.job where database = %s or starts_with(jobname, %s)",
-                      (name, f"monitor.{name}."))
+            c.execute("select cron.unschedule(jobid) from cron.job where database = %s or jobname = %s",
+                      (name, f"monitor.{name}.prune-cron"))
     server.drop_database(name)
 
 

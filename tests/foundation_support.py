@@ -21,8 +21,9 @@ DETECTORS = {
 MAINTENANCE = {"prune", "snapshot", "refresh"}
 TABLES = {"detectors", "events", "alert_history", "health_snapshots", "detector_runs", "settings",
           "watermarks", "account_totals"}
-MONITOR_MIGRATIONS = {"0001.monitor-schema", "0002.roles", "0003.account-totals-hash", "0004.watermark-seen"}
-LEDGER_MIGRATIONS = {"0001.ledger-schema", "0002.failed-indexes"}
+MONITOR_MIGRATIONS = {"0001.monitor-schema", "0002.roles", "0003.account-totals-hash", "0004.watermark-seen",
+                      "0005.security"}
+LEDGER_MIGRATIONS = {"0001.ledger-schema", "0002.failed-indexes", "0003.pinned-search-path"}
 
 _script = Path(sys.executable).parent / "monitorctl"
 MONITORCTL = [str(_script)] if _script.exists() else [sys.executable, "-m", "monitorctl"]
@@ -79,8 +80,8 @@ def drop_cron_jobs(server: embedded.Server, database: str) -> None:
     if not server.has_cron:
         return
     with psycopg.connect(server.dsn(server.cron_database), autocommit=True) as c:
-        for (jobid,) in c.execute("select jobid from cron.job where database = %s or starts_with(jobname, %s)",
-                                  (database, f"monitor.{database}.")).fetchall():
+        for (jobid,) in c.execute("select jobid from cron.job where database = %s or jobname = %s",
+                                  (database, f"monitor.{database}.prune-cron")).fetchall():
             c.execute("select cron.unschedule(%s::bigint)", (jobid,))
 
 

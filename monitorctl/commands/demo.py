@@ -118,7 +118,7 @@ def demo(
     try:
         server = embedded.start(progress=lambda m: say(f"  {m}"))
     except (embedded.EmbeddedError, OSError) as exc:
-        raise MonitorError(f"cannot start a local PostgreSQL for the demo: {exc}")
+        raise MonitorError(f"cannot start a throwaway PostgreSQL for the demo: {exc}")
     kept = None
     try:
         dsn = server.create_database(DATABASE)

@@ -8,6 +8,7 @@ rescheduled). The registry keeps the change, so a later `monitorctl install` kee
 from __future__ import annotations
 
 import enum
+import math
 import re
 from decimal import Decimal
 from typing import List, Optional
@@ -55,11 +56,22 @@ LIST_KEYS = ["name", "enabled", "severity", "kind", "schedule", "params", "param
              "function", "builtin", "enabled_at", "updated_at"]
 
 
-def parse_value(text: str):
-    """A number as a JSON number ('20', '0.05'), anything else as a string ('3 seconds')."""
+def parse_value(text: str, key: str = "value"):
+    """A number as a JSON number ('20', '0.05'), anything else as a string ('3 seconds').
+
+    A number beyond what a JSON number holds (a double, about 1.8e308: '1e400' would be infinity) is
+    refused, naming ``key``."""
     text = text.strip()
     if NUMBER.match(text):
-        d = Decimal(text)
+        try:
+            d = Decimal(text)
+            finite = math.isfinite(float(d))
+        except ArithmeticError:  # an exponent beyond what Decimal holds: '1e99999999999999999999'
+            finite = False
+        if not finite:
+            shown = text if len(text) <= 24 else text[:20] + "…"
+            raise UsageError(f"{key}: {shown!r} is too large a number (a number runs from about -1.8e308 to "
+                             "1.8e308)")
         return int(d) if d == d.to_integral_value() and "." not in text and "e" not in text.lower() else float(d)
     return text
 
@@ -75,7 +87,7 @@ def parse_assignments(items: list[str], allow_settings: bool = True) -> tuple[di
         if allow_settings and key in SETTINGS:
             settings[key] = value.strip()
         else:
-            params[key] = parse_value(value)
+            params[key] = parse_value(value, key)
     if "severity" in settings and settings["severity"] not in [s.value for s in Severity]:
         raise UsageError(f"severity must be one of critical, high, medium, low, not {settings['severity']!r}")
     return params, settings

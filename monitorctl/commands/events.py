@@ -59,7 +59,9 @@ UNITS = {"s": 1, "sec": 1, "secs": 1, "second": 1, "seconds": 1,
          "d": 86400, "day": 86400, "days": 86400,
          "w": 604800, "week": 604800, "weeks": 604800}
 SINCE = re.compile(r"^\s*(\d+)\s*([a-z]+)\s*$")
+MAX_SINCE_DAYS = 36500  # 100 years: a longer duration overflows Python's and PostgreSQL's times
 DEFAULT_LIMIT = 100
+MAX_LIMIT = 1_000_000_000
 FOLLOW_WINDOW = "15 minutes"  # how far back --follow looks for changes committed late
 
 
@@ -69,13 +71,22 @@ def parse_since(text: str | None, option: str = "--since") -> tuple[dt.timedelta
         return None, None
     m = SINCE.match(text.lower())
     if m and m.group(2) in UNITS:
-        return dt.timedelta(seconds=int(m.group(1)) * UNITS[m.group(2)]), None
+        digits = m.group(1).lstrip("0") or "0"
+        seconds = int(digits) * UNITS[m.group(2)] if len(digits) <= 20 else None  # no 10,000-digit ints
+        if seconds is None or seconds > MAX_SINCE_DAYS * 86400:
+            raise UsageError(f"{option}: {text.strip()!r} is too long: a duration runs from 0 to "
+                             f"{MAX_SINCE_DAYS}d (100 years)")
+        return dt.timedelta(seconds=seconds), None
     try:
         ts = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+        ts = ts if ts.tzinfo else ts.replace(tzinfo=dt.timezone.utc)
+        ts.astimezone(dt.timezone.utc)  # year 1 at +05:00 is before year 1 in UTC: OverflowError
     except ValueError:
         raise UsageError(f"{option}: {text!r} is not a duration such as 30m, 2h or 7d (units s, m, h, d, w), "
                          "nor an ISO 8601 time")
-    return None, ts if ts.tzinfo else ts.replace(tzinfo=dt.timezone.utc)
+    except OverflowError:
+        raise UsageError(f"{option}: {text!r} is out of range: a time runs from year 1 to 9999 in UTC")
+    return None, ts
 
 
 def filters(severity, status, detector, subject, since) -> dict:
@@ -116,8 +127,8 @@ def events(
                                           "id, 'system', or a detector name)."),
     since: Optional[str] = typer.Option(None, "--since", help="Only events seen within this long (30m, 2h, 7d) "
                                         "or since this ISO 8601 time; filters on last_seen."),
-    limit: int = typer.Option(DEFAULT_LIMIT, "--limit", "-n", min=0, help="At most this many events, newest "
-                              "first (0: no limit)."),
+    limit: int = typer.Option(DEFAULT_LIMIT, "--limit", "-n", min=0, max=MAX_LIMIT, help="At most this many "
+                              "events, newest first (0: no limit)."),
     fail_on: Optional[Severity] = typer.Option(
         None, "--fail-on", case_sensitive=False, envvar="MONITOR_FAIL_ON",
         help="Exit 1 when an active event of this severity or a more severe one exists (with --detector and "

@@ -33,7 +33,7 @@ def prune_remote_cron(conn, dsn: str, dry_run: bool) -> tuple[int | None, str]:
         if site.local:
             return None, ""
         days, batch = conn.execute(query("cron_runs_days")).fetchone()
-        args = {"prefix": site.prefix, "days": days, "batch": batch}
+        args = site.jobs_filter() | {"days": days, "batch": batch}
         if dry_run:
             return site.conn.execute(query("cron_runs_count"), args).fetchone()[0], ""
         total = 0
@@ -52,11 +52,11 @@ def prune(
     ctx: typer.Context,
     dry_run: bool = typer.Option(False, "--dry-run", help="Count what would be deleted; delete nothing."),
     events_days: Optional[int] = typer.Option(
-        None, "--events-days", min=0, envvar="MONITOR_EVENTS_DAYS",
+        None, "--events-days", min=0, max=36500, envvar="MONITOR_EVENTS_DAYS",
         help="Delete resolved events resolved more than this many days ago (default: the setting "
              "retention.events_days, 30). Open and acknowledged events are never pruned."),
     history_days: Optional[int] = typer.Option(
-        None, "--history-days", min=0, envvar="MONITOR_HISTORY_DAYS",
+        None, "--history-days", min=0, max=36500, envvar="MONITOR_HISTORY_DAYS",
         help="Delete alert history older than this many days, whatever its event's state (default: the "
              "setting retention.history_days, 90)."),
     fmt: Format = FORMAT_OPTION,

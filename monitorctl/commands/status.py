@@ -32,30 +32,42 @@ def rows_of(cur) -> list[dict]:
 
 def cron_state(conn, dsn: str, dbname: str, user: str) -> tuple[dict, dict]:
     """pg_cron as this database sees it, and this database's jobs by detector name."""
-    try:
-        site, why, have = schedule.jobs(conn, dsn)
-    except psycopg.errors.InsufficientPrivilege as exc:
-        return {"available": False, "note": f"cannot read pg_cron's jobs: {exc.diag.message_primary}"}, {}
+    site, why = schedule.locate(conn, dsn)
     if site is None:
         return {"available": False, "note": why}, {}
-    state = {"available": True, "version": site.version, "database": site.database, "jobs": len(have)}
+    state = {"available": True, "version": site.version, "database": site.database, "jobs": None}
+    try:
+        have = schedule.existing_jobs(site)
+    except psycopg.errors.InsufficientPrivilege as exc:
+        state["in_sync"] = None
+        state["note"] = (f"role {user} may not read pg_cron's jobs ({exc.diag.message_primary}): "
+                         "the owner of schema monitor can check them")
+        return state, {}
+    finally:
+        site.close()
+    state["jobs"] = len(have)
     owner = conn.execute("select pg_get_userbyid(nspowner) from pg_namespace where nspname = 'monitor'").fetchone()[0]
     if owner != user:
         state["in_sync"] = None
         state["note"] = f"the jobs belong to {owner}, who installed monitor; role {user} cannot see them"
         return state, {}
+    by_detector = {name[len(site.prefix):]: {"schedule": row[2], "active": row[5]} for name, row in have.items()}
+    if not schedule.enabled(conn):
+        state["in_sync"] = None
+        state["note"] = ("scheduling is off (`monitorctl install --no-schedule`): monitorctl leaves pg_cron's jobs "
+                         "as they are; `monitorctl install` schedules again")
+        return state, by_detector
     want = schedule.desired_jobs(conn, site)
     missing = sorted(set(want) - set(have))
     extra = sorted(set(have) - set(want))
     different = sorted(n for n in set(want) & set(have)
                        if (have[n][2], have[n][3], have[n][4], have[n][5]) != (*want[n], True))
     state.update(in_sync=not (missing or extra or different), missing=missing, extra=extra, different=different)
-    by_detector = {name[len(site.prefix):]: {"schedule": row[2], "active": row[5]} for name, row in have.items()}
     return state, by_detector
 
 
 def judge(conn, detectors: list[dict]) -> None:
-    """Each detector's state; failing and overdue as detector_health judges them (CONTRACT §3)."""
+    """Each detector's state; failing and overdue as detector_health judges them (docs/detectors.md)."""
     problems = {subject: (problem, summary)
                 for subject, problem, summary in conn.execute(query("detector_health_now")).fetchall()}
     for d in detectors:
@@ -130,7 +142,8 @@ def describe(doc: dict) -> str:
                 "NOT in line with the registry (" + "; ".join(
                     f"{k}: {', '.join(c[k])}" for k in ("missing", "extra", "different") if c.get(k))
                 + "): run `monitorctl install`")
-        lines.append(f"pg_cron {c['version']} in database {c['database']}: {c['jobs']} jobs, {sync}")
+        jobs = "jobs not readable" if c["jobs"] is None else f"{c['jobs']} jobs, {sync}"
+        lines.append(f"pg_cron {c['version']} in database {c['database']}: {jobs}")
         if c.get("note"):
             lines.append(f"  {c['note']}")
     else:

@@ -105,7 +105,7 @@ class Monitor:
     def detector(self, name: str, severity: str = "critical", kind: str = "finding") -> None:
         self.conn.execute(f"""
             create or replace function test.detect_{name}(params jsonb, since timestamptz)
-            returns setof monitor.finding language sql as $$
+            returns setof monitor.finding language sql set search_path = pg_catalog, pg_temp as $$
                 select subject, dedup_key, txn_id, amount, summary, evidence from test.findings
                  where detector = '{name}' $$""")
         self.conn.execute("select monitor.register_detector(%s, %s, %s, %s)",

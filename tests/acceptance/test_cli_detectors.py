@@ -57,7 +57,7 @@ def test_a_bad_value_or_an_unknown_key_exits_2_with_one_line_and_changes_nothing
 def test_add_and_remove_a_custom_detector(scheduled, pg_server):
     m = scheduled
     m.conn.execute("""create function test.detect_big(params jsonb, since timestamptz)
-                      returns setof monitor.finding language sql as $$
+                      returns setof monitor.finding language sql set search_path = pg_catalog, pg_temp as $$
                       select 'C-1', 'k1', null, (params ->> 'limit')::numeric, 'big one', '{}'::jsonb $$""")
     r = m.ok("detectors", "add", "big", "--function", "test.detect_big", "--severity", "high", "--kind", "finding",
              "--schedule", "*/5 * * * *", "--param", "limit=500")

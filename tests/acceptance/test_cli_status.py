@@ -44,8 +44,9 @@ def test_health_fails_on_an_open_critical_event_and_a_failing_detector(monitor):
     assert monitor.cli("status", "--health").returncode == 0  # someone is on it
     # a detector whose latest run failed (and that is scheduled: detector_health's rule)
     monitor.conn.execute("create or replace function test.detect_crit(params jsonb, since timestamptz)"
-                         " returns setof monitor.finding language sql as $$ select null::monitor.finding"
-                         " from generate_series(1, 1 / 0) $$")
+                         " returns setof monitor.finding language sql set search_path = pg_catalog, pg_temp"
+                         " as $$ select null::monitor.finding from generate_series(1, 1 / 0) $$")
+    monitor.conn.execute("select monitor.register_detector('crit', 'test.detect_crit', 'critical', 'finding')")
     monitor.conn.execute("update monitor.detectors set scheduled = true where name = 'crit'")
     monitor.run("crit")
     r = monitor.cli("status", "--health")

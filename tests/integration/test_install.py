@@ -14,7 +14,7 @@ from tests.foundation_support import (DETECTORS, LEDGER_MIGRATIONS, MAINTENANCE,
                                       drop_cron_jobs, expected_job_names, monitorctl, monitorctl_many,
                                       pg_dump_schema, skip_unless_cron_database_is_ours)
 from monitorctl import embedded
-from monitorctl.schedule import MAINTENANCE as MAINTENANCE_JOBS
+from monitorctl.schedule import MAINTENANCE as MAINTENANCE_JOBS, PIN
 
 
 def _require_cron(server):
@@ -57,10 +57,10 @@ def assert_jobs_match_registry(server, dsn: str) -> dict[str, tuple]:
         assert database == db and active, (name, database, active)
         short = name[len(prefix):]
         if short in MAINTENANCE:
-            assert (schedule, command) == MAINTENANCE_JOBS[short], name
+            assert (schedule, command) == (MAINTENANCE_JOBS[short][0], PIN + MAINTENANCE_JOBS[short][1]), name
         else:
             assert schedule == enabled[short], name
-            assert command.startswith("SET statement_timeout = ") and \
+            assert command.startswith("SET search_path = pg_catalog, pg_temp; SET statement_timeout = ") and \
                 command.endswith(f"SELECT monitor.run_detector('{short}')"), command
     return jobs
 
@@ -98,7 +98,7 @@ def test_install_creates_tables_detectors_roles_and_jobs_in_another_database(pg_
     assert all(name.startswith(f"monitor.{dbname(target)}.") for name in jobs)
     assert len(jobs) == len(DETECTORS) + len(MAINTENANCE)
     [(name, schedule, command, database)] = pg_server_cron_rows(pg_server, f"monitor.{dbname(target)}.prune-cron")
-    assert database == pg_server.cron_database and command.startswith("DELETE FROM cron.job_run_details")
+    assert database == pg_server.cron_database and command.startswith(PIN + "delete from cron.job_run_details")
 
 
 def test_install_into_the_cron_database_names_jobs_monitor_dot_name(pg_server, cron_db):
@@ -166,6 +166,20 @@ def test_no_schedule_creates_no_jobs_and_says_so(pg_server, target):
     assert "scheduling is off: --no-schedule was given" in result.stderr
     if pg_server.has_cron:
         assert cron_jobs(pg_server, dbname(target)) == {}
+
+
+def test_no_schedule_sticks_until_an_install_without_it(pg_server, target):
+    _require_cron(pg_server)
+    assert monitorctl(target, "install", "--with-ledger", "--no-schedule").returncode == 0
+    for args in (["detectors", "enable", "failed_debit"], ["detectors", "set", "failed_debit", "schedule=*/2 * * * *"],
+                 ["detectors", "disable", "failure_rate"]):
+        result = monitorctl(target, *args)
+        assert result.returncode == 0 and "--no-schedule" in result.stderr, (args, result.stderr)
+        assert cron_jobs(pg_server, dbname(target)) == {}, args
+    assert "scheduling is off (`monitorctl install --no-schedule`)" in monitorctl(target, "status").stdout
+    result = monitorctl(target, "install")
+    assert result.returncode == 0 and "13 jobs created" in result.stderr, result.stderr  # failure_rate is off
+    assert len(cron_jobs(pg_server, dbname(target))) == 12  # and prune-cron, in pg_cron's database
 
 
 # -- uninstall -------------------------------------------------------------------------------------

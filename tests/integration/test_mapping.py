@@ -185,4 +185,46 @@ def test_doctor_names_missing_indexes(app_db):
     import json
     missing = [r for r in json.loads(proc.stdout) if r["status"] == "missing"]
     assert [(r["relation"], r["columns"]) for r in missing] == [("public.nfc_scan_log", "card_id, scanned_at")]
-    assert missing[0]["suggestion"] == 'CREATE INDEX ON "public"."nfc_scan_log" ("card_id", "scanned_at")'
+    assert missing[0]["suggestion"] == 'CREATE INDEX ON public.nfc_scan_log ("card_id", "scanned_at")'
+
+
+@pytest.mark.parametrize("expression", [
+    "1); create table public.pwned (x int); select (1",
+    "1); commit; create table public.pwned (x int); select (1",
+    "(select 1) ; create table public.pwned (x int)",
+])
+def test_a_hostile_expression_is_refused_and_runs_nothing(app_db, expression):
+    """{ sql = ... } is checked as one statement in a transaction that is rolled back."""
+    dsn, cfg = app_db
+    cfg.write_text(CONFIG.replace('amount = "amount_change"', f'amount = {{ sql = "{expression}" }}'))
+    proc = cli("install", "--config", str(cfg), dsn=dsn)
+    assert proc.returncode == 2, proc.stderr
+    assert "sources.transactions.columns.amount" in proc.stderr and len(proc.stderr.splitlines()) == 1
+    with psycopg.connect(dsn) as c:
+        assert c.execute("select to_regclass('public.pwned'), to_regnamespace('monitor')").fetchone() == (None, None)
+
+
+def test_remapping_to_a_column_of_another_collation_works(app_db):
+    """A `name` column and a COLLATE "C" column collate differently from text: the views are replaced."""
+    dsn, cfg = app_db
+    install(dsn, config=mapping.load(cfg), do_schedule=False)
+    with psycopg.connect(dsn, autocommit=True) as c:
+        c.execute("alter table public.table_cards add column card_name name, add column card_c text collate \"C\"")
+        c.execute("update public.table_cards set card_name = card_id::text, card_c = card_id::text")
+        c.execute("insert into public.table_cards values (7, -1, '7', '7')")
+    for column in ("card_name", "card_c", "card_id"):
+        cfg.write_text(CONFIG.replace('account_id = "card_id"\nbalance', f'account_id = "{column}"\nbalance'))
+        install(dsn, config=mapping.load(cfg), do_schedule=False)
+        with psycopg.connect(dsn, autocommit=True) as c:
+            assert c.execute("select account_id from monitor.src_accounts").fetchall() == [("7",)], column
+            c.execute("select monitor.run_detector('negative_balance'), monitor.run_detector('volume_anomaly')")
+            assert c.execute("select status from monitor.detector_runs order by run_id desc limit 2"
+                             ).fetchall() == [("ok",), ("ok",)], column
+
+
+def test_a_relation_without_its_schema_is_found_in_the_roles_search_path(app_db):
+    dsn, cfg = app_db
+    cfg.write_text(CONFIG.replace('relation = "public.table_cards"', 'relation = "table_cards"'))
+    install(dsn, config=mapping.load(cfg), do_schedule=False)
+    with psycopg.connect(dsn) as c:
+        assert "table_cards" in c.execute("select pg_get_viewdef('monitor.src_accounts')").fetchone()[0]

@@ -1,4 +1,4 @@
-"""The runner's promises (CONTRACT §3-§5): dedup, lifecycle, late rows, crashes, timeouts, locks."""
+"""The runner's promises (docs/architecture.md): dedup, lifecycle, late rows, crashes, timeouts, locks."""
 
 import json
 import threading
@@ -17,7 +17,8 @@ def ledger(conn):
 
 def register_sql_detector(conn, name, body, kind="finding", severity="high", language="sql"):
     conn.execute(f"""create or replace function public.{name}(params jsonb, since timestamptz)
-                     returns setof monitor.finding language {language} as $fn$ {body} $fn$""")
+                     returns setof monitor.finding language {language}
+                     set search_path = pg_catalog, monitor, pg_temp as $fn$ {body} $fn$""")
     conn.execute("select monitor.register_detector(%s, %s, %s, %s)", (name, f"public.{name}", severity, kind))
 
 
@@ -181,7 +182,7 @@ def test_statement_timeout_is_caught_and_recorded(conn, ledger):
 
 def test_concurrent_run_is_skipped(db, conn, ledger):
     with psycopg.connect(db) as holder:           # a run in progress holds the detector's lock
-        holder.execute("select pg_advisory_xact_lock(monitor.lock_class(), hashtext('failed_debit'))")
+        holder.execute("select monitor.run_detector('failed_debit')")
         assert ledger.run("failed_debit") == 0
         assert ledger.last_run("failed_debit")["status"] == "skipped"
         holder.rollback()
@@ -263,10 +264,10 @@ def test_register_detector_refuses_bad_function(conn):
 
 
 @pytest.mark.parametrize("params,message", [
-    ({"window": "5 parsecs"}, "is not an interval"),
+    ({"window": "5 parsecs"}, "must be an interval from 0 to 1 day"),
     ({"windw": "5 seconds"}, "unknown parameter"),
-    ({"min_count": "two"}, "must be a non-negative number"),
-    ({"min_count": -1}, "must be a non-negative number"),
+    ({"min_count": "two"}, "must be a whole number from 2 to 100000"),
+    ({"min_count": -1}, "must be a whole number from 2 to 100000"),
 ])
 def test_bad_parameters_are_refused(conn, params, message):
     from psycopg.types.json import Jsonb

@@ -13,6 +13,7 @@ CREATE TYPE monitor.finding AS (
 
 CREATE FUNCTION ledger.touch_updated_at() RETURNS trigger
     LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'ledger', 'pg_temp'
     AS $$
 BEGIN
     NEW.updated_at := now();
@@ -22,14 +23,14 @@ $$;
 
 CREATE FUNCTION monitor.acknowledge(p_event_ids bigint[], p_actor text DEFAULT NULL::text) RETURNS integer
     LANGUAGE plpgsql SECURITY DEFINER
-    SET search_path TO 'pg_catalog', 'monitor'
+    SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
     AS $$
 DECLARE
     v_actor text := coalesce(nullif(p_actor, ''), session_user);
     ev monitor.events;
     n integer := 0;
 BEGIN
-    PERFORM monitor.check_unresolved(p_event_ids);
+    PERFORM monitor.lock_unresolved(p_event_ids);
     FOR ev IN
         UPDATE monitor.events SET status = 'acknowledged', acknowledged_at = now(), acknowledged_by = v_actor
          WHERE event_id = ANY (p_event_ids) AND status = 'open'
@@ -60,14 +61,17 @@ CREATE TABLE monitor.detectors (
     enabled_at timestamp with time zone DEFAULT now() NOT NULL,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    function_digest text,
     CONSTRAINT detectors_kind_check CHECK ((kind = ANY (ARRAY['finding'::text, 'condition'::text]))),
     CONSTRAINT detectors_name_check CHECK ((name ~ '^[a-z][a-z0-9_]{0,62}$'::text)),
     CONSTRAINT detectors_severity_check CHECK ((severity = ANY (ARRAY['critical'::text, 'high'::text, 'medium'::text, 'low'::text])))
 );
 
+COMMENT ON COLUMN monitor.detectors.function_digest IS 'monitor.function_digest() of the detector function when it was registered; a run refuses a function that differs';
+
 CREATE FUNCTION monitor.apply_findings(p_detector monitor.detectors, p_findings monitor.finding[], OUT opened integer, OUT updated integer, OUT resolved integer) RETURNS record
     LANGUAGE plpgsql
-    SET search_path TO 'pg_catalog', 'monitor'
+    SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
     SET plan_cache_mode TO 'force_custom_plan'
     AS $$
 DECLARE
@@ -134,54 +138,55 @@ $$;
 
 CREATE FUNCTION monitor.balance_horizon_lag() RETURNS interval
     LANGUAGE sql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
     AS $$ SELECT interval '5 minutes' $$;
 
-CREATE FUNCTION monitor.check_detector_function(p_function text) RETURNS text
+CREATE FUNCTION monitor.check_detector_function(p_function text) RETURNS regprocedure
     LANGUAGE plpgsql STABLE
-    SET search_path TO 'pg_catalog', 'monitor'
+    SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
     AS $_$
 DECLARE
     fn regprocedure;
+    p record;
 BEGIN
-    IF p_function !~ '^[A-Za-z_][A-Za-z0-9_$]*\.[A-Za-z_][A-Za-z0-9_$]*$' THEN
+    IF p_function IS NULL OR p_function !~ '^[A-Za-z_][A-Za-z0-9_$]*\.[A-Za-z_][A-Za-z0-9_$]*$' THEN
         RAISE EXCEPTION 'detector function must be a schema-qualified name such as myschema.detect_x, not %',
-            p_function USING ERRCODE = '22023';
+            coalesce(p_function, 'NULL') USING ERRCODE = '22023';
     END IF;
     fn := to_regprocedure(p_function || '(jsonb,timestamp with time zone)');
     IF fn IS NULL THEN
         RAISE EXCEPTION 'function %(params jsonb, since timestamptz) does not exist', p_function
             USING ERRCODE = '22023', HINT = 'create it first: it must return SETOF monitor.finding';
     END IF;
-    IF NOT EXISTS (SELECT FROM pg_proc WHERE oid = fn AND proretset
-                   AND prorettype = 'monitor.finding'::regtype) THEN
+    SELECT pr.proretset AND pr.prorettype = 'monitor.finding'::regtype AS returns_findings,
+           pr.proowner::regrole::text AS owner,
+           pr.proowner = n.nspowner OR r.rolsuper AS trusted_owner,
+           n.nspowner::regrole::text AS monitor_owner,
+           EXISTS (SELECT FROM unnest(pr.proconfig) c
+                    WHERE c ~ '^search_path=(.*,\s*)?("pg_temp"|pg_temp)$') AS pinned
+      INTO p
+      FROM pg_proc pr, pg_namespace n, pg_roles r
+     WHERE pr.oid = fn AND n.nspname = 'monitor' AND r.oid = pr.proowner;
+    IF NOT p.returns_findings THEN
         RAISE EXCEPTION 'function % must return SETOF monitor.finding', p_function USING ERRCODE = '22023';
     END IF;
-    RETURN p_function;
+    IF NOT p.trusted_owner THEN
+        RAISE EXCEPTION 'function % is owned by %: a detector function runs with monitor''s rights, so it must be '
+                        'owned by % (the owner of schema monitor) or by a superuser', p_function, p.owner, p.monitor_owner
+            USING ERRCODE = '22023', HINT = format('ALTER FUNCTION %s OWNER TO %s', fn, p.monitor_owner);
+    END IF;
+    IF NOT p.pinned THEN
+        RAISE EXCEPTION 'function % must pin its search_path with pg_temp last', p_function
+            USING ERRCODE = '22023',
+                  HINT = format('ALTER FUNCTION %s SET search_path = pg_catalog, monitor, pg_temp', fn);
+    END IF;
+    RETURN fn;
 END
 $_$;
 
-CREATE FUNCTION monitor.check_unresolved(p_event_ids bigint[]) RETURNS void
-    LANGUAGE plpgsql STABLE
-    SET search_path TO 'pg_catalog', 'monitor'
-    AS $$
-DECLARE
-    bad bigint;
-BEGIN
-    SELECT id INTO bad FROM unnest(p_event_ids) id
-     WHERE NOT EXISTS (SELECT FROM monitor.events e WHERE e.event_id = id) LIMIT 1;
-    IF bad IS NOT NULL THEN
-        RAISE EXCEPTION 'event % does not exist', bad USING ERRCODE = 'no_data_found';
-    END IF;
-    SELECT e.event_id INTO bad FROM monitor.events e
-     WHERE e.event_id = ANY (p_event_ids) AND e.status = 'resolved' ORDER BY e.event_id LIMIT 1;
-    IF bad IS NOT NULL THEN
-        RAISE EXCEPTION 'event % is already resolved', bad USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-END
-$$;
-
 CREATE FUNCTION monitor.common_params(p_kind text) RETURNS jsonb
     LANGUAGE sql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
     AS $$
     SELECT jsonb_build_object('timeout', '50 seconds', 'lock_timeout', '5 seconds')
         || CASE WHEN p_kind = 'finding'
@@ -191,7 +196,7 @@ $$;
 
 CREATE FUNCTION monitor.configure_detector(p_name text, p_params jsonb DEFAULT NULL::jsonb, p_schedule text DEFAULT NULL::text, p_severity text DEFAULT NULL::text, p_enabled boolean DEFAULT NULL::boolean) RETURNS monitor.detectors
     LANGUAGE plpgsql
-    SET search_path TO 'pg_catalog', 'monitor'
+    SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
     AS $$
 DECLARE
     d monitor.detectors;
@@ -227,8 +232,20 @@ $$;
 
 COMMENT ON FUNCTION monitor.configure_detector(p_name text, p_params jsonb, p_schedule text, p_severity text, p_enabled boolean) IS 'Change a detector''s parameters (merged, validated), schedule, severity or enabled flag; NULL keeps a setting. monitorctl detectors enable|disable|set call it, then bring pg_cron''s jobs in line.';
 
+CREATE FUNCTION monitor.cron_database() RETURNS text
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
+    AS $$
+BEGIN
+    RETURN nullif(current_setting('cron.database_name', true), '');
+EXCEPTION WHEN insufficient_privilege THEN
+    RETURN NULL;
+END
+$$;
+
 CREATE FUNCTION monitor.cron_field(p_field text, lo integer, hi integer) RETURNS integer[]
     LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
     AS $_$
 DECLARE
     part text;
@@ -253,6 +270,7 @@ $_$;
 
 CREATE FUNCTION monitor.cron_max_gap(p_schedule text) RETURNS interval
     LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
     AS $_$
 DECLARE
     f text[];
@@ -309,7 +327,7 @@ COMMENT ON FUNCTION monitor.cron_max_gap(p_schedule text) IS 'Longest gap betwee
 
 CREATE FUNCTION monitor.detect_balance_mismatch(params jsonb, since timestamp with time zone) RETURNS SETOF monitor.finding
     LANGUAGE plpgsql STABLE
-    SET search_path TO 'pg_catalog', 'monitor'
+    SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
     AS $_$
 DECLARE
     h timestamptz := coalesce((SELECT high_water FROM monitor.watermarks
@@ -390,7 +408,7 @@ COMMENT ON FUNCTION monitor.detect_balance_mismatch(params jsonb, since timestam
 
 CREATE FUNCTION monitor.detect_concurrent_txn(params jsonb, since timestamp with time zone) RETURNS SETOF monitor.finding
     LANGUAGE plpgsql STABLE
-    SET search_path TO 'pg_catalog', 'monitor'
+    SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
     AS $_$
 BEGIN
     -- a one-shot plan per run: the planner sees the actual window (an index range scan)
@@ -418,7 +436,7 @@ COMMENT ON FUNCTION monitor.detect_concurrent_txn(params jsonb, since timestamp 
 
 CREATE FUNCTION monitor.detect_consecutive_failures(params jsonb, since timestamp with time zone) RETURNS SETOF monitor.finding
     LANGUAGE plpgsql STABLE
-    SET search_path TO 'pg_catalog', 'monitor'
+    SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
     AS $_$
 BEGIN
     -- a one-shot plan per run: the planner sees the actual window (an index range scan)
@@ -481,7 +499,7 @@ COMMENT ON FUNCTION monitor.detect_consecutive_failures(params jsonb, since time
 
 CREATE FUNCTION monitor.detect_detector_health(params jsonb, since timestamp with time zone) RETURNS SETOF monitor.finding
     LANGUAGE plpgsql STABLE
-    SET search_path TO 'pg_catalog', 'monitor'
+    SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
     AS $_$
 DECLARE
     d record;
@@ -490,7 +508,8 @@ DECLARE
     gap interval;
     cron_fail record;
     has_cron boolean := to_regclass('cron.job_run_details') IS NOT NULL
-                        AND current_setting('cron.database_name', true) = current_database();
+                        AND monitor.cron_database() = current_database()
+                        AND has_table_privilege('cron.job_run_details', 'SELECT');
 BEGIN
     FOR d IN SELECT * FROM monitor.detectors
               WHERE enabled AND scheduled AND name <> 'detector_health' ORDER BY name LOOP
@@ -536,7 +555,7 @@ COMMENT ON FUNCTION monitor.detect_detector_health(params jsonb, since timestamp
 
 CREATE FUNCTION monitor.detect_duplicate_scan(params jsonb, since timestamp with time zone) RETURNS SETOF monitor.finding
     LANGUAGE plpgsql STABLE
-    SET search_path TO 'pg_catalog', 'monitor'
+    SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
     AS $_$
 BEGIN
     -- a one-shot plan per run: the planner sees the actual window (an index range scan)
@@ -563,7 +582,7 @@ COMMENT ON FUNCTION monitor.detect_duplicate_scan(params jsonb, since timestamp 
 
 CREATE FUNCTION monitor.detect_failed_debit(params jsonb, since timestamp with time zone) RETURNS SETOF monitor.finding
     LANGUAGE plpgsql STABLE
-    SET search_path TO 'pg_catalog', 'monitor'
+    SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
     AS $_$
 BEGIN
     -- a one-shot plan per run: the planner sees the actual window (an index range scan)
@@ -592,7 +611,7 @@ COMMENT ON FUNCTION monitor.detect_failed_debit(params jsonb, since timestamp wi
 
 CREATE FUNCTION monitor.detect_failure_rate(params jsonb, since timestamp with time zone) RETURNS SETOF monitor.finding
     LANGUAGE plpgsql STABLE
-    SET search_path TO 'pg_catalog', 'monitor'
+    SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
     AS $_$
 BEGIN
     -- a one-shot plan per run: the planner sees the actual window (an index range scan)
@@ -624,7 +643,7 @@ COMMENT ON FUNCTION monitor.detect_failure_rate(params jsonb, since timestamp wi
 
 CREATE FUNCTION monitor.detect_negative_balance(params jsonb, since timestamp with time zone) RETURNS SETOF monitor.finding
     LANGUAGE plpgsql STABLE
-    SET search_path TO 'pg_catalog', 'monitor'
+    SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
     AS $_$
 BEGIN
     -- a one-shot plan per run: the planner sees the actual window (an index range scan)
@@ -643,7 +662,7 @@ COMMENT ON FUNCTION monitor.detect_negative_balance(params jsonb, since timestam
 
 CREATE FUNCTION monitor.detect_stuck_pending(params jsonb, since timestamp with time zone) RETURNS SETOF monitor.finding
     LANGUAGE plpgsql STABLE
-    SET search_path TO 'pg_catalog', 'monitor'
+    SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
     AS $_$
 BEGIN
     -- a one-shot plan per run: the planner sees the actual window (an index range scan)
@@ -665,7 +684,7 @@ COMMENT ON FUNCTION monitor.detect_stuck_pending(params jsonb, since timestamp w
 
 CREATE FUNCTION monitor.detect_volume_anomaly(params jsonb, since timestamp with time zone) RETURNS SETOF monitor.finding
     LANGUAGE sql STABLE
-    SET search_path TO 'pg_catalog', 'monitor'
+    SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
     AS $$
     SELECT * FROM monitor.volume_anomaly_at(params,
         date_trunc('hour', now() AT TIME ZONE 'UTC') - interval '1 hour')
@@ -673,8 +692,20 @@ $$;
 
 COMMENT ON FUNCTION monitor.detect_volume_anomaly(params jsonb, since timestamp with time zone) IS 'volume_anomaly: last complete UTC hour''s count vs the same hour of the week in the baseline.';
 
+CREATE FUNCTION monitor.detector_problems() RETURNS SETOF monitor.finding
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
+    AS $$
+    SELECT * FROM monitor.detect_detector_health(
+        coalesce((SELECT d.params FROM monitor.detectors d WHERE d.name = 'detector_health'),
+                 monitor.common_params('condition') || '{"overdue_factor": 3}'), now())
+$$;
+
+COMMENT ON FUNCTION monitor.detector_problems() IS 'Detectors failing or overdue now, as detector_health judges them (for monitorctl status).';
+
 CREATE FUNCTION monitor.detectors_touch() RETURNS trigger
     LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
     AS $$
 BEGIN
     IF NEW.enabled AND NOT OLD.enabled THEN
@@ -687,7 +718,7 @@ $$;
 
 CREATE FUNCTION monitor.find_bursts(p_source text, p_window interval, p_min_count integer, p_since timestamp with time zone) RETURNS TABLE(account_id text, ids text[], times timestamp with time zone[], devices text[], amounts numeric[], statuses text[])
     LANGUAGE plpgsql STABLE
-    SET search_path TO 'pg_catalog', 'monitor'
+    SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
     AS $_$
 DECLARE
     rel text;
@@ -801,13 +832,49 @@ $_$;
 
 COMMENT ON FUNCTION monitor.find_bursts(p_source text, p_window interval, p_min_count integer, p_since timestamp with time zone) IS 'Maximal bursts (each row within the window of the previous) that reach a row at or after since.';
 
+CREATE FUNCTION monitor.function_digest(p_fn regprocedure) RETURNS text
+    LANGUAGE sql STABLE
+    SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
+    AS $$
+    SELECT md5(concat_ws(E'\x1f', p.oid, p.proowner, p.prosecdef, p.provolatile, p.prolang, p.prokind,
+                         p.proconfig::text, p.prosrc, p.probin, p.prorettype, p.proretset))
+      FROM pg_proc p WHERE p.oid = p_fn
+$$;
+
 CREATE FUNCTION monitor.interval_ms(p_interval text) RETURNS text
     LANGUAGE sql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
     AS $$ SELECT round(extract(epoch FROM p_interval::interval) * 1000)::bigint || 'ms' $$;
 
-CREATE FUNCTION monitor.lock_class() RETURNS integer
-    LANGUAGE sql IMMUTABLE
-    AS $$ SELECT 472101 $$;
+CREATE FUNCTION monitor.lock_unresolved(p_event_ids bigint[]) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
+    AS $$
+DECLARE
+    v_found bigint[];
+    v_resolved bigint[];
+    bad bigint;
+BEGIN
+    IF p_event_ids IS NULL OR array_position(p_event_ids, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION 'event ids must not be NULL' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    WITH locked AS (
+        SELECT e.event_id, e.status FROM monitor.events e
+         WHERE e.event_id = ANY (p_event_ids) ORDER BY e.event_id FOR UPDATE
+    )
+    SELECT coalesce(array_agg(l.event_id), '{}'),
+           coalesce(array_agg(l.event_id ORDER BY l.event_id) FILTER (WHERE l.status = 'resolved'), '{}')
+      INTO v_found, v_resolved FROM locked l;
+    SELECT u.id INTO bad FROM unnest(p_event_ids) WITH ORDINALITY u(id, n)
+     WHERE NOT u.id = ANY (v_found) ORDER BY u.n LIMIT 1;
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION 'event % does not exist', bad USING ERRCODE = 'no_data_found';
+    END IF;
+    IF cardinality(v_resolved) > 0 THEN
+        RAISE EXCEPTION 'event % is already resolved', v_resolved[1] USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+END
+$$;
 
 CREATE TABLE monitor.events (
     event_id bigint NOT NULL,
@@ -837,7 +904,7 @@ CREATE TABLE monitor.events (
 
 CREATE FUNCTION monitor.log_transition(p_event monitor.events, p_transition text, p_actor text, p_note text DEFAULT NULL::text) RETURNS void
     LANGUAGE plpgsql
-    SET search_path TO 'pg_catalog', 'monitor'
+    SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
     AS $$
 BEGIN
     INSERT INTO monitor.alert_history (event_id, transition, actor, note, detector, severity, subject, summary)
@@ -851,15 +918,51 @@ $$;
 
 CREATE FUNCTION monitor.param_interval(p_params jsonb, p_key text) RETURNS interval
     LANGUAGE sql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
     AS $$ SELECT (p_params ->> p_key)::interval $$;
 
 CREATE FUNCTION monitor.param_numeric(p_params jsonb, p_key text) RETURNS numeric
     LANGUAGE sql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
     AS $$ SELECT (p_params ->> p_key)::numeric $$;
+
+CREATE FUNCTION monitor.param_rule(p_detector text, p_key text, p_default jsonb, OUT kind text, OUT lo text, OUT hi text) RETURNS record
+    LANGUAGE sql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
+    AS $$
+    SELECT r.kind, r.lo, r.hi FROM (VALUES
+        (1, '*', 'timeout', 'interval', '1 second', '1 day'),
+        (1, '*', 'lock_timeout', 'interval', '10 milliseconds', '1 hour'),
+        (1, '*', 'late_window', 'interval', '0', '7 days'),
+        (1, '*', 'first_lookback', 'interval', '0', '3660 days'),
+        (1, 'balance_mismatch', 'tolerance', 'number', '0', '1000000000000'),
+        (1, 'balance_mismatch', 'full_pass', 'interval', '0', '30 days'),  -- 0: a full pass every run
+        (1, 'consecutive_failures', 'count', 'integer', '1', '10000'),
+        (1, 'consecutive_failures', 'window', 'interval', '0', '30 days'),
+        (1, 'stuck_pending', 'age', 'interval', '1 second', '365 days'),
+        (1, 'failure_rate', 'window', 'interval', '1 second', '30 days'),
+        (1, 'failure_rate', 'min_volume', 'integer', '0', '1000000000'),
+        (1, 'failure_rate', 'threshold', 'number', '0', '1'),
+        (1, 'duplicate_scan', 'window', 'interval', '0', '1 day'),
+        (1, 'duplicate_scan', 'min_count', 'integer', '2', '100000'),
+        (1, 'concurrent_txn', 'window', 'interval', '0', '1 day'),
+        (1, 'concurrent_txn', 'min_count', 'integer', '2', '100000'),
+        (1, 'volume_anomaly', 'baseline_days', 'integer', '7', '56'),
+        (1, 'volume_anomaly', 'sigma', 'number', '0.1', '100'),
+        (1, 'volume_anomaly', 'min_samples', 'integer', '1', '8'),
+        (1, 'detector_health', 'overdue_factor', 'number', '1', '1000'),
+        (2, '', '', 'number', '0', '1000000000000000'),
+        (2, '', '', 'interval', '0', '100 years')
+    ) r(prio, detector, key, kind, lo, hi)
+    WHERE (r.prio = 1 AND r.key = p_key AND r.detector IN (p_detector, '*'))
+       OR (r.prio = 2 AND r.kind = CASE jsonb_typeof(p_default) WHEN 'number' THEN 'number' ELSE 'interval' END)
+    ORDER BY r.prio
+    LIMIT 1
+$$;
 
 CREATE FUNCTION monitor.prepare_balance_mismatch(params jsonb, since timestamp with time zone) RETURNS void
     LANGUAGE plpgsql
-    SET search_path TO 'pg_catalog', 'monitor'
+    SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
     AS $_$
 DECLARE
     old_h timestamptz;
@@ -927,7 +1030,7 @@ COMMENT ON FUNCTION monitor.prepare_balance_mismatch(params jsonb, since timesta
 
 CREATE FUNCTION monitor.prepare_volume_anomaly(params jsonb, since timestamp with time zone) RETURNS void
     LANGUAGE plpgsql
-    SET search_path TO 'pg_catalog', 'monitor'
+    SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
     AS $$
 BEGIN
     IF coalesce((SELECT high_water FROM monitor.watermarks WHERE detector = 'volume_anomaly.baseline'), '-infinity')
@@ -939,86 +1042,87 @@ $$;
 
 CREATE PROCEDURE monitor.prune(IN dry_run boolean DEFAULT false, IN events_days integer DEFAULT NULL::integer, IN history_days integer DEFAULT NULL::integer, INOUT events bigint DEFAULT NULL::bigint, INOUT alert_history bigint DEFAULT NULL::bigint, INOUT health_snapshots bigint DEFAULT NULL::bigint, INOUT detector_runs bigint DEFAULT NULL::bigint, INOUT cron_job_run_details bigint DEFAULT NULL::bigint)
     LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_tables text[];
+    v_counts bigint[];
+    v_cut timestamptz;
+    v_batch integer;
+    n bigint;
+    i integer;
+BEGIN
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, monitor, pg_temp', true);
+    v_tables := ARRAY['events', 'alert_history', 'health_snapshots', 'detector_runs', 'cron_job_run_details'];
+    v_counts := ARRAY[0, 0, 0, 0, 0];
+    v_batch := coalesce((monitor.setting('retention.batch_size') #>> '{}')::integer, 5000);
+    IF v_batch NOT BETWEEN 1 AND 1000000 THEN
+        RAISE EXCEPTION 'retention.batch_size must be from 1 to 1000000, not %', v_batch USING ERRCODE = '22023';
+    END IF;
+    FOR i IN 1 .. 5 LOOP
+        v_cut := monitor.retention_cut(v_tables[i], CASE v_tables[i] WHEN 'events' THEN events_days
+                                                                      WHEN 'alert_history' THEN history_days END);
+        LOOP
+            n := monitor.prune_batch(v_tables[i], v_cut, v_batch, dry_run);
+            v_counts[i] := v_counts[i] + n;
+            COMMIT;
+            PERFORM pg_catalog.set_config('search_path', 'pg_catalog, monitor, pg_temp', true);
+            EXIT WHEN dry_run OR n < v_batch;
+        END LOOP;
+    END LOOP;
+    events := v_counts[1]; alert_history := v_counts[2]; health_snapshots := v_counts[3];
+    detector_runs := v_counts[4]; cron_job_run_details := v_counts[5];
+END
+$$;
+
+COMMENT ON PROCEDURE monitor.prune(IN dry_run boolean, IN events_days integer, IN history_days integer, INOUT events bigint, INOUT alert_history bigint, INOUT health_snapshots bigint, INOUT detector_runs bigint, INOUT cron_job_run_details bigint) IS 'Retention in bounded batches (docs/operations.md); CALL monitor.prune(dry_run => true) only counts.';
+
+CREATE FUNCTION monitor.prune_batch(p_table text, p_cut timestamp with time zone, p_limit integer, p_dry_run boolean) RETURNS bigint
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
     AS $_$
 DECLARE
-    batch integer := coalesce((monitor.setting('retention.batch_size') #>> '{}')::integer, 5000);
-    ev_cut timestamptz := now() - make_interval(days => coalesce(events_days,
-                              (monitor.setting('retention.events_days') #>> '{}')::integer, 30));
-    hist_cut timestamptz := now() - make_interval(days => coalesce(history_days,
-                              (monitor.setting('retention.history_days') #>> '{}')::integer, 90));
-    snap_cut timestamptz := now() - make_interval(days =>
-                              coalesce((monitor.setting('retention.snapshots_days') #>> '{}')::integer, 30));
-    runs_cut timestamptz := now() - make_interval(days =>
-                              coalesce((monitor.setting('retention.runs_days') #>> '{}')::integer, 30));
-    cron_cut timestamptz := now() - make_interval(days =>
-                              coalesce((monitor.setting('retention.cron_runs_days') #>> '{}')::integer, 30));
+    v_table text;
+    v_key text;
+    v_join text := '';
+    v_where text;
     n bigint;
-    has_cron boolean := to_regclass('cron.job_run_details') IS NOT NULL;
 BEGIN
-    events := 0; alert_history := 0; health_snapshots := 0; detector_runs := 0; cron_job_run_details := 0;
-    IF dry_run THEN
-        SELECT count(*) INTO events FROM monitor.events e WHERE e.status = 'resolved' AND e.resolved_at < ev_cut;
-        SELECT count(*) INTO alert_history FROM monitor.alert_history h WHERE h.created_at < hist_cut;
-        SELECT count(*) INTO health_snapshots FROM monitor.health_snapshots s WHERE s.taken_at < snap_cut;
-        SELECT count(*) INTO detector_runs FROM monitor.detector_runs r WHERE r.started_at < runs_cut;
-        IF has_cron THEN
-            EXECUTE 'SELECT count(*) FROM cron.job_run_details d JOIN cron.job j USING (jobid)
-                     WHERE j.jobname ~ ''^monitor\.[^.]+$'' AND d.end_time < $1' INTO cron_job_run_details USING cron_cut;
-        END IF;
-        RETURN;
+    CASE p_table
+        WHEN 'events' THEN
+            v_table := 'monitor.events'; v_key := 'event_id';
+            v_where := $w$t.status = 'resolved' AND t.resolved_at < $1$w$;
+        WHEN 'alert_history' THEN
+            v_table := 'monitor.alert_history'; v_key := 'history_id'; v_where := 't.created_at < $1';
+        WHEN 'health_snapshots' THEN
+            v_table := 'monitor.health_snapshots'; v_key := 'snapshot_id'; v_where := 't.taken_at < $1';
+        WHEN 'detector_runs' THEN
+            v_table := 'monitor.detector_runs'; v_key := 'run_id'; v_where := 't.started_at < $1';
+        WHEN 'cron_job_run_details' THEN
+            IF to_regclass('cron.job_run_details') IS NULL
+               OR NOT has_table_privilege('cron.job_run_details', 'DELETE') THEN
+                RETURN 0;
+            END IF;
+            v_table := 'cron.job_run_details'; v_key := 'runid'; v_join := ' JOIN cron.job j ON j.jobid = t.jobid';
+            v_where := $w$j.database = current_database() AND j.jobname ~ '^monitor\.[a-z][a-z0-9_-]*$'
+                          AND t.end_time < $1$w$;
+        ELSE
+            RAISE EXCEPTION 'unknown retention table %', p_table USING ERRCODE = '22023';
+    END CASE;
+    IF p_dry_run THEN
+        EXECUTE format('SELECT count(*) FROM %s t%s WHERE %s', v_table, v_join, v_where) INTO n USING p_cut;
+    ELSE
+        EXECUTE format('DELETE FROM %1$s WHERE %2$I IN (SELECT t.%2$I FROM %1$s t%3$s WHERE %4$s LIMIT $2)',
+                       v_table, v_key, v_join, v_where)
+            USING p_cut, p_limit;
+        GET DIAGNOSTICS n = ROW_COUNT;
     END IF;
-    LOOP  -- open and acknowledged events are never pruned
-        DELETE FROM monitor.events WHERE event_id IN (
-            SELECT e.event_id FROM monitor.events e
-             WHERE e.status = 'resolved' AND e.resolved_at < ev_cut LIMIT batch);
-        GET DIAGNOSTICS n = ROW_COUNT;
-        events := events + n;
-        COMMIT;
-        EXIT WHEN n < batch;
-    END LOOP;
-    LOOP
-        DELETE FROM monitor.alert_history WHERE history_id IN (
-            SELECT h.history_id FROM monitor.alert_history h WHERE h.created_at < hist_cut LIMIT batch);
-        GET DIAGNOSTICS n = ROW_COUNT;
-        alert_history := alert_history + n;
-        COMMIT;
-        EXIT WHEN n < batch;
-    END LOOP;
-    LOOP
-        DELETE FROM monitor.health_snapshots WHERE snapshot_id IN (
-            SELECT s.snapshot_id FROM monitor.health_snapshots s WHERE s.taken_at < snap_cut LIMIT batch);
-        GET DIAGNOSTICS n = ROW_COUNT;
-        health_snapshots := health_snapshots + n;
-        COMMIT;
-        EXIT WHEN n < batch;
-    END LOOP;
-    LOOP
-        DELETE FROM monitor.detector_runs WHERE run_id IN (
-            SELECT r.run_id FROM monitor.detector_runs r WHERE r.started_at < runs_cut LIMIT batch);
-        GET DIAGNOSTICS n = ROW_COUNT;
-        detector_runs := detector_runs + n;
-        COMMIT;
-        EXIT WHEN n < batch;
-    END LOOP;
-    IF has_cron THEN
-        LOOP
-            EXECUTE 'DELETE FROM cron.job_run_details WHERE runid IN (
-                       SELECT d.runid FROM cron.job_run_details d JOIN cron.job j USING (jobid)
-                        WHERE j.jobname ~ ''^monitor\.[^.]+$'' AND d.end_time < $1 LIMIT $2)' USING cron_cut, batch;
-            GET DIAGNOSTICS n = ROW_COUNT;
-            cron_job_run_details := cron_job_run_details + n;
-            COMMIT;
-            EXIT WHEN n < batch;
-        END LOOP;
-    END IF;
+    RETURN n;
 END
 $_$;
 
-COMMENT ON PROCEDURE monitor.prune(IN dry_run boolean, IN events_days integer, IN history_days integer, INOUT events bigint, INOUT alert_history bigint, INOUT health_snapshots bigint, INOUT detector_runs bigint, INOUT cron_job_run_details bigint) IS 'Retention (CONTRACT §4) in bounded batches; CALL monitor.prune(dry_run => true) only counts.';
-
 CREATE FUNCTION monitor.refresh() RETURNS void
     LANGUAGE plpgsql SECURITY DEFINER
-    SET search_path TO 'pg_catalog', 'monitor'
+    SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
     AS $$
 BEGIN
     PERFORM monitor.refresh_volume_baseline();
@@ -1029,7 +1133,7 @@ COMMENT ON FUNCTION monitor.refresh() IS 'Refresh monitor''s materialized views 
 
 CREATE FUNCTION monitor.refresh_volume_baseline() RETURNS void
     LANGUAGE plpgsql
-    SET search_path TO 'pg_catalog', 'monitor'
+    SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
     AS $$
 BEGIN
     IF (SELECT ispopulated FROM pg_matviews WHERE schemaname = 'monitor' AND matviewname = 'volume_hourly') THEN
@@ -1044,13 +1148,14 @@ $$;
 
 CREATE FUNCTION monitor.register_detector(p_name text, p_function text, p_severity text, p_kind text, p_schedule text DEFAULT '* * * * *'::text, p_params jsonb DEFAULT '{}'::jsonb, p_description text DEFAULT ''::text) RETURNS monitor.detectors
     LANGUAGE plpgsql
-    SET search_path TO 'pg_catalog', 'monitor'
+    SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
     AS $_$
 DECLARE
     defaults jsonb;
+    fn regprocedure;
     result monitor.detectors;
 BEGIN
-    IF p_name !~ '^[a-z][a-z0-9_]{0,62}$' THEN
+    IF p_name IS NULL OR p_name !~ '^[a-z][a-z0-9_]{0,62}$' THEN
         RAISE EXCEPTION 'detector name must be lower-case letters, digits and _, not %', p_name
             USING ERRCODE = '22023';
     END IF;
@@ -1060,24 +1165,26 @@ BEGIN
     IF p_kind NOT IN ('finding', 'condition') OR p_kind IS NULL THEN
         RAISE EXCEPTION 'kind must be finding or condition, not %', p_kind USING ERRCODE = '22023';
     END IF;
-    IF NOT monitor.valid_schedule(p_schedule) THEN
+    IF p_schedule IS NULL OR NOT monitor.valid_schedule(p_schedule) THEN
         RAISE EXCEPTION 'schedule % is not a cron schedule such as ''* * * * *''', p_schedule USING ERRCODE = '22023';
     END IF;
     IF EXISTS (SELECT FROM monitor.detectors WHERE name = p_name AND builtin) THEN
         RAISE EXCEPTION 'detector % is built in and cannot be replaced', p_name USING ERRCODE = '22023';
     END IF;
-    PERFORM monitor.check_detector_function(p_function);
+    fn := monitor.check_detector_function(p_function);
     defaults := monitor.common_params(p_kind) || coalesce(p_params, '{}');
     PERFORM monitor.validate_params(p_name, defaults, defaults);
     INSERT INTO monitor.detectors AS d (name, severity, kind, schedule, params, param_defaults, description,
-                                        function, builtin)
-    VALUES (p_name, p_severity, p_kind, p_schedule, defaults, defaults, coalesce(p_description, ''),
-            p_function, false)
+                                        function, function_digest, builtin)
+    VALUES (p_name, p_severity, p_kind, trim(p_schedule), defaults, defaults, coalesce(p_description, ''),
+            p_function, monitor.function_digest(fn), false)
     ON CONFLICT (name) DO UPDATE
         SET severity = excluded.severity, kind = excluded.kind, schedule = excluded.schedule,
             params = excluded.params, param_defaults = excluded.param_defaults,
-            description = excluded.description, function = excluded.function, updated_at = now()
+            description = excluded.description, function = excluded.function,
+            function_digest = excluded.function_digest, updated_at = now()
     RETURNING * INTO result;
+    INSERT INTO monitor.run_locks (detector) VALUES (p_name) ON CONFLICT (detector) DO NOTHING;
     RETURN result;
 END
 $_$;
@@ -1086,18 +1193,18 @@ COMMENT ON FUNCTION monitor.register_detector(p_name text, p_function text, p_se
 
 CREATE FUNCTION monitor.resolve(p_event_ids bigint[], p_note text DEFAULT NULL::text, p_actor text DEFAULT NULL::text) RETURNS integer
     LANGUAGE plpgsql SECURITY DEFINER
-    SET search_path TO 'pg_catalog', 'monitor'
+    SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
     AS $$
 DECLARE
     v_actor text := coalesce(nullif(p_actor, ''), session_user);
     ev monitor.events;
     n integer := 0;
 BEGIN
-    PERFORM monitor.check_unresolved(p_event_ids);
+    PERFORM monitor.lock_unresolved(p_event_ids);
     FOR ev IN
         UPDATE monitor.events SET status = 'resolved', resolved_at = now(), resolved_by = v_actor,
                                   resolution_note = p_note
-         WHERE event_id = ANY (p_event_ids)
+         WHERE event_id = ANY (p_event_ids) AND status <> 'resolved'
         RETURNING *
     LOOP
         PERFORM monitor.log_transition(ev, 'resolved', v_actor, p_note);
@@ -1109,24 +1216,61 @@ $$;
 
 COMMENT ON FUNCTION monitor.resolve(p_event_ids bigint[], p_note text, p_actor text) IS 'Resolve events (all or nothing): an unknown or already resolved id changes nothing and raises.';
 
+CREATE FUNCTION monitor.retention_cut(p_table text, p_days integer) RETURNS timestamp with time zone
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
+    AS $$
+DECLARE
+    v_key text := CASE p_table WHEN 'events' THEN 'events_days' WHEN 'alert_history' THEN 'history_days'
+                               WHEN 'health_snapshots' THEN 'snapshots_days' WHEN 'detector_runs' THEN 'runs_days'
+                               WHEN 'cron_job_run_details' THEN 'cron_runs_days' END;
+    v_days integer := coalesce(p_days, (monitor.setting('retention.' || v_key) #>> '{}')::integer,
+                               CASE p_table WHEN 'alert_history' THEN 90 ELSE 30 END);
+BEGIN
+    IF v_key IS NULL THEN
+        RAISE EXCEPTION 'unknown retention table %', p_table USING ERRCODE = '22023';
+    END IF;
+    IF v_days NOT BETWEEN 0 AND 36500 THEN
+        RAISE EXCEPTION '% must be from 0 to 36500 days, not %', v_key, v_days USING ERRCODE = '22023';
+    END IF;
+    RETURN now() - make_interval(days => v_days);
+END
+$$;
+
 CREATE PROCEDURE monitor.run_all()
     LANGUAGE plpgsql
     AS $$
 DECLARE
-    v_name text;
+    v_names text[];
+    v_error text;
+    i integer;
 BEGIN
-    FOR v_name IN SELECT name FROM monitor.detectors WHERE enabled ORDER BY name LOOP
-        PERFORM monitor.run_detector(v_name);
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, monitor, pg_temp', true);
+    v_names := ARRAY(SELECT d.name FROM monitor.detectors d WHERE d.enabled ORDER BY d.name);
+    FOR i IN 1 .. coalesce(array_length(v_names, 1), 0) LOOP
+        PERFORM monitor.run_detector(v_names[i]);
+        SELECT r.error INTO v_error FROM monitor.detector_runs r
+         WHERE r.detector = v_names[i] ORDER BY r.run_id DESC LIMIT 1;
         COMMIT;
+        PERFORM pg_catalog.set_config('search_path', 'pg_catalog, monitor, pg_temp', true);
+        IF v_error LIKE '%(SQLSTATE 57014)' THEN
+            INSERT INTO monitor.detector_runs (detector, started_at, finished_at, status, error)
+            SELECT n, clock_timestamp(), clock_timestamp(), 'skipped',
+                   format('not run: monitor.run_all() stopped after %s was cancelled (a statement timeout fires '
+                          'once per CALL); call it again, or run detectors one at a time', v_names[i])
+              FROM unnest(v_names[i + 1:]) n;
+            COMMIT;
+            RETURN;
+        END IF;
     END LOOP;
 END
 $$;
 
-COMMENT ON PROCEDURE monitor.run_all() IS 'Run every enabled detector, each committed on its own; uses the caller''s statement_timeout.';
+COMMENT ON PROCEDURE monitor.run_all() IS 'Run every enabled detector, each committed on its own, under the caller''s statement_timeout; the first cancelled run ends the call and the rest are recorded as skipped.';
 
 CREATE FUNCTION monitor.run_detector(p_name text, p_since timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS integer
     LANGUAGE plpgsql SECURITY DEFINER
-    SET search_path TO 'pg_catalog', 'monitor'
+    SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
     SET jit TO 'off'
     AS $_$
 DECLARE
@@ -1139,13 +1283,18 @@ DECLARE
     v_detail text;
     v_seen xid8;
     v_snap_xmin xid8;
+    v_fn regprocedure;
 BEGIN
     SELECT * INTO d FROM monitor.detectors WHERE name = p_name;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'unknown detector %', p_name USING ERRCODE = '22023',
             HINT = 'monitorctl detectors list shows the registered detectors';
     END IF;
-    IF NOT pg_try_advisory_xact_lock(monitor.lock_class(), hashtext(p_name)) THEN
+    -- one run at a time: the detector's row in run_locks, which no role but the owner can lock
+    -- (an advisory lock could be taken by any user of the database, silencing the detector)
+    INSERT INTO monitor.run_locks (detector) VALUES (p_name) ON CONFLICT (detector) DO NOTHING;
+    PERFORM FROM monitor.run_locks l WHERE l.detector = p_name FOR UPDATE SKIP LOCKED;
+    IF NOT FOUND THEN
         INSERT INTO monitor.detector_runs (detector, started_at, finished_at, status, error)
         VALUES (p_name, v_started, clock_timestamp(), 'skipped', 'another run of this detector was in progress');
         RETURN 0;
@@ -1163,14 +1312,21 @@ BEGIN
     PERFORM set_config('monitor.seen_xmin', coalesce(v_seen::text, ''), true);
     BEGIN
         PERFORM set_config('lock_timeout', monitor.interval_ms(coalesce(d.params ->> 'lock_timeout', '5 seconds')), true);
-        IF to_regprocedure(d.function || '(jsonb,timestamp with time zone)') IS NULL THEN
+        v_fn := to_regprocedure(d.function || '(jsonb,timestamp with time zone)');
+        IF v_fn IS NULL THEN
             RAISE EXCEPTION 'detector function %(jsonb, timestamptz) does not exist', d.function
                 USING HINT = 'register the function, or disable the detector';
+        END IF;
+        -- it runs with this function's owner's rights: only the function that was registered
+        IF monitor.function_digest(v_fn) IS DISTINCT FROM d.function_digest THEN
+            RAISE EXCEPTION 'detector function % changed since it was registered (its definition or owner): '
+                            're-register it with monitorctl detectors add', d.function
+                USING ERRCODE = 'insufficient_privilege';
         END IF;
         IF d.prepare IS NOT NULL THEN
             EXECUTE format('SELECT %s($1, $2)', d.prepare::regproc) USING d.params, v_since;
         END IF;
-        EXECUTE format('SELECT coalesce(array_agg(f), ''{}'') FROM %s($1, $2) AS f', d.function::regproc)
+        EXECUTE format('SELECT coalesce(array_agg(f), ''{}'') FROM %s($1, $2) AS f', v_fn::regproc)
             INTO v_findings USING d.params, v_since;
         PERFORM set_config('monitor.seen_xmin', '', true);
         r := monitor.apply_findings(d, v_findings);
@@ -1198,7 +1354,7 @@ COMMENT ON FUNCTION monitor.run_detector(p_name text, p_since timestamp with tim
 
 CREATE FUNCTION monitor.run_since(p_detector monitor.detectors, p_override timestamp with time zone) RETURNS timestamp with time zone
     LANGUAGE sql STABLE
-    SET search_path TO 'pg_catalog', 'monitor'
+    SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
     AS $$
     SELECT coalesce(
         p_override,
@@ -1209,6 +1365,7 @@ $$;
 
 CREATE FUNCTION monitor.seen_age() RETURNS integer
     LANGUAGE sql STABLE
+    SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
     AS $$
     SELECT coalesce(age(((nullif(current_setting('monitor.seen_xmin', true), '')::xid8::text::bigint
                           % 4294967296)::text)::xid), 2147483647)
@@ -1216,7 +1373,7 @@ $$;
 
 CREATE FUNCTION monitor.set_params(p_detector text, p_params jsonb) RETURNS jsonb
     LANGUAGE plpgsql
-    SET search_path TO 'pg_catalog', 'monitor'
+    SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
     AS $$
 DECLARE
     merged jsonb;
@@ -1236,14 +1393,14 @@ COMMENT ON FUNCTION monitor.set_params(p_detector text, p_params jsonb) IS 'Merg
 
 CREATE FUNCTION monitor.setting(p_key text) RETURNS jsonb
     LANGUAGE sql STABLE
-    SET search_path TO 'pg_catalog', 'monitor'
+    SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
     AS $$
     SELECT value FROM monitor.settings WHERE key = p_key
 $$;
 
 CREATE FUNCTION monitor.snapshot() RETURNS bigint
     LANGUAGE plpgsql SECURITY DEFINER
-    SET search_path TO 'pg_catalog', 'monitor'
+    SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
     AS $$
 DECLARE
     id bigint;
@@ -1276,76 +1433,92 @@ COMMENT ON FUNCTION monitor.snapshot() IS 'Record one row in monitor.health_snap
 
 CREATE FUNCTION monitor.unregister_detector(p_name text) RETURNS void
     LANGUAGE plpgsql
-    SET search_path TO 'pg_catalog', 'monitor'
+    SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
     AS $$
+DECLARE
+    v_builtin boolean;
 BEGIN
-    IF EXISTS (SELECT FROM monitor.detectors WHERE name = p_name AND builtin) THEN
+    SELECT builtin INTO v_builtin FROM monitor.detectors WHERE name = p_name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'unknown detector % (known: %)', p_name,
+            (SELECT coalesce(string_agg(name, ', ' ORDER BY name), 'none') FROM monitor.detectors)
+            USING ERRCODE = '22023';
+    ELSIF v_builtin THEN
         RAISE EXCEPTION 'detector % is built in: disable it instead', p_name USING ERRCODE = '22023';
     END IF;
     DELETE FROM monitor.detectors WHERE name = p_name;
     DELETE FROM monitor.watermarks WHERE detector = p_name;
+    DELETE FROM monitor.run_locks WHERE detector = p_name;
 END
 $$;
 
 CREATE FUNCTION monitor.valid_schedule(p_schedule text) RETURNS boolean
     LANGUAGE sql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
     AS $_$
-    SELECT p_schedule ~ '^\s*[0-9*,/-]+(\s+[0-9A-Za-z*,/-]+){4}\s*$'
-        OR p_schedule ~ '^\s*@(yearly|annually|monthly|weekly|daily|hourly|reboot)\s*$'
-        OR p_schedule ~ '^\s*[1-5]?[0-9]\s+seconds?\s*$'
+    -- five cron fields, a macro, or 1-59 seconds (pg_cron 1.5+); spaces and tabs only, never a newline
+    SELECT p_schedule ~ '^[ \t]*[0-9*,/-]+([ \t]+[0-9A-Za-z*,/-]+){4}[ \t]*$'
+        OR p_schedule ~ '^[ \t]*@(yearly|annually|monthly|weekly|daily|hourly|reboot)[ \t]*$'
+        OR p_schedule ~ '^[ \t]*([1-9]|[1-5][0-9])[ \t]+seconds?[ \t]*$'
 $_$;
 
 CREATE FUNCTION monitor.validate_params(p_detector text, p_defaults jsonb, p_params jsonb) RETURNS jsonb
     LANGUAGE plpgsql IMMUTABLE
-    AS $$
+    SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
+    AS $_$
 DECLARE
     k text;
     v jsonb;
-    d jsonb;
+    rule record;
     iv interval;
+    num numeric;
+    what text;
 BEGIN
     IF jsonb_typeof(p_params) IS DISTINCT FROM 'object' THEN
         RAISE EXCEPTION 'parameters of % must be a JSON object', p_detector USING ERRCODE = '22023';
     END IF;
     FOR k, v IN SELECT * FROM jsonb_each(p_params) LOOP
-        d := p_defaults -> k;
-        IF d IS NULL THEN
+        IF NOT p_defaults ? k THEN
             RAISE EXCEPTION 'unknown parameter "%" for detector % (known: %)', k, p_detector,
                 (SELECT string_agg(x, ', ' ORDER BY x) FROM jsonb_object_keys(p_defaults) x)
                 USING ERRCODE = '22023';
         END IF;
-        IF jsonb_typeof(d) = 'number' THEN
-            IF jsonb_typeof(v) <> 'number' OR (v #>> '{}')::numeric < 0 THEN
-                RAISE EXCEPTION 'parameter "%" of detector % must be a non-negative number, not %', k, p_detector, v
+        rule := monitor.param_rule(p_detector, k, p_defaults -> k);
+        what := CASE rule.kind WHEN 'interval' THEN format('an interval from %s to %s (such as ''5 minutes'')', rule.lo, rule.hi)
+                               WHEN 'integer' THEN format('a whole number from %s to %s', rule.lo, rule.hi)
+                               ELSE format('a number from %s to %s', rule.lo, rule.hi) END;
+        IF rule.kind = 'interval' THEN
+            iv := NULL;
+            IF jsonb_typeof(v) = 'string' THEN
+                BEGIN
+                    iv := (v #>> '{}')::interval;
+                EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow OR syntax_error
+                          OR invalid_parameter_value OR interval_field_overflow OR numeric_value_out_of_range THEN
+                    iv := NULL;
+                END;
+            END IF;
+            IF iv IS NULL OR iv < rule.lo::interval OR iv > rule.hi::interval THEN
+                RAISE EXCEPTION 'parameter "%" of detector % must be %, not %', k, p_detector, what, v
                     USING ERRCODE = '22023';
             END IF;
-        ELSIF jsonb_typeof(d) = 'string' THEN
-            IF jsonb_typeof(v) <> 'string' THEN
-                RAISE EXCEPTION 'parameter "%" of detector % must be an interval such as ''5 minutes'', not %',
-                    k, p_detector, v USING ERRCODE = '22023';
-            END IF;
-            BEGIN
-                iv := (v #>> '{}')::interval;
-            EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow OR syntax_error
-                      OR invalid_parameter_value OR interval_field_overflow THEN
-                RAISE EXCEPTION 'parameter "%" of detector %: % is not an interval (try ''5 seconds'')',
-                    k, p_detector, v USING ERRCODE = '22023';
-            END;
-            IF iv < interval '0' THEN
-                RAISE EXCEPTION 'parameter "%" of detector % must not be negative', k, p_detector
+        ELSE
+            num := CASE WHEN jsonb_typeof(v) = 'number' THEN (v #>> '{}')::numeric END;
+            IF num IS NULL OR num < rule.lo::numeric OR num > rule.hi::numeric
+               OR (rule.kind = 'integer' AND v::text !~ '^-?[0-9]+$') THEN
+                RAISE EXCEPTION 'parameter "%" of detector % must be %, not %', k, p_detector, what, v
                     USING ERRCODE = '22023';
             END IF;
         END IF;
     END LOOP;
     RETURN p_params;
 END
-$$;
+$_$;
 
-COMMENT ON FUNCTION monitor.validate_params(p_detector text, p_defaults jsonb, p_params jsonb) IS 'Refuses unknown parameter keys and values of the wrong type; returns the parameters.';
+COMMENT ON FUNCTION monitor.validate_params(p_detector text, p_defaults jsonb, p_params jsonb) IS 'Refuses unknown parameter keys, values of the wrong kind and values out of range; returns the parameters.';
 
 CREATE FUNCTION monitor.volume_anomaly_at(params jsonb, p_hour timestamp without time zone) RETURNS SETOF monitor.finding
     LANGUAGE sql STABLE
-    SET search_path TO 'pg_catalog', 'monitor'
+    SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
     AS $$
     WITH first_hour AS (
         SELECT min(hour_utc) AS h FROM monitor.volume_hourly
@@ -1495,6 +1668,12 @@ ALTER TABLE monitor.health_snapshots ALTER COLUMN snapshot_id ADD GENERATED ALWA
     CACHE 1
 );
 
+CREATE TABLE monitor.run_locks (
+    detector text NOT NULL
+);
+
+COMMENT ON TABLE monitor.run_locks IS 'One row per detector, locked by its running run (FOR UPDATE SKIP LOCKED): a concurrent run is skipped';
+
 CREATE TABLE monitor.settings (
     key text NOT NULL,
     value jsonb NOT NULL,
@@ -1581,6 +1760,9 @@ ALTER TABLE ONLY monitor.events
 
 ALTER TABLE ONLY monitor.health_snapshots
     ADD CONSTRAINT health_snapshots_pkey PRIMARY KEY (snapshot_id);
+
+ALTER TABLE ONLY monitor.run_locks
+    ADD CONSTRAINT run_locks_pkey PRIMARY KEY (detector);
 
 ALTER TABLE ONLY monitor.settings
     ADD CONSTRAINT settings_pkey PRIMARY KEY (key);

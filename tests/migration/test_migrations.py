@@ -54,6 +54,11 @@ CHECKS = {
         "0004.watermark-seen": lambda c: c.execute(
             "select exists (select from information_schema.columns where table_schema = 'monitor'"
             " and table_name = 'watermarks' and column_name = 'seen_xmin')").fetchone()[0],
+        "0005.security": lambda c: c.execute(
+            "select exists (select from information_schema.columns where table_schema = 'monitor'"
+            " and table_name = 'detectors' and column_name = 'function_digest')"
+            " and to_regclass('monitor.run_locks') is not null"
+            " and exists (select from monitor.settings where key = 'scheduling.enabled')").fetchone()[0],
     },
     "ledger": {
         "0001.ledger-schema": lambda c: _ledger_state(c) == {
@@ -63,6 +68,9 @@ CHECKS = {
             "select count(*) from pg_indexes where schemaname = 'ledger'"
             " and indexname in ('transactions_failed_created', 'transactions_failed_updated')"
             " and indexdef like '%WHERE (status = ''failed''::text)'").fetchone()[0] == 2,
+        "0003.pinned-search-path": lambda c: c.execute(
+            "select proconfig = '{\"search_path=pg_catalog, ledger, pg_temp\"}' from pg_proc"
+            " where oid = 'ledger.touch_updated_at()'::regprocedure").fetchone()[0],
     },
 }
 

@@ -167,7 +167,8 @@ def test_volume_anomaly_needs_min_samples(conn, ledger):
 def test_detector_health_failed_run(conn, ledger):
     conn.execute("update monitor.detectors set scheduled = true")
     conn.execute("""create function public.broken(params jsonb, since timestamptz) returns setof monitor.finding
-                    language plpgsql as $$ begin raise exception 'boom'; end $$""")
+                    language plpgsql set search_path = pg_catalog, pg_temp
+                    as $$ begin raise exception 'boom'; end $$""")
     conn.execute("select monitor.register_detector('broken', 'public.broken', 'low', 'condition')")
     conn.execute("update monitor.detectors set scheduled = true where name = 'broken'")
     assert ledger.run("broken") == 0

@@ -1,0 +1,1 @@
+ALTER FUNCTION ledger.touch_updated_at() RESET search_path;
