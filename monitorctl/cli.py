@@ -1,4 +1,4 @@
-"""The `monitorctl` command line (CONTRACT §6). Commands live in monitorctl/commands/."""
+"""The `monitorctl` command line (docs/cli.md). Commands live in monitorctl/commands/."""
 
 from __future__ import annotations
 
@@ -57,8 +57,8 @@ def usage_failure(exc: ClickException):
 
 
 class MonitorGroup(TyperGroup):
-    """Turns MonitorError, database errors and Click's usage errors into one line and the contract's
-    exit code.
+    """Turns MonitorError, database errors and Click's usage errors into one line and the exit code
+    README.md names.
 
     Click reports a usage error (an unknown option, a bad value, a missing argument) in three lines
     from typer's ``_main`` (``exc.show()``); parsing happens in ``make_context`` (this command's options)

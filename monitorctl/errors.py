@@ -1,8 +1,8 @@
-"""Errors that map to the contract's exit codes (CONTRACT §6)."""
+"""Errors that map to the exit codes of README.md ("Exit codes")."""
 
 
 class MonitorError(Exception):
-    """A failure reported as one line; ``exit_code`` follows the contract."""
+    """A failure reported as one line; ``exit_code`` follows README.md's table of exit codes."""
 
     exit_code = 1
 

@@ -1,4 +1,4 @@
-"""Rendering what commands print (CONTRACT §6): aligned tables, one JSON document, CSV.
+"""Rendering what commands print (docs/cli.md): aligned tables, one JSON document, CSV.
 
 Tables are for people: severities coloured when stdout is a terminal (never with NO_COLOR),
 amounts with thousands separators, times as relative ages. JSON and CSV are for programs:

@@ -1,4 +1,4 @@
--- Finding detectors (CONTRACT §3): failed_debit, consecutive_failures, duplicate_scan,
+-- Finding detectors (docs/detectors.md): failed_debit, consecutive_failures, duplicate_scan,
 -- concurrent_txn. Pure functions of (params, since) over the source views; `since` is the earliest
 -- row time to examine (the runner's watermark minus late_window, or first_lookback on a first run).
 

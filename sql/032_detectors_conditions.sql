@@ -1,4 +1,4 @@
--- Condition detectors (CONTRACT §3): negative_balance, stuck_pending, failure_rate. A condition
+-- Condition detectors (docs/detectors.md): negative_balance, stuck_pending, failure_rate. A condition
 -- detector returns every instance that holds now; the runner resolves the ones that vanished.
 
 -- An account whose balance is below zero.

@@ -1,4 +1,4 @@
--- balance_mismatch (CONTRACT §3): |balance - (opening_balance + sum of success amounts)| > tolerance.
+-- balance_mismatch (docs/detectors.md): |balance - (opening_balance + sum of success amounts)| > tolerance.
 --
 -- Incremental reconciliation. monitor.account_totals holds, per account, the sum of `success`
 -- amounts created before a horizon (watermark 'balance_mismatch.horizon', kept 5 minutes behind

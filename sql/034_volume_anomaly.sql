@@ -1,4 +1,4 @@
--- volume_anomaly (CONTRACT §3): the last complete UTC hour's transaction count against the same
+-- volume_anomaly (docs/detectors.md): the last complete UTC hour's transaction count against the same
 -- hour of the week over the previous `baseline_days`: it fires when the count deviates from the
 -- samples' mean by more than sigma x max(sample stddev, sqrt(mean), 1) x sqrt(1 + 1/samples). Hourly counts come from a materialized view
 -- (hours with no transactions count as 0 once the source has data), refreshed CONCURRENTLY by the

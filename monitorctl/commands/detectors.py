@@ -1,4 +1,4 @@
-"""detectors list|enable|disable|set|add|remove: inspect and tune detectors (CONTRACT §3, §6).
+"""detectors list|enable|disable|set|add|remove: inspect and tune detectors (docs/detectors.md, docs/cli.md).
 
 Every change is made through SQL (monitor.configure_detector, monitor.register_detector) and then
 pg_cron's jobs are brought in line at once (a disabled detector is unscheduled, a new schedule

@@ -35,7 +35,7 @@ class Status(str, enum.Enum):
 
 STATUSES = {"active": ["open", "acknowledged"], "all": None}
 
-# The columns of monitor.events that JSON and CSV carry (CONTRACT §4).
+# The columns of monitor.events that JSON and CSV carry (docs/operations.md).
 EVENT_KEYS = ["event_id", "detector", "kind", "severity", "status", "subject", "dedup_key", "txn_id", "amount",
               "summary", "evidence", "first_seen", "last_seen", "occurrences", "acknowledged_at",
               "acknowledged_by", "resolved_at", "resolved_by", "resolution_note"]

@@ -1,4 +1,4 @@
-"""ack and resolve: lifecycle transitions made by people (CONTRACT §4, §6).
+"""ack and resolve: lifecycle transitions made by people (docs/operations.md, docs/cli.md).
 
 Both go through monitor.acknowledge / monitor.resolve (SECURITY DEFINER, callable by monitor_operator),
 which are all-or-nothing over the ids: an unknown id, or resolving a resolved event, changes nothing

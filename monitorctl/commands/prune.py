@@ -1,4 +1,4 @@
-"""prune: retention now (CONTRACT §4), the same work as the daily `monitor.prune` pg_cron job.
+"""prune: retention now (docs/operations.md), the same work as the daily `monitor.prune` pg_cron job.
 
 CALL monitor.prune(...) deletes in bounded batches, committing between them, and reports rows per
 table. When pg_cron lives in another database, this database's jobs' rows in cron.job_run_details

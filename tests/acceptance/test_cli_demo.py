@@ -1,4 +1,4 @@
-"""monitorctl demo (CONTRACT §6): a throwaway server, a festival with every kind of incident, detection,
+"""monitorctl demo (docs/cli.md): a throwaway server, a festival with every kind of incident, detection,
 clean-up; and with --keep, the session the documentation shows (events, ack, status) against it."""
 
 import json

@@ -1,4 +1,4 @@
-"""monitorctl detectors list|enable|disable|set|add|remove (CONTRACT §3, §6): changes reach pg_cron at
+"""monitorctl detectors list|enable|disable|set|add|remove (docs/detectors.md, docs/cli.md): changes reach pg_cron at
 once and survive a re-install."""
 
 import pytest

@@ -1,4 +1,4 @@
-"""Exit 3 (CONTRACT §6): one line naming `monitorctl install` on an uninstalled database, and naming the
+"""Exit 3 (docs/cli.md): one line naming `monitorctl install` on an uninstalled database, and naming the
 server tried on an unreachable one. Every command is checked in-process in
 tests/integration/test_cli_errors.py; here, the installed CLI on a few."""
 

@@ -1,4 +1,4 @@
-"""monitorctl events and show (CONTRACT §4, §6), through the installed CLI as a subprocess.
+"""monitorctl events and show (docs/operations.md, docs/cli.md), through the installed CLI as a subprocess.
 
 The filter matrix and the finer points are in tests/integration/test_cli_events.py (in-process).
 """

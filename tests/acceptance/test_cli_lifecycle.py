@@ -1,4 +1,4 @@
-"""monitorctl ack / resolve (CONTRACT §4, §6, §7) through the installed CLI."""
+"""monitorctl ack / resolve (docs/operations.md, docs/cli.md, docs/security.md) through the installed CLI."""
 
 import psycopg
 

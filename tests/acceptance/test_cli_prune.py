@@ -1,4 +1,4 @@
-"""monitorctl prune (CONTRACT §4): retention in bounded batches; open and acknowledged events are never pruned."""
+"""monitorctl prune (docs/operations.md): retention in bounded batches; open and acknowledged events are never pruned."""
 
 import psycopg
 import pytest

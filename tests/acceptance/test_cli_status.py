@@ -1,4 +1,4 @@
-"""monitorctl status (CONTRACT §6) and its --health probe mode, through the installed CLI."""
+"""monitorctl status (docs/cli.md) and its --health probe mode, through the installed CLI."""
 
 import pytest
 

@@ -1,5 +1,5 @@
 """Every operator command exits 3 with one line naming `monitorctl install` on an uninstalled database,
-and naming the server on an unreachable one (CONTRACT §6); in-process."""
+and naming the server on an unreachable one (docs/cli.md); in-process."""
 
 import os
 import socket

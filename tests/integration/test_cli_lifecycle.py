@@ -1,4 +1,4 @@
-"""monitorctl ack / resolve in-process: all-or-nothing over the ids (CONTRACT §6)."""
+"""monitorctl ack / resolve in-process: all-or-nothing over the ids (docs/cli.md)."""
 
 import pytest
 

@@ -1,4 +1,4 @@
-"""Sources through a mapping file (CONTRACT §2) onto tables with other names and vocabularies,
+"""Sources through a mapping file (README.md) onto tables with other names and vocabularies,
 in a database that is not pg_cron's (jobs made with cron.schedule_in_database)."""
 
 import subprocess

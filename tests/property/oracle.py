@@ -1,4 +1,4 @@
-"""An independent model of the detector rules of CONTRACT §3, for a static ledger.
+"""An independent model of the detector rules of docs/detectors.md, for a static ledger.
 
 Given plain rows and the run time, it says which events one run of each detector opens when
 `since` reaches back before every row. It is written from the contract text:
@@ -8,7 +8,7 @@ Given plain rows and the run time, it says which events one run of each detector
 * orderings break ties on the id compared as text in byte order. For str values encoded as
   UTF-8, Python's comparison (by code point) is that byte order.
 
-Rows are dicts with the logical columns of CONTRACT §2:
+Rows are dicts with the logical columns of README.md:
 
 * account:     account_id, balance, opening_balance
 * transaction: txn_id, account_id, amount, status, balance_before, balance_after, created_at

@@ -1,4 +1,4 @@
-"""The finding and condition detectors agree with an independent model of CONTRACT §3.
+"""The finding and condition detectors agree with an independent model of docs/detectors.md.
 
 Random small ledgers (a few accounts, up to 40 random transactions and 40 scans in the last half
 hour plus injected failure runs, stuck pendings and failure-rate blocks, on a 0.5 s grid so that

@@ -1,4 +1,4 @@
-"""volume_anomaly on synthetic stationary traffic (CONTRACT §3).
+"""volume_anomaly on synthetic stationary traffic (docs/detectors.md).
 
 "On a synthetic 28-day ledger of stationary Poisson hourly counts it opens fewer than one event per
 simulated week, and it fires on an hour whose count dropped by 80%."
