@@ -39,6 +39,12 @@ FIGURES = [
     "write_overhead.on.p95_ms_median",
     "write_overhead.tps_ratio",
     "write_overhead.p95_ratio",
+    "storm.fold_ms.median",
+    "storm.floor_insert_ms.median",
+    "storm.fold_ratio",
+    "storm.resight_ms.median",
+    "storm.floor_update_ms.median",
+    "storm.resight_ratio",
 ]
 
 
@@ -51,9 +57,11 @@ def lookup(result: dict, path: str):
     return node
 
 
-def missing_figures(result: dict) -> list[str]:
+def missing_figures(result: dict, storm_only: bool = False) -> list[str]:
     out = []
     for path in FIGURES:
+        if storm_only and not path.startswith("storm."):
+            continue
         v = lookup(result, path)
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
             out.append(path)
@@ -71,6 +79,9 @@ def derive(result: dict) -> None:
     nv = result.get("naive", {})
     total = nv.get("total_s")
     nv["speedup"] = ratio(total * 1000 if total is not None else None, lookup(main, "cycle_ms.median"))
+    st = result.get("storm", {})
+    st["fold_ratio"] = ratio(lookup(st, "fold_ms.median"), lookup(st, "floor_insert_ms.median"))
+    st["resight_ratio"] = ratio(lookup(st, "resight_ms.median"), lookup(st, "floor_update_ms.median"))
 
 
 def goals(result: dict) -> list[dict]:
@@ -94,6 +105,12 @@ def goals(result: dict) -> list[dict]:
     goal("speed-up over the naive baseline", lookup(result, "naive.speedup"), ">=", 100)
     goal("write throughput with detection", lookup(result, "write_overhead.tps_ratio"), ">=", 0.97)
     goal("write p95 latency with detection", lookup(result, "write_overhead.p95_ratio"), "<=", 1.10)
+    goal("storm: findings folded into events vs a plain INSERT", lookup(result, "storm.fold_ratio"), "<=", 3)
+    goal("storm: open conditions seen again vs a plain UPDATE", lookup(result, "storm.resight_ratio"), "<=", 3)
+    if lookup(result, "storm.errors"):
+        for g in out[-2:]:
+            g["met"] = False
+            g["note"] = "runs failed: " + "; ".join(f"{k}: {v}" for k, v in result["storm"]["errors"].items())
     gen = lookup(result, "generation.main.seconds")
     goal("ledger generation time", round(gen / 60, 1) if gen is not None else None, "<=", 60, " min")
     if errors:
@@ -157,6 +174,14 @@ def table(result: dict) -> str:
                      f"p95 {g(result, f'write_overhead.{arm}.p95_ms_median')} ms", ""))
     rows.append(("  with/without detection: TPS, p95", "", "", _fmt_x(g(result, "write_overhead.tps_ratio")),
                  _fmt_x(g(result, "write_overhead.p95_ratio"))))
+    n = g(result, "storm.findings")
+    rows.append((f"storm: {n or 0:,} findings folded into events (timeout {g(result, 'storm.timeout')})",
+                 _fmt_ms(g(result, "storm.fold_ms.min")), _fmt_ms(g(result, "storm.fold_ms.median")),
+                 "INSERT " + _fmt_ms(g(result, "storm.floor_insert_ms.median")), _fmt_x(g(result, "storm.fold_ratio"))))
+    rows.append((f"storm: {n or 0:,} open conditions seen again",
+                 _fmt_ms(g(result, "storm.resight_ms.min")), _fmt_ms(g(result, "storm.resight_ms.median")),
+                 "UPDATE " + _fmt_ms(g(result, "storm.floor_update_ms.median")),
+                 _fmt_x(g(result, "storm.resight_ratio"))))
     gen = g(result, "generation.main.seconds")
     rows.append(("ledger generation", "", f"{gen / 60:.1f} min" if gen is not None else "n/a", "", ""))
     widths = [max(len(str(r[i])) for r in rows) for i in range(5)]

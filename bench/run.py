@@ -30,7 +30,7 @@ import psycopg  # noqa: E402
 from monitorctl import embedded  # noqa: E402
 from monitorctl.install import install  # noqa: E402
 
-from . import measure, report, writeload  # noqa: E402
+from . import measure, report, storm, writeload  # noqa: E402
 from .common import CHOICES, DEFAULT_SCALE, SCALES, connect, say  # noqa: E402
 
 SETTINGS = ("shared_buffers", "work_mem", "maintenance_work_mem", "effective_cache_size", "max_connections",
@@ -115,26 +115,16 @@ def run(args) -> dict:
                              autocommit=True) as conn:
             result["meta"]["server"] = server_meta(conn)
         names = {"ref": f"bench_{ref_scale.name}", "main": f"bench_{scale.name}"}
-        dsns: dict[str, str] = {}
-        result["generation"] = {}
-        for key in ("ref", "main"):
-            dsns[key], result["generation"][key] = prepare_database(
-                server, names[key], ref_scale.name if key == "ref" else scale.name, args.extra_sql)
-        conns = {key: connect(dsn) for key, dsn in dsns.items()}
-        try:
-            measure_read_side(result, conns, scale)
-        finally:
-            for c in conns.values():
-                c.close()
-        if args.skip_write:
-            result["write_overhead"] = {"error": "skipped (--skip-write)"}
+        if args.storm_only:
+            names = {}
         else:
-            say(f"write overhead: pgbench {scale.pgbench_rounds} x (without, with detection),"
-                f" {scale.pgbench_seconds} s each")
-            try:
-                result["write_overhead"] = writeload.write_overhead(server, dsns["main"], scale, args.extra_sql)
-            except Exception as exc:  # reported, not fatal: the other figures stand
-                result["write_overhead"] = {"error": str(exc)}
+            run_read_and_write_sides(args, server, result, names, scale, ref_scale)
+        say(f"event storm: {scale.storm_findings:,} findings at once, {scale.storm_reps} times")
+        names["storm"] = "bench_storm"
+        storm_dsn = server.create_database(names["storm"])
+        install(storm_dsn, with_ledger=True, do_schedule=False)
+        with connect(storm_dsn) as conn:
+            result["storm"] = storm.storm(conn, scale.storm_findings, scale.storm_reps)
         if server.backend == "external" and not args.keep:
             for name in names.values():
                 server.drop_database(name)
@@ -144,8 +134,32 @@ def run(args) -> dict:
     result["meta"]["machine"]["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
     report.derive(result)
     result["goals"] = report.goals(result)
-    result["missing_figures"] = report.missing_figures(result)
+    result["missing_figures"] = report.missing_figures(result, storm_only=args.storm_only)
     return result
+
+
+def run_read_and_write_sides(args, server, result: dict, names: dict, scale, ref_scale) -> None:
+    """The ledgers at two sizes: the read side (cycles, full pass, naive baseline), then pgbench."""
+    dsns: dict[str, str] = {}
+    result["generation"] = {}
+    for key in ("ref", "main"):
+        dsns[key], result["generation"][key] = prepare_database(
+            server, names[key], ref_scale.name if key == "ref" else scale.name, args.extra_sql)
+    conns = {key: connect(dsn) for key, dsn in dsns.items()}
+    try:
+        measure_read_side(result, conns, scale)
+    finally:
+        for c in conns.values():
+            c.close()
+    if args.skip_write:
+        result["write_overhead"] = {"error": "skipped (--skip-write)"}
+    else:
+        say(f"write overhead: pgbench {scale.pgbench_rounds} x (without, with detection),"
+            f" {scale.pgbench_seconds} s each")
+        try:
+            result["write_overhead"] = writeload.write_overhead(server, dsns["main"], scale, args.extra_sql)
+        except Exception as exc:  # reported, not fatal: the other figures stand
+            result["write_overhead"] = {"error": str(exc)}
 
 
 def measure_read_side(result: dict, conns: dict, scale) -> None:
@@ -199,6 +213,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pgbench-rate", type=int, metavar="TPS",
                     help="run pgbench at this many payments a second (pgbench -R) instead of flat out")
     ap.add_argument("--skip-write", action="store_true", help="skip the pgbench write-overhead runs")
+    ap.add_argument("--storm-only", action="store_true", help="measure only the event storm (minutes, not"
+                    " the whole run); other figures are then reported missing")
     ap.add_argument("--shared-buffers", metavar="SIZE",
                     help="shared_buffers of the throwaway server (default: a quarter of memory, at most 8GB)")
     ap.add_argument("--keep", action="store_true", help="on an external server: keep the benchmark databases")

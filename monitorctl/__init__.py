@@ -1,3 +1,3 @@
 """monitorctl: a PostgreSQL-native financial-integrity monitor."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0.dev0"

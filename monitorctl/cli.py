@@ -9,7 +9,7 @@ import psycopg
 import typer
 from typer.core import TyperGroup
 
-from . import __version__, resources
+from . import __version__, output, resources
 from .errors import MonitorError
 
 try:  # typer 0.2x vendors click as typer._click; earlier versions use click itself
@@ -22,16 +22,9 @@ except ImportError:  # pragma: no cover - depends on the installed typer
     except ImportError:  # click before 8.2 prints the help itself, without an exception
         NoArgsIsHelpError = ()
 
-# control characters a message may carry (a schedule with a newline in it, a server message's DETAIL)
-_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
-_ESCAPES.update({chr(c): f"\\x{c:02x}" for c in [*range(0x20), 0x7f, *range(0x80, 0xa0)] if chr(c) not in _ESCAPES})
-_ESCAPES.update({"\u2028": "\\u2028", "\u2029": "\\u2029"})  # line breaks to str.splitlines()
-_CONTROL = str.maketrans(_ESCAPES)
-
-
 def one_line(message: str) -> str:
     """A message as one line: control characters shown escaped (a newline as \\n), not cut off."""
-    return message.rstrip().translate(_CONTROL)
+    return output.printable(message.rstrip())
 
 
 def fail(message: str, code: int):

@@ -80,6 +80,10 @@ def ensure_installed(conn) -> None:
     if conn.execute(query("installed_schema")).fetchone()[0] != resources.schema_version():
         raise DatabaseUnavailable("monitor's install did not finish (its functions and views are missing or "
                                   "older than its schema): run `monitorctl install`")
+    missing = conn.execute(query("missing_views")).fetchone()[0]
+    if missing:
+        raise DatabaseUnavailable(f"{missing} is missing (dropped with something it depended on?): "
+                                  "run `monitorctl install` to make it again")
 
 
 def apply_migrations(dsn: str, which: str) -> list[str]:
@@ -158,8 +162,9 @@ def install(dsn: str, with_ledger: bool = False, config: dict | None = None, do_
         try:
             conn.execute(query("ensure_roles"))  # cluster-wide: safe against a concurrent install elsewhere
             conn.execute("create schema if not exists monitor")
+            ledger_installed = bool(set(applied_ids(conn) or []) & set(resources.migration_ids("ledger")))
             report.applied += apply_migrations(dsn, "monitor")
-            if with_ledger:
+            if with_ledger or ledger_installed:  # an upgrade brings the reference ledger up to date too
                 report.applied += apply_migrations(dsn, "ledger")
             for mid in report.applied:
                 say(f"applied migration {mid}")
@@ -172,6 +177,9 @@ def install(dsn: str, with_ledger: bool = False, config: dict | None = None, do_
                         conn.execute(text)
                     except Exception as exc:
                         raise MonitorError(f"install failed in sql/{name}: {str(exc).splitlines()[0]}") from exc
+                problem = conn.execute("select monitor.sources_problem()").fetchone()[0]
+                if problem:  # behind the views just made: nothing of another role's (docs/security.md)
+                    raise UsageError(f"config: sources: {problem}")
                 for detector, params in ((config or {}).get("detectors") or {}).items():
                     set_params(conn, detector, params, where=f"config: [detectors.{detector}]: ")
                 conn.execute(query("set_scheduling"), (do_schedule,))

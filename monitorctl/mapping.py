@@ -142,6 +142,9 @@ def check_database(conn, mapping: dict) -> None:
         found = find_relation(conn, relation)
         if found is None:
             raise UsageError(f"config: '{where}.relation' = {relation!r}: relation does not exist")
+        untrusted = conn.execute(query("relation_untrusted"), (found[0],)).fetchone()
+        if untrusted:
+            raise UsageError(f"config: '{where}.relation' = {relation!r}: {untrusted[0]}")
         have = {r[0] for r in conn.execute(query("relation_columns"), (found[0],))}
         for col, value in spec["columns"].items():
             if isinstance(value, str) and value not in have:

@@ -133,6 +133,19 @@ def clock(ts: dt.datetime | None) -> str:
     return ts.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
+# control characters text from the database may carry (a note, an id, a server message): shown escaped,
+# so that nothing printed can move the cursor, retitle the terminal or break a line
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+_ESCAPES.update({chr(c): f"\\x{c:02x}" for c in [*range(0x20), 0x7f, *range(0x80, 0xa0)] if chr(c) not in _ESCAPES})
+_ESCAPES.update({"\u2028": "\\u2028", "\u2029": "\\u2029"})  # line breaks to str.splitlines()
+_CONTROL = str.maketrans(_ESCAPES)
+
+
+def printable(text: str) -> str:
+    """Text with its control characters escaped (a newline as \\n, ESC as \\x1b)."""
+    return text.translate(_CONTROL)
+
+
 def cell(value, kind: str, now: dt.datetime | None = None) -> str:
     if value is None:
         return ""
@@ -148,7 +161,7 @@ def cell(value, kind: str, now: dt.datetime | None = None) -> str:
         return json.dumps(jsonable(value), separators=(",", ":"), ensure_ascii=False)
     if isinstance(value, bool):
         return "yes" if value else "no"
-    return " ".join(str(value).split())  # one line per row, whatever the text holds
+    return printable(" ".join(str(value).split()))  # one line per row, whatever the text holds
 
 
 def paint(text: str, kind: str, value, colour: bool) -> str:

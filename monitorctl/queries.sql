@@ -35,6 +35,11 @@ on conflict (key) do update set value = excluded.value
 -- name: installed_schema
 select (select value #>> '{}' from monitor.settings where key = 'install.schema')
 
+-- name: missing_views
+-- the views install makes over the mapped tables: a user's DROP ... CASCADE can take them away
+select (select string_agg('view ' || v, ', ') from unnest(array['monitor.src_accounts', 'monitor.src_transactions',
+        'monitor.src_scans', 'monitor.volume_hourly']) v where to_regclass(v) is null)
+
 -- name: install_lock_holder
 select l.pid, a.usename, a.application_name, a.backend_start
 from pg_locks l left join pg_stat_activity a on a.pid = l.pid
@@ -127,7 +132,7 @@ select e.event_id, e.detector, e.kind, e.severity, e.status, e.subject, e.dedup_
 from monitor.events e where e.event_id = %(id)s
 
 -- name: event_history
-select h.history_id, h.event_id, h.created_at, h.transition, h.actor, h.note, h.detector, h.severity,
+select h.history_id, h.event_id, h.created_at, h.transition, h.actor, h.db_user, h.note, h.detector, h.severity,
        h.subject, h.summary
 from monitor.alert_history h where h.event_id = %(id)s order by h.created_at, h.history_id
 
@@ -234,6 +239,22 @@ join pg_namespace n on n.nspname = s.nsp
 join pg_class c on c.relnamespace = n.oid and c.relname = %(name)s and c.relkind in ('r', 'p', 'v', 'm', 'f')
 order by s.i
 limit 1
+
+-- name: relation_untrusted
+-- why detectors may not read a mapped relation with monitor's owner's rights, or NULL: a view,
+-- materialized view or foreign table, or a table with row-level security, owned by a role that is
+-- neither a superuser nor monitor's owner (the installer, before the first install) could run its
+-- owner's code in the reader's name (sql/015_trust.sql checks everything behind the views too)
+select format('%%s %%s is owned by %%s, and detectors read it with monitor''s rights: it must be owned by %%s or a '
+              'superuser', case c.relkind when 'v' then 'view' when 'm' then 'materialized view'
+                                          when 'f' then 'foreign table' else 'table with row-level security' end,
+              c.oid::regclass, c.relowner::regrole, m.owner::regrole)
+from pg_class c
+join pg_roles o on o.oid = c.relowner
+cross join (select coalesce((select nspowner from pg_namespace where nspname = 'monitor'),
+                            (select oid from pg_roles where rolname = current_user)) as owner) m
+where c.oid = %s and (c.relkind in ('v', 'm', 'f') or c.relrowsecurity)
+  and not o.rolsuper and c.relowner <> m.owner
 
 -- name: relation_columns
 select attname from pg_attribute where attrelid = %s and attnum > 0 and not attisdropped

@@ -13,10 +13,6 @@ $$;
 CREATE OR REPLACE FUNCTION monitor.param_interval(p_params jsonb, p_key text) RETURNS interval
 LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, monitor, pg_temp AS $$ SELECT (p_params ->> p_key)::interval $$;
 
--- Read a numeric parameter.
-CREATE OR REPLACE FUNCTION monitor.param_numeric(p_params jsonb, p_key text) RETURNS numeric
-LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, monitor, pg_temp AS $$ SELECT (p_params ->> p_key)::numeric $$;
-
 -- The kind and valid range of a parameter: every value outside it would make runs fail or mean
 -- nothing (a fraction of a count, a timeout that rounds to none, a window that overflows a
 -- timestamp). '*' rules hold for every detector that has the key. A custom detector's own

@@ -13,6 +13,12 @@ WITH NO DATA;
 CREATE UNIQUE INDEX IF NOT EXISTS volume_hourly_hour ON monitor.volume_hourly (hour_utc);
 COMMENT ON MATERIALIZED VIEW monitor.volume_hourly IS
     'Transactions per UTC hour over the last 57 days: the baseline of volume_anomaly.';
+-- Made again empty (the source views were replaced, or dropped by someone's DROP ... CASCADE): its
+-- next run builds it, instead of failing until the hourly refresh job comes round.
+DELETE FROM monitor.watermarks
+ WHERE detector = 'volume_anomaly.baseline'
+   AND NOT (SELECT m.ispopulated FROM pg_catalog.pg_matviews m
+             WHERE m.schemaname = 'monitor' AND m.matviewname = 'volume_hourly');
 
 CREATE OR REPLACE FUNCTION monitor.refresh_volume_baseline() RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, monitor, pg_temp AS $$

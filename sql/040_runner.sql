@@ -44,70 +44,106 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, monitor, pg_temp AS $$
         now() - coalesce(monitor.param_interval(p_detector.params, 'first_lookback'), interval '24 hours'))
 $$;
 
--- Fold the findings of one run into monitor.events. Returns (opened, updated, resolved).
--- force_custom_plan: each lookup is planned with its keys, an index probe; a cached generic plan
--- would read every event of the detector per finding (quadratic in the findings of one run).
+-- Fold the findings of one run into monitor.events, in one statement whatever their number (an
+-- outage fails 100,000 payments at once): each finding's open event is looked up by its own key,
+-- else by a key its evidence lists in member_keys (a growing burst); matched events are updated
+-- (occurrences counts the findings that saw them), the others opened (a finding already resolved by
+-- a person is not opened again), and for a condition every open event no finding saw is resolved.
+-- Every transition is logged in alert_history and announced with NOTIFY. Returns the counts.
 CREATE OR REPLACE FUNCTION monitor.apply_findings(p_detector monitor.detectors, p_findings monitor.finding[],
                                                   OUT opened integer, OUT updated integer, OUT resolved integer)
-LANGUAGE plpgsql SET search_path = pg_catalog, monitor, pg_temp SET plan_cache_mode = force_custom_plan AS $$
-DECLARE
-    f monitor.finding;
-    keys text[];
-    seen text[] := '{}';
-    ev monitor.events;
+-- a custom plan per run: the planner sees how many findings there are; a storm's sorts in memory
+LANGUAGE plpgsql SET search_path = pg_catalog, monitor, pg_temp SET plan_cache_mode = force_custom_plan
+                 SET work_mem = '64MB' AS $$
 BEGIN
-    opened := 0; updated := 0; resolved := 0;
-    FOREACH f IN ARRAY p_findings LOOP
-        CONTINUE WHEN f.dedup_key IS NULL;
-        -- A growing burst or run may name other rows that identify an event already open for it.
-        keys := ARRAY[f.dedup_key] || coalesce(ARRAY(SELECT jsonb_array_elements_text(f.evidence -> 'member_keys')), '{}');
-        SELECT * INTO ev FROM monitor.events e
-         WHERE e.detector = p_detector.name AND e.dedup_key = ANY (keys) AND e.status <> 'resolved'
-         ORDER BY (e.dedup_key = f.dedup_key) DESC, e.event_id
-         LIMIT 1 FOR UPDATE;
-        IF FOUND THEN
-            seen := seen || ev.dedup_key;
-            UPDATE monitor.events e
-               SET last_seen = now(), occurrences = e.occurrences + 1, evidence = f.evidence,
-                   summary = coalesce(f.summary, e.summary), amount = f.amount,
-                   txn_id = coalesce(e.txn_id, f.txn_id), subject = coalesce(f.subject, e.subject),
-                   severity = p_detector.severity
-             WHERE e.event_id = ev.event_id;
-            IF ev.severity <> p_detector.severity THEN
-                ev.severity := p_detector.severity;
-                PERFORM monitor.log_transition(ev, 'severity_changed', 'auto',
-                                               format('severity is now %s', p_detector.severity));
-            END IF;
-            updated := updated + 1;
-            CONTINUE;
-        END IF;
-        -- A finding is recorded once: one already resolved by a person is not opened again.
-        IF p_detector.kind = 'finding' AND EXISTS (
-            SELECT FROM monitor.events e WHERE e.detector = p_detector.name AND e.dedup_key = ANY (keys)) THEN
-            CONTINUE;
-        END IF;
-        INSERT INTO monitor.events (detector, kind, severity, subject, dedup_key, txn_id, amount, summary, evidence)
-        VALUES (p_detector.name, p_detector.kind, p_detector.severity, coalesce(f.subject, 'system'), f.dedup_key,
-                f.txn_id, f.amount, coalesce(f.summary, p_detector.name), coalesce(f.evidence, '{}'))
-        ON CONFLICT (detector, dedup_key) WHERE status <> 'resolved' DO NOTHING
-        RETURNING * INTO ev;
-        IF FOUND THEN
-            seen := seen || ev.dedup_key;
-            PERFORM monitor.log_transition(ev, 'opened', 'auto');
-            opened := opened + 1;
-        END IF;
-    END LOOP;
-    -- A condition that no longer holds resolves by itself.
-    IF p_detector.kind = 'condition' THEN
-        FOR ev IN
-            UPDATE monitor.events e
-               SET status = 'resolved', resolved_at = now(), resolved_by = 'auto'
-             WHERE e.detector = p_detector.name AND e.status <> 'resolved' AND NOT (e.dedup_key = ANY (seen))
-            RETURNING *
-        LOOP
-            PERFORM monitor.log_transition(ev, 'auto_resolved', 'auto');
-            resolved := resolved + 1;
-        END LOOP;
+    WITH f AS (                    -- the findings, in order; the last of several on one event wins
+        SELECT u.ord, u.subject, u.dedup_key, u.txn_id, u.amount, u.summary, u.evidence,
+               ARRAY[u.dedup_key] || coalesce(ARRAY(SELECT jsonb_array_elements_text(u.evidence -> 'member_keys')
+                                                     WHERE jsonb_typeof(u.evidence -> 'member_keys') = 'array'),
+                                               '{}') AS keys
+          FROM unnest(p_findings) WITH ORDINALITY AS u(subject, dedup_key, txn_id, amount, summary, evidence, ord)
+         WHERE u.dedup_key IS NOT NULL
+    ), fm AS (                     -- each finding's open event, probed by key: its own key first, else the
+        SELECT f.*,                -- oldest of its member keys'; and whether its own key was ever recorded
+               CASE WHEN own.active THEN own.event_id ELSE member.event_id END AS event_id,
+               CASE WHEN own.active THEN own.severity ELSE member.severity END AS old_severity,
+               own.event_id IS NOT NULL AS recorded
+          FROM f
+          LEFT JOIN LATERAL (
+                   SELECT e.event_id, e.severity, e.status <> 'resolved' AS active FROM monitor.events e
+                    WHERE e.detector = p_detector.name AND e.dedup_key = f.dedup_key
+                    ORDER BY e.status <> 'resolved' DESC
+                    LIMIT 1) own ON true
+          LEFT JOIN LATERAL (
+                   SELECT e.event_id, e.severity
+                     FROM unnest(f.keys[2:]) AS kk(key)
+                     CROSS JOIN LATERAL (
+                         SELECT e.event_id, e.severity FROM monitor.events e
+                          WHERE e.detector = p_detector.name AND e.dedup_key = kk.key AND e.status <> 'resolved') e
+                    WHERE own.active IS NOT TRUE
+                    ORDER BY e.event_id
+                    LIMIT 1) member ON true
+    ), hit AS (                    -- per matched event: how many findings saw it, and the last one
+        SELECT DISTINCT ON (x.event_id) x.*, count(*) OVER (PARTITION BY x.event_id) AS n
+          FROM fm x
+         WHERE x.event_id IS NOT NULL
+         ORDER BY x.event_id, x.ord DESC
+    ), upd AS (
+        UPDATE monitor.events e
+           SET last_seen = now(), occurrences = e.occurrences + h.n, evidence = h.evidence,
+               summary = coalesce(h.summary, e.summary), amount = h.amount,
+               txn_id = coalesce(e.txn_id, h.txn_id), subject = coalesce(h.subject, e.subject),
+               severity = p_detector.severity
+          FROM hit h
+         WHERE e.event_id = h.event_id AND e.status <> 'resolved'
+        RETURNING e.event_id, e.detector, e.severity, e.subject, e.summary, h.old_severity, h.n
+    ), fresh AS (                  -- unmatched findings; a finding is recorded once, even if resolved
+        SELECT x.*, count(*) OVER (PARTITION BY x.dedup_key) AS n,
+               row_number() OVER (PARTITION BY x.dedup_key ORDER BY x.ord DESC) AS nth
+          FROM fm x
+         WHERE x.event_id IS NULL
+           AND NOT (p_detector.kind = 'finding' AND (x.recorded OR (cardinality(x.keys) > 1 AND EXISTS (
+                    SELECT FROM monitor.events e WHERE e.detector = p_detector.name AND e.dedup_key = ANY (x.keys[2:])))))
+    ), ins AS (                    -- (the run lock keeps every other writer of this detector's events out)
+        INSERT INTO monitor.events (detector, kind, severity, subject, dedup_key, txn_id, amount, summary,
+                                    evidence, occurrences)
+        SELECT p_detector.name, p_detector.kind, p_detector.severity, coalesce(x.subject, 'system'), x.dedup_key,
+               x.txn_id, x.amount, coalesce(x.summary, p_detector.name), coalesce(x.evidence, '{}'), x.n
+          FROM fresh x
+         WHERE x.nth = 1
+        RETURNING event_id, detector, severity, subject, summary
+    ), gone AS (                   -- a condition that no longer holds resolves by itself
+        UPDATE monitor.events e
+           SET status = 'resolved', resolved_at = now(), resolved_by = 'auto'
+         WHERE p_detector.kind = 'condition' AND e.detector = p_detector.name AND e.status <> 'resolved'
+           AND e.event_id NOT IN (SELECT x.event_id FROM fm x WHERE x.event_id IS NOT NULL)  -- hashed
+        RETURNING e.event_id, e.detector, e.severity, e.subject, e.summary
+    ), transitions AS (
+        SELECT u.event_id, 'severity_changed' AS transition, format('severity is now %s', u.severity) AS note,
+               u.detector, u.severity, u.subject, u.summary
+          FROM upd u WHERE u.old_severity <> u.severity
+        UNION ALL
+        SELECT i.event_id, 'opened', NULL, i.detector, i.severity, i.subject, i.summary FROM ins i
+        UNION ALL
+        SELECT g.event_id, 'auto_resolved', NULL, g.detector, g.severity, g.subject, g.summary FROM gone g
+    ), logged AS (
+        INSERT INTO monitor.alert_history (event_id, transition, actor, note, detector, severity, subject, summary)
+        SELECT t.event_id, t.transition, 'auto', t.note, t.detector, t.severity, t.subject, t.summary
+          FROM transitions t
+        RETURNING event_id, transition, detector, severity
+    ), announced AS (
+        SELECT count(pg_notify('monitor_events', json_build_object(
+                   'event_id', l.event_id, 'detector', l.detector, 'severity', l.severity,
+                   'transition', l.transition)::text)) AS n
+          FROM logged l
+    )
+    SELECT (SELECT count(*) FROM ins), coalesce((SELECT sum(u.n) FROM upd u), 0), (SELECT count(*) FROM gone)
+      INTO opened, updated, resolved
+      FROM announced;
+    -- a storm changes what the table holds faster than autovacuum looks: the next run (which looks up
+    -- each finding's event by key) must not be planned from statistics that say the detector has none
+    IF opened + resolved >= 1000 THEN
+        ANALYZE monitor.events;
     END IF;
 END
 $$;
@@ -128,6 +164,7 @@ DECLARE
     v_seen xid8;
     v_snap_xmin xid8;
     v_fn regprocedure;
+    v_problem text;
 BEGIN
     SELECT * INTO d FROM monitor.detectors WHERE name = p_name;
     IF NOT FOUND THEN
@@ -142,6 +179,9 @@ BEGIN
         INSERT INTO monitor.detector_runs (detector, started_at, finished_at, status, error)
         VALUES (p_name, v_started, clock_timestamp(), 'skipped', 'another run of this detector was in progress');
         RETURN 0;
+    END IF;
+    IF p_since > now() THEN  -- '-infinity' is all history; a time to come would examine nothing
+        RAISE EXCEPTION 'since must not be in the future, not %', p_since USING ERRCODE = '22023';
     END IF;
     v_since := monitor.run_since(d, p_since);
     -- what the previous run saw (not on a --since rescan; not across a billion transactions, far
@@ -161,11 +201,21 @@ BEGIN
             RAISE EXCEPTION 'detector function %(jsonb, timestamptz) does not exist', d.function
                 USING HINT = 'register the function, or disable the detector';
         END IF;
-        -- it runs with this function's owner's rights: only the function that was registered
+        -- it runs with monitor's owner's rights: only the function that was registered, still one that
+        -- nobody else can change or redirect, reading sources nobody else can change (docs/security.md)
         IF monitor.function_digest(v_fn) IS DISTINCT FROM d.function_digest THEN
             RAISE EXCEPTION 'detector function % changed since it was registered (its definition or owner): '
                             're-register it with monitorctl detectors add', d.function
                 USING ERRCODE = 'insufficient_privilege';
+        END IF;
+        v_problem := CASE WHEN NOT d.builtin THEN monitor.detector_function_problem(v_fn) END;
+        IF v_problem IS NULL THEN
+            -- held to the end of the run: nobody can replace what is behind the views meanwhile
+            LOCK TABLE monitor.src_accounts, monitor.src_transactions, monitor.src_scans IN ACCESS SHARE MODE;
+            v_problem := monitor.sources_problem();
+        END IF;
+        IF v_problem IS NOT NULL THEN
+            RAISE EXCEPTION 'refused to run %: %', p_name, v_problem USING ERRCODE = 'insufficient_privilege';
         END IF;
         IF d.prepare IS NOT NULL THEN
             EXECUTE format('SELECT %s($1, $2)', d.prepare::regproc) USING d.params, v_since;
@@ -174,10 +224,14 @@ BEGIN
             INTO v_findings USING d.params, v_since;
         PERFORM set_config('monitor.seen_xmin', '', true);
         r := monitor.apply_findings(d, v_findings);
-        INSERT INTO monitor.watermarks AS w (detector, high_water, seen_xmin) VALUES (p_name, now(), CASE WHEN p_since IS NULL THEN v_snap_xmin END)
-        ON CONFLICT (detector) DO UPDATE
-            SET high_water = greatest(w.high_water, excluded.high_water), updated_at = now(),
-                seen_xmin = CASE WHEN p_since IS NULL THEN excluded.seen_xmin ELSE w.seen_xmin END;
+        -- a rescan from an earlier time (p_since) leaves the watermark alone: it never moves the
+        -- regular runs past rows they have not examined
+        IF p_since IS NULL THEN
+            INSERT INTO monitor.watermarks AS w (detector, high_water, seen_xmin) VALUES (p_name, now(), v_snap_xmin)
+            ON CONFLICT (detector) DO UPDATE
+                SET high_water = greatest(w.high_water, excluded.high_water), updated_at = now(),
+                    seen_xmin = excluded.seen_xmin;
+        END IF;
         INSERT INTO monitor.detector_runs (detector, started_at, finished_at, status, since, events_opened,
                                            events_updated, events_resolved, rows_examined)
         VALUES (p_name, v_started, clock_timestamp(), 'ok', v_since, r.opened, r.updated, r.resolved,

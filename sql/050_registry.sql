@@ -19,14 +19,13 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, monitor, pg_temp AS $$
 $$;
 
 -- A detector function runs inside monitor.run_detector, with the rights of monitor's owner (pg_cron
--- runs it as the installer). So it must be a function nobody else can change: owned by the owner of
--- schema monitor or by a superuser, and pinning its own search_path with pg_temp last, so that the
--- names it uses cannot be redirected by whoever calls run_detector (docs/security.md).
+-- runs it as the installer): only a function nobody else can change or redirect is accepted
+-- (monitor.detector_function_problem, docs/security.md). Returns the function.
 CREATE OR REPLACE FUNCTION monitor.check_detector_function(p_function text) RETURNS regprocedure
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, monitor, pg_temp AS $$
 DECLARE
     fn regprocedure;
-    p record;
+    problem text;
 BEGIN
     IF p_function IS NULL OR p_function !~ '^[A-Za-z_][A-Za-z0-9_$]*\.[A-Za-z_][A-Za-z0-9_$]*$' THEN
         RAISE EXCEPTION 'detector function must be a schema-qualified name such as myschema.detect_x, not %',
@@ -37,27 +36,9 @@ BEGIN
         RAISE EXCEPTION 'function %(params jsonb, since timestamptz) does not exist', p_function
             USING ERRCODE = '22023', HINT = 'create it first: it must return SETOF monitor.finding';
     END IF;
-    SELECT pr.proretset AND pr.prorettype = 'monitor.finding'::regtype AS returns_findings,
-           pr.proowner::regrole::text AS owner,
-           pr.proowner = n.nspowner OR r.rolsuper AS trusted_owner,
-           n.nspowner::regrole::text AS monitor_owner,
-           EXISTS (SELECT FROM unnest(pr.proconfig) c
-                    WHERE c ~ '^search_path=(.*,\s*)?("pg_temp"|pg_temp)$') AS pinned
-      INTO p
-      FROM pg_proc pr, pg_namespace n, pg_roles r
-     WHERE pr.oid = fn AND n.nspname = 'monitor' AND r.oid = pr.proowner;
-    IF NOT p.returns_findings THEN
-        RAISE EXCEPTION 'function % must return SETOF monitor.finding', p_function USING ERRCODE = '22023';
-    END IF;
-    IF NOT p.trusted_owner THEN
-        RAISE EXCEPTION 'function % is owned by %: a detector function runs with monitor''s rights, so it must be '
-                        'owned by % (the owner of schema monitor) or by a superuser', p_function, p.owner, p.monitor_owner
-            USING ERRCODE = '22023', HINT = format('ALTER FUNCTION %s OWNER TO %s', fn, p.monitor_owner);
-    END IF;
-    IF NOT p.pinned THEN
-        RAISE EXCEPTION 'function % must pin its search_path with pg_temp last', p_function
-            USING ERRCODE = '22023',
-                  HINT = format('ALTER FUNCTION %s SET search_path = pg_catalog, monitor, pg_temp', fn);
+    problem := monitor.detector_function_problem(fn);
+    IF problem IS NOT NULL THEN
+        RAISE EXCEPTION '%', problem USING ERRCODE = '22023';
     END IF;
     RETURN fn;
 END

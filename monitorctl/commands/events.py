@@ -50,7 +50,7 @@ EVENT_COLUMNS = [
     Column("last_seen", "LAST SEEN", "age"),
     Column("summary", "SUMMARY", flex=True),
 ]
-HISTORY_KEYS = ["history_id", "event_id", "created_at", "transition", "actor", "note", "detector", "severity",
+HISTORY_KEYS = ["history_id", "event_id", "created_at", "transition", "actor", "db_user", "note", "detector", "severity",
                 "subject", "summary"]
 
 UNITS = {"s": 1, "sec": 1, "secs": 1, "second": 1, "seconds": 1,
@@ -309,6 +309,11 @@ def show(
 def describe(event: dict | None, history: list[dict], event_id: int, colour: bool) -> str:
     import json
 
+    def shown(row: dict) -> dict:  # text from the database, control characters escaped
+        return {k: output.printable(v) if isinstance(v, str) else v for k, v in row.items()}
+
+    event = event and shown(event)
+    history = [shown(h) for h in history]
     lines = []
     if event is None:
         last = history[-1]
@@ -345,7 +350,10 @@ def describe(event: dict | None, history: list[dict], event_id: int, colour: boo
     lines.append("Timeline:")
     for h in history:
         note = f"  ({h['note']})" if h["note"] else ""
-        lines.append(f"  {output.clock(h['created_at'])}  {h['transition']:16} {h['actor']}{note}")
+        who = h["actor"]
+        if h.get("db_user") not in (None, who) and who != "auto":  # the name the caller gave, and who they are
+            who += f" (database user {h['db_user']})"
+        lines.append(f"  {output.clock(h['created_at'])}  {h['transition']:16} {who}{note}")
     if not history:
         lines.append("  (no history: it was pruned)")
     return "\n".join(lines)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import List, Optional
 
+import psycopg
 import typer
 from psycopg.rows import dict_row
 
@@ -52,7 +53,10 @@ def run(
             say(f"[{i}/{len(names)}] {name} ...")
             start = since_ts or (conn.execute("select now()").fetchone()["now"] - since_iv if since_iv else None)
             conn.execute("select set_config('statement_timeout', %s, true)", (known[name]["timeout_ms"],))
-            conn.execute("select monitor.run_detector(%s, %s)", (name, start))
+            try:
+                conn.execute("select monitor.run_detector(%s, %s)", (name, start))
+            except psycopg.errors.InvalidParameterValue as exc:  # a --since in the future, say
+                raise UsageError(f"--since: {exc.diag.message_primary}")
             conn.commit()
             row = conn.execute(query("last_run"), (name,)).fetchone()
             conn.commit()

@@ -228,3 +228,24 @@ def test_a_relation_without_its_schema_is_found_in_the_roles_search_path(app_db)
     install(dsn, config=mapping.load(cfg), do_schedule=False)
     with psycopg.connect(dsn) as c:
         assert "table_cards" in c.execute("select pg_get_viewdef('monitor.src_accounts')").fetchone()[0]
+
+
+def test_without_accounts_updated_at_a_balance_changed_after_its_transaction_is_reconciled(app_db):
+    """The card's balance moves in a later transaction than the (failed) transaction that explains it,
+    after a run has seen that transaction: without accounts.updated_at only the late window shows it."""
+    dsn, cfg = app_db
+    install(dsn, config=mapping.load(cfg), do_schedule=False)
+    with psycopg.connect(dsn, autocommit=True) as c:
+        c.execute("insert into public.table_cards values (1, 10)")
+        c.execute("insert into public.app_transaction_log (transaction_id, card_id, amount_change, status,"
+                  " previous_balance, new_balance, \"timestamp\") values"
+                  " (1, 1, 10, 'completed', 0, 10, now() at time zone 'UTC' - interval '2 hours')")
+        c.execute("select monitor.run_detector('balance_mismatch')")
+        c.execute("insert into public.app_transaction_log (transaction_id, card_id, amount_change, status,"
+                  " previous_balance, new_balance) values (2, 1, -4, 'failed', 10, 6)")
+        c.execute("select monitor.run_detector('balance_mismatch')")   # sees transaction 2; the card still 10
+        assert c.execute("select count(*) from monitor.events").fetchone()[0] == 0
+        c.execute("update public.table_cards set balance = 6 where card_id = 1")  # the failed debit took it
+        c.execute("select monitor.run_detector('balance_mismatch')")
+        assert c.execute("select subject, amount from monitor.events where detector = 'balance_mismatch'"
+                         ).fetchall() == [("1", -4)]

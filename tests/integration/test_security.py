@@ -413,3 +413,104 @@ def test_an_install_racing_another_for_the_roles_succeeds():
         assert result["r"].returncode == 0, result["r"].stderr
     finally:
         server.stop()
+
+
+# -- what a detector function and the sources may be -----------------------------------------------
+
+def test_a_detector_function_must_resolve_names_only_where_nobody_else_can_create(conn, login_role):
+    """A search_path naming a schema others may create in lets them plant a closer overload."""
+    role, dsn = login_role()
+    conn.execute("create schema shared")
+    conn.execute(sql.SQL("grant usage, create on schema shared to {}").format(sql.Identifier(role)))
+    conn.execute("create function shared.detect_x(params jsonb, since timestamptz) returns setof monitor.finding"
+                 " language sql set search_path = pg_catalog, pg_temp as $$ select null::monitor.finding where false $$")
+    conn.execute("alter function shared.detect_x(jsonb, timestamptz) owner to current_user")
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match=f"role {role} may create objects in schema shared"):
+        conn.execute("select monitor.register_detector('x', 'shared.detect_x', 'low', 'finding')")
+    make_detector_function(conn, "uses_shared")
+    conn.execute("alter function public.uses_shared(jsonb, timestamptz) set search_path = pg_catalog, shared, pg_temp")
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="search_path names schema shared"):
+        conn.execute("select monitor.register_detector('uses_shared', 'public.uses_shared', 'low', 'finding')")
+    # registered while the schema was safe, then opened up: the run refuses it
+    make_detector_function(conn, "later")
+    conn.execute("alter function public.later(jsonb, timestamptz) set search_path = pg_catalog, shared, pg_temp")
+    conn.execute(sql.SQL("revoke create on schema shared from {}").format(sql.Identifier(role)))
+    conn.execute("select monitor.register_detector('later', 'public.later', 'low', 'finding')")
+    conn.execute(sql.SQL("grant create on schema shared to {}").format(sql.Identifier(role)))
+    Ledger(conn).run("later")
+    run = Ledger(conn).last_run("later")
+    assert run["status"] == "error" and f"role {role} may create objects in schema shared" in run["error"]
+    conn.execute("drop schema shared cascade")
+
+
+def test_sources_another_role_can_change_are_refused(pg_server, fresh_db, login_role, tmp_path):
+    """A view owned by another role could be redefined to call its code as the detectors' reader."""
+    role, _dsn = login_role()
+    with psycopg.connect(fresh_db, autocommit=True) as c:
+        c.execute("create table public.cards (id text primary key, balance numeric)")
+        c.execute("create table public.tx (id text primary key, card text, amt numeric, st text, at timestamptz)")
+        c.execute("create table public.scans (id text primary key, card text, at timestamptz)")
+        c.execute("create view public.tx_v as select * from public.tx")
+        c.execute(sql.SQL("grant select on public.tx to {}").format(sql.Identifier(role)))
+        c.execute(sql.SQL("alter view public.tx_v owner to {}").format(sql.Identifier(role)))
+    cfg = tmp_path / "m.toml"
+    cfg.write_text("""
+[sources.accounts]
+relation = "public.cards"
+columns = { account_id = "id", balance = "balance" }
+[sources.transactions]
+relation = "public.tx_v"
+columns = { txn_id = "id", account_id = "card", amount = "amt", status = "st", created_at = "at" }
+[sources.scans]
+relation = "public.scans"
+columns = { scan_id = "id", account_id = "card", scanned_at = "at" }
+""")
+    r = run_cli("install", "--config", str(cfg), dsn=fresh_db)
+    with psycopg.connect(fresh_db, autocommit=True) as c:
+        c.execute("alter view public.tx_v owner to current_user")  # whatever follows, the role can be dropped
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "sources.transactions.relation" in r.stderr and f"view public.tx_v is owned by {role}" in r.stderr
+    with psycopg.connect(fresh_db, autocommit=True) as c:
+        assert c.execute("select to_regnamespace('monitor')").fetchone()[0] is None
+        # owned by the installer it is accepted; handed over later, every run refuses to read it
+        assert run_cli("install", "--config", str(cfg), "--no-schedule", dsn=fresh_db).returncode == 0
+        c.execute(sql.SQL("alter view public.tx_v owner to {}").format(sql.Identifier(role)))
+        c.execute("select monitor.run_detector('failed_debit')")
+        error = c.execute("select error from monitor.detector_runs order by run_id desc limit 1").fetchone()[0]
+        assert f"view public.tx_v is owned by {role}" in error
+        c.execute("alter view public.tx_v owner to current_user")
+        c.execute(sql.SQL("revoke select on public.tx from {}").format(sql.Identifier(role)))
+        run_cli("uninstall", "--yes", dsn=fresh_db)
+
+
+def test_an_operators_rescan_never_moves_the_watermark(conn):
+    ledger = Ledger(conn).recent(60)
+    ledger.run("failed_debit")
+    mark = conn.execute("select high_water from monitor.watermarks where detector = 'failed_debit'").fetchone()
+    conn.execute("select monitor.run_detector('failed_debit', now() - interval '1 hour')")
+    assert conn.execute("select high_water from monitor.watermarks where detector = 'failed_debit'").fetchone() == mark
+    for since in ("'infinity'", "now() + interval '1 day'"):
+        with pytest.raises(psycopg.errors.InvalidParameterValue, match="must not be in the future"):
+            conn.execute(f"select monitor.run_detector('failed_debit', {since})")
+    conn.execute("select monitor.run_detector('failed_debit', '-infinity')")  # all history: a full rescan
+    assert conn.execute("select high_water from monitor.watermarks where detector = 'failed_debit'").fetchone() == mark
+
+
+def test_the_database_user_behind_a_transition_is_recorded(db, conn, login_role):
+    role, dsn = login_role("monitor_operator")
+    event = an_event(conn)
+    r = run_cli("resolve", str(event), "--as", "alice", "--note", "refunded", dsn=dsn)
+    assert r.returncode == 0, r.stderr
+    assert conn.execute("select actor, db_user from monitor.alert_history where event_id = %s"
+                        " and transition = 'resolved'", (event,)).fetchone() == ("alice", role)
+    shown = run_cli("show", str(event), dsn=db).stdout
+    assert f"alice (database user {role})" in shown
+
+
+def test_control_characters_from_the_database_are_escaped_in_output(db, conn):
+    event = an_event(conn)
+    conn.execute("select monitor.resolve(array[%s]::bigint[], %s, %s)", (event, "ok \x1b[2J\x1b]0;owned\x07", "eve\x1b[1m"))
+    for args in (["show", str(event)], ["events", "--status", "all"]):
+        out = run_cli(*args, dsn=db).stdout
+        assert "\x1b" not in out and "\x07" not in out, args
+    assert "\\x1b[2J" in run_cli("show", str(event), dsn=db).stdout

@@ -21,6 +21,13 @@ BEGIN
 END
 $$;
 
+CREATE FUNCTION monitor.accounts_have_updated_at() RETURNS boolean
+    LANGUAGE sql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
+    AS $$
+    SELECT true
+$$;
+
 CREATE FUNCTION monitor.acknowledge(p_event_ids bigint[], p_actor text DEFAULT NULL::text) RETURNS integer
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
@@ -73,65 +80,97 @@ CREATE FUNCTION monitor.apply_findings(p_detector monitor.detectors, p_findings 
     LANGUAGE plpgsql
     SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
     SET plan_cache_mode TO 'force_custom_plan'
+    SET work_mem TO '64MB'
     AS $$
-DECLARE
-    f monitor.finding;
-    keys text[];
-    seen text[] := '{}';
-    ev monitor.events;
 BEGIN
-    opened := 0; updated := 0; resolved := 0;
-    FOREACH f IN ARRAY p_findings LOOP
-        CONTINUE WHEN f.dedup_key IS NULL;
-        -- A growing burst or run may name other rows that identify an event already open for it.
-        keys := ARRAY[f.dedup_key] || coalesce(ARRAY(SELECT jsonb_array_elements_text(f.evidence -> 'member_keys')), '{}');
-        SELECT * INTO ev FROM monitor.events e
-         WHERE e.detector = p_detector.name AND e.dedup_key = ANY (keys) AND e.status <> 'resolved'
-         ORDER BY (e.dedup_key = f.dedup_key) DESC, e.event_id
-         LIMIT 1 FOR UPDATE;
-        IF FOUND THEN
-            seen := seen || ev.dedup_key;
-            UPDATE monitor.events e
-               SET last_seen = now(), occurrences = e.occurrences + 1, evidence = f.evidence,
-                   summary = coalesce(f.summary, e.summary), amount = f.amount,
-                   txn_id = coalesce(e.txn_id, f.txn_id), subject = coalesce(f.subject, e.subject),
-                   severity = p_detector.severity
-             WHERE e.event_id = ev.event_id;
-            IF ev.severity <> p_detector.severity THEN
-                ev.severity := p_detector.severity;
-                PERFORM monitor.log_transition(ev, 'severity_changed', 'auto',
-                                               format('severity is now %s', p_detector.severity));
-            END IF;
-            updated := updated + 1;
-            CONTINUE;
-        END IF;
-        -- A finding is recorded once: one already resolved by a person is not opened again.
-        IF p_detector.kind = 'finding' AND EXISTS (
-            SELECT FROM monitor.events e WHERE e.detector = p_detector.name AND e.dedup_key = ANY (keys)) THEN
-            CONTINUE;
-        END IF;
-        INSERT INTO monitor.events (detector, kind, severity, subject, dedup_key, txn_id, amount, summary, evidence)
-        VALUES (p_detector.name, p_detector.kind, p_detector.severity, coalesce(f.subject, 'system'), f.dedup_key,
-                f.txn_id, f.amount, coalesce(f.summary, p_detector.name), coalesce(f.evidence, '{}'))
-        ON CONFLICT (detector, dedup_key) WHERE status <> 'resolved' DO NOTHING
-        RETURNING * INTO ev;
-        IF FOUND THEN
-            seen := seen || ev.dedup_key;
-            PERFORM monitor.log_transition(ev, 'opened', 'auto');
-            opened := opened + 1;
-        END IF;
-    END LOOP;
-    -- A condition that no longer holds resolves by itself.
-    IF p_detector.kind = 'condition' THEN
-        FOR ev IN
-            UPDATE monitor.events e
-               SET status = 'resolved', resolved_at = now(), resolved_by = 'auto'
-             WHERE e.detector = p_detector.name AND e.status <> 'resolved' AND NOT (e.dedup_key = ANY (seen))
-            RETURNING *
-        LOOP
-            PERFORM monitor.log_transition(ev, 'auto_resolved', 'auto');
-            resolved := resolved + 1;
-        END LOOP;
+    WITH f AS (                    -- the findings, in order; the last of several on one event wins
+        SELECT u.ord, u.subject, u.dedup_key, u.txn_id, u.amount, u.summary, u.evidence,
+               ARRAY[u.dedup_key] || coalesce(ARRAY(SELECT jsonb_array_elements_text(u.evidence -> 'member_keys')
+                                                     WHERE jsonb_typeof(u.evidence -> 'member_keys') = 'array'),
+                                               '{}') AS keys
+          FROM unnest(p_findings) WITH ORDINALITY AS u(subject, dedup_key, txn_id, amount, summary, evidence, ord)
+         WHERE u.dedup_key IS NOT NULL
+    ), fm AS (                     -- each finding's open event, probed by key: its own key first, else the
+        SELECT f.*,                -- oldest of its member keys'; and whether its own key was ever recorded
+               CASE WHEN own.active THEN own.event_id ELSE member.event_id END AS event_id,
+               CASE WHEN own.active THEN own.severity ELSE member.severity END AS old_severity,
+               own.event_id IS NOT NULL AS recorded
+          FROM f
+          LEFT JOIN LATERAL (
+                   SELECT e.event_id, e.severity, e.status <> 'resolved' AS active FROM monitor.events e
+                    WHERE e.detector = p_detector.name AND e.dedup_key = f.dedup_key
+                    ORDER BY e.status <> 'resolved' DESC
+                    LIMIT 1) own ON true
+          LEFT JOIN LATERAL (
+                   SELECT e.event_id, e.severity
+                     FROM unnest(f.keys[2:]) AS kk(key)
+                     CROSS JOIN LATERAL (
+                         SELECT e.event_id, e.severity FROM monitor.events e
+                          WHERE e.detector = p_detector.name AND e.dedup_key = kk.key AND e.status <> 'resolved') e
+                    WHERE own.active IS NOT TRUE
+                    ORDER BY e.event_id
+                    LIMIT 1) member ON true
+    ), hit AS (                    -- per matched event: how many findings saw it, and the last one
+        SELECT DISTINCT ON (x.event_id) x.*, count(*) OVER (PARTITION BY x.event_id) AS n
+          FROM fm x
+         WHERE x.event_id IS NOT NULL
+         ORDER BY x.event_id, x.ord DESC
+    ), upd AS (
+        UPDATE monitor.events e
+           SET last_seen = now(), occurrences = e.occurrences + h.n, evidence = h.evidence,
+               summary = coalesce(h.summary, e.summary), amount = h.amount,
+               txn_id = coalesce(e.txn_id, h.txn_id), subject = coalesce(h.subject, e.subject),
+               severity = p_detector.severity
+          FROM hit h
+         WHERE e.event_id = h.event_id AND e.status <> 'resolved'
+        RETURNING e.event_id, e.detector, e.severity, e.subject, e.summary, h.old_severity, h.n
+    ), fresh AS (                  -- unmatched findings; a finding is recorded once, even if resolved
+        SELECT x.*, count(*) OVER (PARTITION BY x.dedup_key) AS n,
+               row_number() OVER (PARTITION BY x.dedup_key ORDER BY x.ord DESC) AS nth
+          FROM fm x
+         WHERE x.event_id IS NULL
+           AND NOT (p_detector.kind = 'finding' AND (x.recorded OR (cardinality(x.keys) > 1 AND EXISTS (
+                    SELECT FROM monitor.events e WHERE e.detector = p_detector.name AND e.dedup_key = ANY (x.keys[2:])))))
+    ), ins AS (                    -- (the run lock keeps every other writer of this detector's events out)
+        INSERT INTO monitor.events (detector, kind, severity, subject, dedup_key, txn_id, amount, summary,
+                                    evidence, occurrences)
+        SELECT p_detector.name, p_detector.kind, p_detector.severity, coalesce(x.subject, 'system'), x.dedup_key,
+               x.txn_id, x.amount, coalesce(x.summary, p_detector.name), coalesce(x.evidence, '{}'), x.n
+          FROM fresh x
+         WHERE x.nth = 1
+        RETURNING event_id, detector, severity, subject, summary
+    ), gone AS (                   -- a condition that no longer holds resolves by itself
+        UPDATE monitor.events e
+           SET status = 'resolved', resolved_at = now(), resolved_by = 'auto'
+         WHERE p_detector.kind = 'condition' AND e.detector = p_detector.name AND e.status <> 'resolved'
+           AND e.event_id NOT IN (SELECT x.event_id FROM fm x WHERE x.event_id IS NOT NULL)  -- hashed
+        RETURNING e.event_id, e.detector, e.severity, e.subject, e.summary
+    ), transitions AS (
+        SELECT u.event_id, 'severity_changed' AS transition, format('severity is now %s', u.severity) AS note,
+               u.detector, u.severity, u.subject, u.summary
+          FROM upd u WHERE u.old_severity <> u.severity
+        UNION ALL
+        SELECT i.event_id, 'opened', NULL, i.detector, i.severity, i.subject, i.summary FROM ins i
+        UNION ALL
+        SELECT g.event_id, 'auto_resolved', NULL, g.detector, g.severity, g.subject, g.summary FROM gone g
+    ), logged AS (
+        INSERT INTO monitor.alert_history (event_id, transition, actor, note, detector, severity, subject, summary)
+        SELECT t.event_id, t.transition, 'auto', t.note, t.detector, t.severity, t.subject, t.summary
+          FROM transitions t
+        RETURNING event_id, transition, detector, severity
+    ), announced AS (
+        SELECT count(pg_notify('monitor_events', json_build_object(
+                   'event_id', l.event_id, 'detector', l.detector, 'severity', l.severity,
+                   'transition', l.transition)::text)) AS n
+          FROM logged l
+    )
+    SELECT (SELECT count(*) FROM ins), coalesce((SELECT sum(u.n) FROM upd u), 0), (SELECT count(*) FROM gone)
+      INTO opened, updated, resolved
+      FROM announced;
+    -- a storm changes what the table holds faster than autovacuum looks: the next run (which looks up
+    -- each finding's event by key) must not be planned from statistics that say the detector has none
+    IF opened + resolved >= 1000 THEN
+        ANALYZE monitor.events;
     END IF;
 END
 $$;
@@ -147,7 +186,7 @@ CREATE FUNCTION monitor.check_detector_function(p_function text) RETURNS regproc
     AS $_$
 DECLARE
     fn regprocedure;
-    p record;
+    problem text;
 BEGIN
     IF p_function IS NULL OR p_function !~ '^[A-Za-z_][A-Za-z0-9_$]*\.[A-Za-z_][A-Za-z0-9_$]*$' THEN
         RAISE EXCEPTION 'detector function must be a schema-qualified name such as myschema.detect_x, not %',
@@ -158,27 +197,9 @@ BEGIN
         RAISE EXCEPTION 'function %(params jsonb, since timestamptz) does not exist', p_function
             USING ERRCODE = '22023', HINT = 'create it first: it must return SETOF monitor.finding';
     END IF;
-    SELECT pr.proretset AND pr.prorettype = 'monitor.finding'::regtype AS returns_findings,
-           pr.proowner::regrole::text AS owner,
-           pr.proowner = n.nspowner OR r.rolsuper AS trusted_owner,
-           n.nspowner::regrole::text AS monitor_owner,
-           EXISTS (SELECT FROM unnest(pr.proconfig) c
-                    WHERE c ~ '^search_path=(.*,\s*)?("pg_temp"|pg_temp)$') AS pinned
-      INTO p
-      FROM pg_proc pr, pg_namespace n, pg_roles r
-     WHERE pr.oid = fn AND n.nspname = 'monitor' AND r.oid = pr.proowner;
-    IF NOT p.returns_findings THEN
-        RAISE EXCEPTION 'function % must return SETOF monitor.finding', p_function USING ERRCODE = '22023';
-    END IF;
-    IF NOT p.trusted_owner THEN
-        RAISE EXCEPTION 'function % is owned by %: a detector function runs with monitor''s rights, so it must be '
-                        'owned by % (the owner of schema monitor) or by a superuser', p_function, p.owner, p.monitor_owner
-            USING ERRCODE = '22023', HINT = format('ALTER FUNCTION %s OWNER TO %s', fn, p.monitor_owner);
-    END IF;
-    IF NOT p.pinned THEN
-        RAISE EXCEPTION 'function % must pin its search_path with pg_temp last', p_function
-            USING ERRCODE = '22023',
-                  HINT = format('ALTER FUNCTION %s SET search_path = pg_catalog, monitor, pg_temp', fn);
+    problem := monitor.detector_function_problem(fn);
+    IF problem IS NOT NULL THEN
+        RAISE EXCEPTION '%', problem USING ERRCODE = '22023';
     END IF;
     RETURN fn;
 END
@@ -335,6 +356,10 @@ DECLARE
     full_pass boolean := coalesce((SELECT high_water >= now() FROM monitor.watermarks
                                     WHERE detector = 'balance_mismatch.full'), true);
     tolerance numeric := (params ->> 'tolerance')::numeric;
+    -- without accounts.updated_at a balance change shows only through a transaction: the accounts
+    -- with a transaction after the horizon (the live rows, read anyway) are checked at every run, so
+    -- a balance that moves up to balance_horizon_lag() after its transaction is still caught
+    recheck_live boolean := NOT monitor.accounts_have_updated_at();
     report text := $r$
         SELECT c.account_id, c.account_id, NULL::text,
                c.balance - (c.opening_balance + c.settled + c.live),
@@ -379,7 +404,8 @@ BEGIN
                 UNION ALL
                 SELECT t.account_id, NULL, NULL,
                        CASE WHEN t.status = 'success' AND t.created_at >= $1 THEN t.amount END, false,
-                       (t.created_at >= $2 OR t.updated_at >= $2) AND (age(t.row_xmin) <= $4) IS NOT FALSE
+                       ((t.created_at >= $2 OR t.updated_at >= $2) AND (age(t.row_xmin) <= $4) IS NOT FALSE)
+                       OR ($5 AND t.created_at >= $1)
                   FROM monitor.src_transactions t
                  WHERE t.created_at >= least($1, $2) OR t.updated_at >= $2
                 UNION ALL
@@ -399,7 +425,7 @@ BEGIN
                 SELECT a.account_id, a.balance, a.opening_balance,
                        coalesce(tot.success_sum, 0) AS settled, a.live
                   FROM accounts a LEFT JOIN monitor.account_totals tot ON tot.account_id = a.account_id
-            )$q$ || report USING h, since, tolerance, monitor.seen_age();
+            )$q$ || report USING h, since, tolerance, monitor.seen_age(), recheck_live;
     END IF;
 END
 $_$;
@@ -692,6 +718,54 @@ $$;
 
 COMMENT ON FUNCTION monitor.detect_volume_anomaly(params jsonb, since timestamp with time zone) IS 'volume_anomaly: last complete UTC hour''s count vs the same hour of the week in the baseline.';
 
+CREATE FUNCTION monitor.detector_function_problem(p_fn regprocedure) RETURNS text
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
+    AS $_$
+DECLARE
+    p record;
+    path text;
+    entry text;
+    problem text;
+BEGIN
+    SELECT pr.proretset AND pr.prorettype = 'monitor.finding'::regtype AS returns_findings,
+           pr.proowner, n.nspname,
+           (SELECT substr(c, length('search_path=') + 1) FROM unnest(pr.proconfig) c
+             WHERE c LIKE 'search_path=%' LIMIT 1) AS search_path
+      INTO p
+      FROM pg_proc pr JOIN pg_namespace n ON n.oid = pr.pronamespace
+     WHERE pr.oid = p_fn;
+    IF NOT FOUND THEN
+        RETURN format('function %s does not exist', p_fn);
+    ELSIF NOT p.returns_findings THEN
+        RETURN format('function %s must return SETOF monitor.finding', p_fn);
+    ELSIF NOT monitor.trusted_role(p.proowner) THEN
+        RETURN format('function %s is owned by %s: a detector function runs with monitor''s rights, so it must be '
+                      'owned by %s (the owner of schema monitor) or by a superuser', p_fn, p.proowner::regrole,
+                      (SELECT nspowner::regrole FROM pg_namespace WHERE nspname = 'monitor'));
+    END IF;
+    problem := monitor.schema_problem(p.nspname);
+    IF problem IS NOT NULL THEN
+        RETURN format('function %s cannot be trusted: %s', p_fn, problem);
+    END IF;
+    path := p.search_path;
+    IF path IS NULL OR path !~ '(^|,)\s*"?pg_temp"?\s*$' THEN
+        RETURN format('function %s must pin its search_path with pg_temp last '
+                      '(ALTER FUNCTION %s SET search_path = pg_catalog, monitor, pg_temp)', p_fn, p_fn);
+    END IF;
+    FOREACH entry IN ARRAY string_to_array(path, ',') LOOP
+        entry := btrim(btrim(entry), '"');
+        CONTINUE WHEN entry IN ('pg_temp', 'pg_catalog');
+        problem := monitor.schema_problem(entry);
+        IF problem IS NOT NULL THEN
+            RETURN format('function %s cannot be trusted: its search_path names schema %s, and %s', p_fn, entry,
+                          problem);
+        END IF;
+    END LOOP;
+    RETURN NULL;
+END
+$_$;
+
 CREATE FUNCTION monitor.detector_problems() RETURNS SETOF monitor.finding
     LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
@@ -900,7 +974,8 @@ CREATE TABLE monitor.events (
     CONSTRAINT events_kind_check CHECK ((kind = ANY (ARRAY['finding'::text, 'condition'::text]))),
     CONSTRAINT events_severity_check CHECK ((severity = ANY (ARRAY['critical'::text, 'high'::text, 'medium'::text, 'low'::text]))),
     CONSTRAINT events_status_check CHECK ((status = ANY (ARRAY['open'::text, 'acknowledged'::text, 'resolved'::text])))
-);
+)
+WITH (fillfactor='80');
 
 CREATE FUNCTION monitor.log_transition(p_event monitor.events, p_transition text, p_actor text, p_note text DEFAULT NULL::text) RETURNS void
     LANGUAGE plpgsql
@@ -920,11 +995,6 @@ CREATE FUNCTION monitor.param_interval(p_params jsonb, p_key text) RETURNS inter
     LANGUAGE sql IMMUTABLE
     SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
     AS $$ SELECT (p_params ->> p_key)::interval $$;
-
-CREATE FUNCTION monitor.param_numeric(p_params jsonb, p_key text) RETURNS numeric
-    LANGUAGE sql IMMUTABLE
-    SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
-    AS $$ SELECT (p_params ->> p_key)::numeric $$;
 
 CREATE FUNCTION monitor.param_rule(p_detector text, p_key text, p_default jsonb, OUT kind text, OUT lo text, OUT hi text) RETURNS record
     LANGUAGE sql IMMUTABLE
@@ -1284,6 +1354,7 @@ DECLARE
     v_seen xid8;
     v_snap_xmin xid8;
     v_fn regprocedure;
+    v_problem text;
 BEGIN
     SELECT * INTO d FROM monitor.detectors WHERE name = p_name;
     IF NOT FOUND THEN
@@ -1298,6 +1369,9 @@ BEGIN
         INSERT INTO monitor.detector_runs (detector, started_at, finished_at, status, error)
         VALUES (p_name, v_started, clock_timestamp(), 'skipped', 'another run of this detector was in progress');
         RETURN 0;
+    END IF;
+    IF p_since > now() THEN  -- '-infinity' is all history; a time to come would examine nothing
+        RAISE EXCEPTION 'since must not be in the future, not %', p_since USING ERRCODE = '22023';
     END IF;
     v_since := monitor.run_since(d, p_since);
     -- what the previous run saw (not on a --since rescan; not across a billion transactions, far
@@ -1317,11 +1391,21 @@ BEGIN
             RAISE EXCEPTION 'detector function %(jsonb, timestamptz) does not exist', d.function
                 USING HINT = 'register the function, or disable the detector';
         END IF;
-        -- it runs with this function's owner's rights: only the function that was registered
+        -- it runs with monitor's owner's rights: only the function that was registered, still one that
+        -- nobody else can change or redirect, reading sources nobody else can change (docs/security.md)
         IF monitor.function_digest(v_fn) IS DISTINCT FROM d.function_digest THEN
             RAISE EXCEPTION 'detector function % changed since it was registered (its definition or owner): '
                             're-register it with monitorctl detectors add', d.function
                 USING ERRCODE = 'insufficient_privilege';
+        END IF;
+        v_problem := CASE WHEN NOT d.builtin THEN monitor.detector_function_problem(v_fn) END;
+        IF v_problem IS NULL THEN
+            -- held to the end of the run: nobody can replace what is behind the views meanwhile
+            LOCK TABLE monitor.src_accounts, monitor.src_transactions, monitor.src_scans IN ACCESS SHARE MODE;
+            v_problem := monitor.sources_problem();
+        END IF;
+        IF v_problem IS NOT NULL THEN
+            RAISE EXCEPTION 'refused to run %: %', p_name, v_problem USING ERRCODE = 'insufficient_privilege';
         END IF;
         IF d.prepare IS NOT NULL THEN
             EXECUTE format('SELECT %s($1, $2)', d.prepare::regproc) USING d.params, v_since;
@@ -1330,10 +1414,14 @@ BEGIN
             INTO v_findings USING d.params, v_since;
         PERFORM set_config('monitor.seen_xmin', '', true);
         r := monitor.apply_findings(d, v_findings);
-        INSERT INTO monitor.watermarks AS w (detector, high_water, seen_xmin) VALUES (p_name, now(), CASE WHEN p_since IS NULL THEN v_snap_xmin END)
-        ON CONFLICT (detector) DO UPDATE
-            SET high_water = greatest(w.high_water, excluded.high_water), updated_at = now(),
-                seen_xmin = CASE WHEN p_since IS NULL THEN excluded.seen_xmin ELSE w.seen_xmin END;
+        -- a rescan from an earlier time (p_since) leaves the watermark alone: it never moves the
+        -- regular runs past rows they have not examined
+        IF p_since IS NULL THEN
+            INSERT INTO monitor.watermarks AS w (detector, high_water, seen_xmin) VALUES (p_name, now(), v_snap_xmin)
+            ON CONFLICT (detector) DO UPDATE
+                SET high_water = greatest(w.high_water, excluded.high_water), updated_at = now(),
+                    seen_xmin = excluded.seen_xmin;
+        END IF;
         INSERT INTO monitor.detector_runs (detector, started_at, finished_at, status, since, events_opened,
                                            events_updated, events_resolved, rows_examined)
         VALUES (p_name, v_started, clock_timestamp(), 'ok', v_since, r.opened, r.updated, r.resolved,
@@ -1361,6 +1449,23 @@ CREATE FUNCTION monitor.run_since(p_detector monitor.detectors, p_override times
         (SELECT w.high_water - coalesce(monitor.param_interval(p_detector.params, 'late_window'), interval '0')
            FROM monitor.watermarks w WHERE w.detector = p_detector.name),
         now() - coalesce(monitor.param_interval(p_detector.params, 'first_lookback'), interval '24 hours'))
+$$;
+
+CREATE FUNCTION monitor.schema_problem(p_schema text) RETURNS text
+    LANGUAGE sql STABLE
+    SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
+    AS $$
+    SELECT CASE
+        WHEN n.oid IS NULL THEN format('schema %s does not exist (whoever creates it would own it)', p_schema)
+        WHEN NOT monitor.trusted_role(n.nspowner) THEN format('schema %s is owned by %s', n.nspname,
+                                                             n.nspowner::regrole)
+        ELSE (SELECT format('role %s may create objects in schema %s',
+                            CASE a.grantee WHEN 0 THEN 'PUBLIC' ELSE a.grantee::regrole::text END, n.nspname)
+                FROM aclexplode(coalesce(n.nspacl, acldefault('n', n.nspowner))) a
+               WHERE a.privilege_type = 'CREATE' AND (a.grantee = 0 OR NOT monitor.trusted_role(a.grantee))
+               LIMIT 1)
+    END
+    FROM (SELECT p_schema AS name) s LEFT JOIN pg_namespace n ON n.nspname = s.name
 $$;
 
 CREATE FUNCTION monitor.seen_age() RETURNS integer
@@ -1430,6 +1535,58 @@ END
 $$;
 
 COMMENT ON FUNCTION monitor.snapshot() IS 'Record one row in monitor.health_snapshots (pg_cron: every 5 minutes).';
+
+CREATE FUNCTION monitor.sources_problem() RETURNS text
+    LANGUAGE sql STABLE
+    SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
+    AS $$
+    WITH RECURSIVE behind (classid, objid) AS (
+        SELECT 'pg_class'::regclass::oid, c.oid FROM pg_class c
+         WHERE c.relnamespace = 'monitor'::regnamespace
+           AND c.relname IN ('src_accounts', 'src_transactions', 'src_scans')
+        UNION
+        SELECT d.refclassid, d.refobjid
+          FROM behind b
+          JOIN pg_rewrite rw ON b.classid = 'pg_class'::regclass AND rw.ev_class = b.objid
+          JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = rw.oid
+         WHERE d.refclassid IN ('pg_class'::regclass, 'pg_proc'::regclass, 'pg_operator'::regclass)
+           AND NOT (d.refclassid = 'pg_class'::regclass AND d.refobjid = b.objid)
+    )
+    SELECT format('%s %s is owned by %s, and detectors read it with monitor''s rights: it must be owned by %s '
+                  '(the owner of schema monitor) or a superuser', what, name, owner,
+                  (SELECT nspowner::regrole FROM pg_namespace WHERE nspname = 'monitor'))
+      FROM (
+        SELECT CASE c.relkind WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized view' WHEN 'f' THEN 'foreign table'
+                              ELSE 'table with row-level security' END AS what,
+               c.oid::regclass::text AS name, c.relowner::regrole::text AS owner, c.relowner AS owner_oid
+          FROM behind b JOIN pg_class c ON b.classid = 'pg_class'::regclass AND c.oid = b.objid
+         WHERE c.relkind IN ('v', 'm', 'f') OR (c.relkind IN ('r', 'p') AND c.relrowsecurity)
+        UNION ALL
+        SELECT 'function', p.oid::regprocedure::text, p.proowner::regrole::text, p.proowner
+          FROM behind b JOIN pg_proc p ON b.classid = 'pg_proc'::regclass AND p.oid = b.objid
+        UNION ALL
+        SELECT 'function', p.oid::regprocedure::text, p.proowner::regrole::text, p.proowner
+          FROM behind b JOIN pg_operator o ON b.classid = 'pg_operator'::regclass AND o.oid = b.objid
+          JOIN pg_proc p ON p.oid = o.oprcode
+      ) x
+     WHERE x.owner_oid <> 10  -- the bootstrap superuser, owner of PostgreSQL's own objects
+       AND NOT monitor.trusted_role(x.owner_oid)
+     LIMIT 1
+$$;
+
+CREATE FUNCTION monitor.trusted_role(p_role oid) RETURNS boolean
+    LANGUAGE sql STABLE
+    SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
+    AS $$
+    WITH r AS (
+        SELECT CASE WHEN p_role = 'pg_database_owner'::regrole
+                    THEN (SELECT d.datdba FROM pg_database d WHERE d.datname = current_database())
+                    ELSE p_role END AS oid
+    )
+    SELECT coalesce((SELECT a.rolsuper FROM pg_roles a WHERE a.oid = r.oid), false)
+        OR r.oid = (SELECT n.nspowner FROM pg_namespace n WHERE n.nspname = 'monitor')
+      FROM r
+$$;
 
 CREATE FUNCTION monitor.unregister_detector(p_name text) RETURNS void
     LANGUAGE plpgsql
@@ -1600,8 +1757,11 @@ CREATE TABLE monitor.alert_history (
     severity text NOT NULL,
     subject text NOT NULL,
     summary text NOT NULL,
+    db_user text DEFAULT SESSION_USER,
     CONSTRAINT alert_history_transition_check CHECK ((transition = ANY (ARRAY['opened'::text, 'acknowledged'::text, 'resolved'::text, 'auto_resolved'::text, 'severity_changed'::text])))
 );
+
+COMMENT ON COLUMN monitor.alert_history.db_user IS 'the database user who made the transition (NULL for rows older than the column); actor is who they named';
 
 ALTER TABLE monitor.alert_history ALTER COLUMN history_id ADD GENERATED ALWAYS AS IDENTITY (
     SEQUENCE NAME monitor.alert_history_history_id_seq
@@ -1805,8 +1965,6 @@ CREATE UNIQUE INDEX events_active_dedup ON monitor.events USING btree (detector,
 CREATE INDEX events_active_severity ON monitor.events USING btree (severity) WHERE (status <> 'resolved'::text);
 
 CREATE INDEX events_detector_key ON monitor.events USING btree (detector, dedup_key);
-
-CREATE INDEX events_last_seen ON monitor.events USING btree (last_seen DESC);
 
 CREATE INDEX events_resolved_at ON monitor.events USING btree (resolved_at) WHERE (status = 'resolved'::text);
 

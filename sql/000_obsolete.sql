@@ -1,0 +1,10 @@
+-- Objects earlier releases created in sql/ and this one no longer ships, or ships with another
+-- signature or return type (which CREATE OR REPLACE cannot change): dropped first, so that an
+-- upgrade (a plain `monitorctl install`) leaves the schema a fresh install would make. Every object
+-- removed from sql/ gets a line here; tests/migration/test_upgrade.py checks the result.
+
+-- 0.1.0
+DROP FUNCTION IF EXISTS monitor.lock_class();                        -- the run lock is monitor.run_locks
+DROP FUNCTION IF EXISTS monitor.check_unresolved(bigint[]);          -- now monitor.lock_unresolved
+DROP FUNCTION IF EXISTS monitor.check_detector_function(text);       -- now returns regprocedure
+DROP FUNCTION IF EXISTS monitor.param_numeric(jsonb, text);          -- unused
