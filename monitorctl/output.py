@@ -10,10 +10,12 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import itertools
 import json
 import os
 import shutil
 import sys
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -177,20 +179,26 @@ def paint(text: str, kind: str, value, colour: bool) -> str:
 def table(rows: list[dict], columns: list[Column], colour: bool = False, width: int | None = None,
           now: dt.datetime | None = None) -> str:
     """Aligned columns with a header; the flex column is cut to fit ``width`` when given."""
+    return "\n".join(table_lines(rows, rows, columns, colour, width, now))
+
+
+def table_lines(layout: list[dict], rows: Iterable[dict], columns: list[Column], colour: bool = False,
+                width: int | None = None, now: dt.datetime | None = None) -> Iterator[str]:
+    """The lines of a table of ``rows`` whose column widths come from the rows in ``layout``; a
+    longer cell of a later row is cut to its column's width."""
     now = now or now_utc()
-    cells = [[cell(r.get(c.key), c.kind, now) for c in columns] for r in rows]
-    widths = [max([len(c.header)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
+    widths = [max([len(c.header)] + [len(cell(r.get(c.key), c.kind, now)) for r in layout]) for c in columns]
     if width:
         total = sum(widths) + 2 * (len(widths) - 1)
         for i, c in enumerate(columns):
             if c.flex and total > width:
                 widths[i] = max(len(c.header), widths[i] - (total - width), 12)
                 total = sum(widths) + 2 * (len(widths) - 1)
-    lines = [_line([c.header for c in columns], columns, widths)]
-    for r, row in zip(rows, cells):
-        shown = [text if len(text) <= widths[i] else text[: widths[i] - 1] + "…" for i, text in enumerate(row)]
-        lines.append(_line(shown, columns, widths, r, colour))
-    return "\n".join(lines)
+    yield _line([c.header for c in columns], columns, widths)
+    for r in rows:
+        texts = [cell(r.get(c.key), c.kind, now) for c in columns]
+        shown = [text if len(text) <= widths[i] else text[: widths[i] - 1] + "…" for i, text in enumerate(texts)]
+        yield _line(shown, columns, widths, r, colour)
 
 
 def _line(texts, columns, widths, row=None, colour=False) -> str:
@@ -204,12 +212,7 @@ def _line(texts, columns, widths, row=None, colour=False) -> str:
 
 def csv_text(rows: list[dict], keys: list[str]) -> str:
     """A header row, then one row per record; times ISO 8601, JSON values as compact JSON."""
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(keys)
-    for r in rows:
-        writer.writerow([csv_value(r.get(k)) for k in keys])
-    return buf.getvalue().rstrip("\n")
+    return "\n".join([csv_row({k: k for k in keys}, keys)] + [csv_row(r, keys) for r in rows])
 
 
 def csv_value(value) -> str:
@@ -232,10 +235,15 @@ def terminal_width(stream=None) -> int | None:
 
 
 def emit(text: str) -> None:
-    """Write data to stdout and flush (a pipe reader sees it at once). A reader that went away
-    (`monitorctl events | head -3`) ends the command quietly."""
+    """Write data to stdout and flush (a pipe reader sees it at once)."""
+    _write(text + "\n")
+
+
+def _write(text: str) -> None:
+    """Write to stdout and flush. A reader that went away (`monitorctl events | head -3`) ends the
+    command quietly."""
     try:
-        sys.stdout.write(text + "\n")
+        sys.stdout.write(text)
         sys.stdout.flush()
     except BrokenPipeError:
         devnull = os.open(os.devnull, os.O_WRONLY)
@@ -243,19 +251,70 @@ def emit(text: str) -> None:
         raise SystemExit(0)
 
 
-def render(rows: list[dict], columns: list[Column], fmt: str, json_keys: list[str] | None = None,
-           empty: str | None = None) -> None:
-    """Print ``rows`` in ``fmt``: table (``columns``), json or csv (``json_keys``, every field by default)."""
-    keys = json_keys or (list(rows[0].keys()) if rows else [c.key for c in columns])
+TABLE_LAYOUT_ROWS = 1000  # a streamed table takes its column widths from its first rows
+CHUNK = 500  # lines written to stdout at a time
+
+
+def render(rows: Iterable[dict], columns: list[Column], fmt: str, json_keys: list[str] | None = None,
+           empty: str | None = None) -> int:
+    """Print ``rows`` in ``fmt``: table (``columns``), json or csv (``json_keys``, every field by default).
+
+    ``rows`` may be any iterable, a server-side cursor's rows say: they are written as they come, so
+    memory stays flat whatever their number. A table takes its layout from its first
+    TABLE_LAYOUT_ROWS rows (all of them, in the usual case). Returns the number of rows."""
+    it = iter(rows)
+    head = list(itertools.islice(it, TABLE_LAYOUT_ROWS))
+    keys = json_keys or (list(head[0].keys()) if head else [c.key for c in columns])
+    count = 0
+
+    def counted(source):
+        nonlocal count
+        for r in source:
+            count += 1
+            yield r
+
+    everything = counted(itertools.chain(head, it))
     if fmt == "json":
-        emit(dumps([{k: r.get(k) for k in keys} for r in rows]))
+        emit_lines(json_array({k: r.get(k) for k in keys} for r in everything))
     elif fmt == "csv":
-        emit(csv_text(rows, keys))
+        emit_lines(itertools.chain([csv_text([], keys)], (csv_row(r, keys) for r in everything)))
+    elif not head and empty is not None:
+        print(empty, file=sys.stderr)
     else:
-        if not rows and empty is not None:
-            print(empty, file=sys.stderr)
-            return
-        emit(table(rows, columns, colour=use_colour(), width=terminal_width()))
+        emit_lines(table_lines(head, everything, columns, colour=use_colour(), width=terminal_width()))
+    return count
+
+
+def json_array(objects: Iterable) -> Iterator[str]:
+    """The lines of ``dumps(list(objects))``, produced one object at a time."""
+    previous = None
+    for obj in objects:
+        text = "\n".join("  " + line for line in dumps(obj).split("\n"))
+        yield "[" if previous is None else previous + ","
+        previous = text
+    if previous is None:
+        yield "[]"
+    else:
+        yield previous
+        yield "]"
+
+
+def csv_row(row: dict, keys: list[str]) -> str:
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="").writerow([csv_value(row.get(k)) for k in keys])
+    return buf.getvalue()
+
+
+def emit_lines(lines: Iterable[str]) -> None:
+    """Write lines to stdout, CHUNK at a time."""
+    batch: list[str] = []
+    for line in lines:
+        batch.append(line)
+        if len(batch) >= CHUNK:
+            _write("\n".join(batch) + "\n")
+            batch = []
+    if batch:
+        _write("\n".join(batch) + "\n")
 
 
 def severity_rank(severity: str) -> int:

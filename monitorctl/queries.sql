@@ -113,6 +113,19 @@ where (e.status <> 'resolved' or e.resolved_at >= now() - %(window)s::interval)
   and (%(subject)s::text is null or e.subject = %(subject)s::text)
 order by greatest(e.last_seen, e.acknowledged_at, e.resolved_at), e.event_id
 
+-- name: events_changed_since
+-- what --follow reads at each look: the events changed after its last look (events_changed_at), and
+-- those it was told of by NOTIFY, whenever their transaction committed
+select e.event_id, e.detector, e.kind, e.severity, e.status, e.subject, e.dedup_key, e.txn_id, e.amount,
+       e.summary, e.evidence, e.first_seen, e.last_seen, e.occurrences, e.acknowledged_at, e.acknowledged_by,
+       e.resolved_at, e.resolved_by, e.resolution_note, e.changed_at
+from monitor.events e
+where (e.changed_at > %(after)s::timestamptz or e.event_id = any (%(ids)s::bigint[]))
+  and (%(severities)s::text[] is null or e.severity = any (%(severities)s::text[]))
+  and (%(detector)s::text is null or e.detector = %(detector)s::text)
+  and (%(subject)s::text is null or e.subject = %(subject)s::text)
+order by e.changed_at, e.event_id
+
 -- name: events_fail_on
 select e.severity, count(*) from monitor.events e
 where e.status <> 'resolved' and e.severity = any (%(severities)s::text[])

@@ -93,7 +93,11 @@ BEGIN
            SET last_seen = now(), occurrences = e.occurrences + h.n, evidence = h.evidence,
                summary = coalesce(h.summary, e.summary), amount = h.amount,
                txn_id = coalesce(e.txn_id, h.txn_id), subject = coalesce(h.subject, e.subject),
-               severity = p_detector.severity
+               severity = p_detector.severity,
+               -- seen again, it changes for people only when what they are shown changes
+               changed_at = CASE WHEN e.severity <> p_detector.severity OR e.amount IS DISTINCT FROM h.amount
+                                      OR (e.kind = 'finding' AND e.summary IS DISTINCT FROM coalesce(h.summary, e.summary))
+                                 THEN clock_timestamp() ELSE e.changed_at END
           FROM hit h
          WHERE e.event_id = h.event_id AND e.status <> 'resolved'
         RETURNING e.event_id, e.detector, e.severity, e.subject, e.summary, h.old_severity, h.n
@@ -114,7 +118,7 @@ BEGIN
         RETURNING event_id, detector, severity, subject, summary
     ), gone AS (                   -- a condition that no longer holds resolves by itself
         UPDATE monitor.events e
-           SET status = 'resolved', resolved_at = now(), resolved_by = 'auto'
+           SET status = 'resolved', resolved_at = now(), resolved_by = 'auto', changed_at = clock_timestamp()
          WHERE p_detector.kind = 'condition' AND e.detector = p_detector.name AND e.status <> 'resolved'
            AND e.event_id NOT IN (SELECT x.event_id FROM fm x WHERE x.event_id IS NOT NULL)  -- hashed
         RETURNING e.event_id, e.detector, e.severity, e.subject, e.summary

@@ -42,7 +42,8 @@ DECLARE
 BEGIN
     PERFORM monitor.lock_unresolved(p_event_ids);
     FOR ev IN
-        UPDATE monitor.events SET status = 'acknowledged', acknowledged_at = now(), acknowledged_by = v_actor
+        UPDATE monitor.events SET status = 'acknowledged', acknowledged_at = now(), acknowledged_by = v_actor,
+                                  changed_at = clock_timestamp()
          WHERE event_id = ANY (p_event_ids) AND status = 'open'
         RETURNING *
     LOOP
@@ -67,7 +68,7 @@ BEGIN
     PERFORM monitor.lock_unresolved(p_event_ids);
     FOR ev IN
         UPDATE monitor.events SET status = 'resolved', resolved_at = now(), resolved_by = v_actor,
-                                  resolution_note = p_note
+                                  resolution_note = p_note, changed_at = clock_timestamp()
          WHERE event_id = ANY (p_event_ids) AND status <> 'resolved'
         RETURNING *
     LOOP

@@ -24,6 +24,14 @@ COMMENT ON COLUMN monitor.alert_history.db_user IS
 
 DROP INDEX monitor.events_last_seen;
 ALTER TABLE monitor.events SET (fillfactor = 80);
+-- * events.changed_at: when the event last changed in a way people follow (opened, severity, amount,
+--   a finding's summary, acknowledged, resolved), not when it was merely seen again: `monitorctl
+--   events --follow` reads only the events changed since its last look.
+ALTER TABLE monitor.events ADD COLUMN changed_at timestamptz;
+UPDATE monitor.events SET changed_at = greatest(first_seen, acknowledged_at, resolved_at);
+ALTER TABLE monitor.events ALTER COLUMN changed_at SET NOT NULL,
+                           ALTER COLUMN changed_at SET DEFAULT clock_timestamp();
+CREATE INDEX events_changed_at ON monitor.events (changed_at);
 
 CREATE TABLE monitor.run_locks (
     detector text PRIMARY KEY

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import json
 import re
 import signal
 from typing import List, Optional
@@ -62,7 +63,9 @@ SINCE = re.compile(r"^\s*(\d+)\s*([a-z]+)\s*$")
 MAX_SINCE_DAYS = 36500  # 100 years: a longer duration overflows Python's and PostgreSQL's times
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1_000_000_000
-FOLLOW_WINDOW = "15 minutes"  # how far back --follow looks for changes committed late
+FOLLOW_WINDOW = "15 minutes"  # how far back --follow looks when it starts, for the state it compares with
+FOLLOW_SLACK = dt.timedelta(seconds=3)  # each look also re-reads the changes of the seconds before the
+# previous look: one stamped just before it may have committed just after (NOTIFY names any later one)
 
 
 def parse_since(text: str | None, option: str = "--since") -> tuple[dt.timedelta | None, dt.datetime | None]:
@@ -109,6 +112,19 @@ def check_detector(conn, name: str | None) -> None:
         raise UsageError(f"--detector: unknown detector {name!r} (known: {names or 'none'})")
 
 
+def stream(conn, name: str, params: dict, batch: int = 1000):
+    """The rows of a named query from a server-side cursor, ``batch`` at a time: memory stays flat
+    whatever their number. Call it inside a transaction."""
+    cur = conn.cursor(name=f"monitorctl_{name}")
+    cur.itersize = batch
+    cur.execute(query(name), params)
+    cols = None
+    for row in cur:
+        cols = cols or [d.name for d in cur.description]
+        yield dict(zip(cols, row))
+    cur.close()
+
+
 def fetch(conn, name: str, params: dict) -> list[dict]:
     cur = conn.execute(query(name), params)
     cols = [d.name for d in cur.description]
@@ -150,12 +166,13 @@ def events(
     with conn:
         check_detector(conn, detector)
         params["limit"] = limit or None
-        rows = fetch(conn, "events_list", params)
         if follow:
-            follow_events(conn, params, rows, fmt, interval)
+            follow_events(conn, params, fetch(conn, "events_list", params), fmt, interval)
             return
-        output.render(rows, EVENT_COLUMNS, fmt.value, EVENT_KEYS, empty="no events match")
-        if fmt is Format.table and limit and len(rows) == limit:
+        with conn.transaction():  # a server-side cursor lives in a transaction
+            shown = output.render(stream(conn, "events_list", params), EVENT_COLUMNS, fmt.value, EVENT_KEYS,
+                                  empty="no events match")
+        if fmt is Format.table and limit and shown == limit:
             say(f"(the newest {limit} events; --limit 0 shows all)")
         if fail_on is not None:
             fail_if_active(conn, fail_on.value, detector, subject)
@@ -197,15 +214,29 @@ class _Stop(Exception):
     pass
 
 
+def event_id_of(payload: str) -> int | None:
+    """The event a monitor_events notification names (anyone may send one: anything else is ignored)."""
+    try:
+        value = json.loads(payload).get("event_id")
+    except (ValueError, AttributeError):
+        return None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 def follow_events(conn, params: dict, initial: list[dict], fmt: Format, interval: float) -> None:
     """Print the matching events, oldest first, then every new or changed one until interrupted.
 
-    The runner's NOTIFY monitor_events wakes the loop at once; polling every ``interval`` seconds is the
-    fallback (a pooler may swallow notifications) and catches updates that send none.
+    The runner's NOTIFY monitor_events wakes the loop at once and names the events; polling every
+    ``interval`` seconds is the fallback (a pooler may swallow notifications). Each look reads only the
+    events changed since the last one (an index on changed_at), so an idle follow costs next to nothing
+    however many events are open.
     """
     wanted = set(params["statuses"]) if params["statuses"] else None
-    watch = {k: params[k] for k in ("severities", "detector", "subject")} | {"window": FOLLOW_WINDOW}
-    seen: dict[int, tuple] = {r["event_id"]: signature(r) for r in fetch(conn, "events_changed", watch)}
+    watch = {k: params[k] for k in ("severities", "detector", "subject")}
+    after = conn.execute("select now()").fetchone()[0] - FOLLOW_SLACK
+    with conn.transaction():  # what each event looks like now, to tell a change from a re-read
+        seen: dict[int, tuple] = {r["event_id"]: signature(r)
+                                  for r in stream(conn, "events_changed", watch | {"window": FOLLOW_WINDOW})}
     shown: set[int] = set()
     printer = _Printer(fmt)
 
@@ -221,9 +252,12 @@ def follow_events(conn, params: dict, initial: list[dict], fmt: Format, interval
             seen[row["event_id"]] = signature(row)
         say("following events (Ctrl-C to stop)")
         while True:
-            if list(conn.notifies(timeout=interval, stop_after=1)):
-                list(conn.notifies(timeout=0.1))  # a run announces its events together: take them all
-            for row in fetch(conn, "events_changed", watch):
+            notes = list(conn.notifies(timeout=interval, stop_after=1))
+            if notes:
+                notes += conn.notifies(timeout=0.1)  # a run announces its events together: take them all
+            ids = sorted({event_id_of(n.payload) for n in notes} - {None})
+            looked_at = conn.execute("select now()").fetchone()[0]
+            for row in fetch(conn, "events_changed_since", watch | {"after": after, "ids": ids}):
                 eid, sig = row["event_id"], signature(row)
                 before = seen.get(eid, None)
                 if before == sig:
@@ -232,6 +266,7 @@ def follow_events(conn, params: dict, initial: list[dict], fmt: Format, interval
                 if eid in shown or wanted is None or row["status"] in wanted:
                     printer.row(row, change_of(row, before))
                     shown.add(eid)
+            after = max(after, looked_at - FOLLOW_SLACK)
     except (KeyboardInterrupt, _Stop):
         say("stopped")
     except psycopg.OperationalError as exc:
@@ -307,8 +342,6 @@ def show(
 
 
 def describe(event: dict | None, history: list[dict], event_id: int, colour: bool) -> str:
-    import json
-
     def shown(row: dict) -> dict:  # text from the database, control characters escaped
         return {k: output.printable(v) if isinstance(v, str) else v for k, v in row.items()}
 

@@ -39,7 +39,8 @@ DECLARE
 BEGIN
     PERFORM monitor.lock_unresolved(p_event_ids);
     FOR ev IN
-        UPDATE monitor.events SET status = 'acknowledged', acknowledged_at = now(), acknowledged_by = v_actor
+        UPDATE monitor.events SET status = 'acknowledged', acknowledged_at = now(), acknowledged_by = v_actor,
+                                  changed_at = clock_timestamp()
          WHERE event_id = ANY (p_event_ids) AND status = 'open'
         RETURNING *
     LOOP
@@ -120,7 +121,11 @@ BEGIN
            SET last_seen = now(), occurrences = e.occurrences + h.n, evidence = h.evidence,
                summary = coalesce(h.summary, e.summary), amount = h.amount,
                txn_id = coalesce(e.txn_id, h.txn_id), subject = coalesce(h.subject, e.subject),
-               severity = p_detector.severity
+               severity = p_detector.severity,
+               -- seen again, it changes for people only when what they are shown changes
+               changed_at = CASE WHEN e.severity <> p_detector.severity OR e.amount IS DISTINCT FROM h.amount
+                                      OR (e.kind = 'finding' AND e.summary IS DISTINCT FROM coalesce(h.summary, e.summary))
+                                 THEN clock_timestamp() ELSE e.changed_at END
           FROM hit h
          WHERE e.event_id = h.event_id AND e.status <> 'resolved'
         RETURNING e.event_id, e.detector, e.severity, e.subject, e.summary, h.old_severity, h.n
@@ -141,7 +146,7 @@ BEGIN
         RETURNING event_id, detector, severity, subject, summary
     ), gone AS (                   -- a condition that no longer holds resolves by itself
         UPDATE monitor.events e
-           SET status = 'resolved', resolved_at = now(), resolved_by = 'auto'
+           SET status = 'resolved', resolved_at = now(), resolved_by = 'auto', changed_at = clock_timestamp()
          WHERE p_detector.kind = 'condition' AND e.detector = p_detector.name AND e.status <> 'resolved'
            AND e.event_id NOT IN (SELECT x.event_id FROM fm x WHERE x.event_id IS NOT NULL)  -- hashed
         RETURNING e.event_id, e.detector, e.severity, e.subject, e.summary
@@ -970,6 +975,7 @@ CREATE TABLE monitor.events (
     resolved_at timestamp with time zone,
     resolved_by text,
     resolution_note text,
+    changed_at timestamp with time zone DEFAULT clock_timestamp() NOT NULL,
     CONSTRAINT events_check CHECK (((status = 'resolved'::text) = (resolved_at IS NOT NULL))),
     CONSTRAINT events_kind_check CHECK ((kind = ANY (ARRAY['finding'::text, 'condition'::text]))),
     CONSTRAINT events_severity_check CHECK ((severity = ANY (ARRAY['critical'::text, 'high'::text, 'medium'::text, 'low'::text]))),
@@ -1273,7 +1279,7 @@ BEGIN
     PERFORM monitor.lock_unresolved(p_event_ids);
     FOR ev IN
         UPDATE monitor.events SET status = 'resolved', resolved_at = now(), resolved_by = v_actor,
-                                  resolution_note = p_note
+                                  resolution_note = p_note, changed_at = clock_timestamp()
          WHERE event_id = ANY (p_event_ids) AND status <> 'resolved'
         RETURNING *
     LOOP
@@ -1963,6 +1969,8 @@ CREATE INDEX detector_runs_started_at ON monitor.detector_runs USING btree (star
 CREATE UNIQUE INDEX events_active_dedup ON monitor.events USING btree (detector, dedup_key) WHERE (status <> 'resolved'::text);
 
 CREATE INDEX events_active_severity ON monitor.events USING btree (severity) WHERE (status <> 'resolved'::text);
+
+CREATE INDEX events_changed_at ON monitor.events USING btree (changed_at);
 
 CREATE INDEX events_detector_key ON monitor.events USING btree (detector, dedup_key);
 
