@@ -33,9 +33,9 @@ CREATE TABLE bench_storm.events_copy (LIKE monitor.events)
 
 -- query: floor_insert
 INSERT INTO bench_storm.events_copy (event_id, detector, kind, severity, status, subject, dedup_key, txn_id,
-                                     amount, summary, evidence, first_seen, last_seen, occurrences)
+                                     amount, summary, evidence, first_seen, last_seen, occurrences, changed_at)
 SELECT row_number() OVER (), 'storm_finding', 'finding', 'critical', 'open', f.subject, f.dedup_key, f.txn_id,
-       f.amount, f.summary, f.evidence, now(), now(), 1
+       f.amount, f.summary, f.evidence, now(), now(), 1, now()
   FROM bench_storm.findings f
 
 -- query: floor_update
