@@ -243,6 +243,11 @@ select array(select a.attname::text from unnest(i.indkey) with ordinality k(attn
              order by k.n)
 from pg_index i where i.indrelid = %s and i.indpred is null
 
+-- name: partial_indexes
+-- whether one of these indexes (by name, as EXPLAIN shows them) is a partial index
+select exists (select from pg_index i join pg_class c on c.oid = i.indexrelid
+                where c.relname = any (%s) and i.indpred is not null)
+
 -- name: find_relation
 -- a mapped relation by name, from the catalogs: the first of the schemas that holds it; whether it
 -- stores its rows here (a table, partitioned table or materialized view: its rows have an xmin)
