@@ -225,7 +225,7 @@ delete from cron.job_run_details where runid in (
     limit %(batch)s)
 
 -- name: run_targets
-select name, enabled, monitor.interval_ms(coalesce(params ->> 'timeout', '50 seconds')) as timeout_ms
+select name, enabled, kind, monitor.interval_ms(coalesce(params ->> 'timeout', '50 seconds')) as timeout_ms
 from monitor.detectors order by name
 
 -- name: last_run

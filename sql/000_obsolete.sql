@@ -8,3 +8,5 @@ DROP FUNCTION IF EXISTS monitor.lock_class();                        -- the run 
 DROP FUNCTION IF EXISTS monitor.check_unresolved(bigint[]);          -- now monitor.lock_unresolved
 DROP FUNCTION IF EXISTS monitor.check_detector_function(text);       -- now returns regprocedure
 DROP FUNCTION IF EXISTS monitor.param_numeric(jsonb, text);          -- unused
+DROP FUNCTION IF EXISTS monitor.run_detector(text, timestamptz);     -- now with an optional until
+DROP FUNCTION IF EXISTS monitor.find_bursts(text, interval, integer, timestamptz);  -- likewise

@@ -8,7 +8,7 @@
 -- only: a burst is reported when it holds a row not seen before.
 
 CREATE OR REPLACE FUNCTION monitor.find_bursts(p_source text, p_window interval, p_min_count integer,
-                                               p_since timestamptz)
+                                               p_since timestamptz, p_until timestamptz DEFAULT 'infinity')
 RETURNS TABLE (account_id text, ids text[], times timestamptz[], devices text[], amounts numeric[],
                statuses text[])
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, monitor, pg_temp AS $$
@@ -34,9 +34,9 @@ BEGIN
     END IF;
     -- 0. The earliest fresh row: at or after since, not seen by the previous run. Under a stream,
     --    the rows of the late window were seen and this is about the previous run's time.
-    EXECUTE format('SELECT min(r.%2$I) FROM %1$s r WHERE r.%2$I >= $1 AND (age(r.row_xmin) <= $2) IS NOT FALSE',
-                   rel, t_col)
-        INTO first_new USING p_since, seen;
+    EXECUTE format('SELECT min(r.%2$I) FROM %1$s r WHERE r.%2$I >= $1 AND r.%2$I < $3'
+                   ' AND (age(r.row_xmin) <= $2) IS NOT FALSE', rel, t_col)
+        INTO first_new USING p_since, seen, p_until;
     IF first_new IS NULL THEN
         RETURN;
     END IF;
@@ -45,8 +45,8 @@ BEGIN
     FOR b IN EXECUTE format($q$
         WITH win AS (
             SELECT r.account_id, r.%3$I AS id, r.%2$I AS t, r.device_id, %4$s,
-                   r.%2$I >= $1 AND (age(r.row_xmin) <= $4) IS NOT FALSE AS fresh  -- not seen by the last run
-              FROM %1$s r WHERE r.%2$I >= $5 - $2
+                   r.%2$I >= $1 AND r.%2$I < $6 AND (age(r.row_xmin) <= $4) IS NOT FALSE AS fresh  -- not seen before
+              FROM %1$s r WHERE r.%2$I >= $5 - $2 AND r.%2$I < $6 + $2  -- a backfill's slice ends at $6
         ), fresh AS (              -- an account alone in the range has no neighbour within the window
             SELECT w.account_id FROM win w GROUP BY w.account_id HAVING bool_or(w.fresh) AND count(*) >= 2
         ), gaps AS (               -- one sort: each row's distance to its neighbours
@@ -70,7 +70,7 @@ BEGIN
           FROM numbered n
          GROUP BY n.account_id, n.burst
         HAVING bool_or(n.fresh) AND (count(*) >= $3 OR min(n.t) < $5)
-    $q$, rel, t_col, id_col, extra) USING p_since, p_window, greatest(p_min_count, 2), seen, first_new
+    $q$, rel, t_col, id_col, extra) USING p_since, p_window, greatest(p_min_count, 2), seen, first_new, p_until
     LOOP
         IF b.times[1] >= first_new THEN
             account_id := b.account_id; ids := b.ids; times := b.times; devices := b.devices;
@@ -102,7 +102,7 @@ BEGIN
             SELECT r.account_id, r.%3$I AS id, r.%2$I AS t, r.device_id, %4$s,
                    CASE WHEN lag(r.%2$I) OVER o IS NULL OR r.%2$I - lag(r.%2$I) OVER o > $2
                         THEN 1 ELSE 0 END AS starts
-              FROM start s JOIN %1$s r ON r.account_id = s.account_id AND r.%2$I >= s.t
+              FROM start s JOIN %1$s r ON r.account_id = s.account_id AND r.%2$I >= s.t AND r.%2$I < $6 + $2
             WINDOW o AS (PARTITION BY r.account_id ORDER BY r.%2$I, r.%3$I COLLATE "C")
         ), numbered AS (
             SELECT m.*, sum(m.starts) OVER (PARTITION BY m.account_id ORDER BY m.t, m.id COLLATE "C") AS burst
@@ -118,8 +118,9 @@ BEGIN
          GROUP BY n.account_id, n.burst
         HAVING count(*) >= $3 AND max(n.t) >= $1
     $q$, rel, t_col, id_col, extra)
-    USING p_since, p_window, p_min_count, back_accounts, back_starts;
+    USING p_since, p_window, p_min_count, back_accounts, back_starts, p_until;
 END
 $$;
-COMMENT ON FUNCTION monitor.find_bursts(text, interval, integer, timestamptz) IS
-    'Maximal bursts (each row within the window of the previous) that reach a row at or after since.';
+COMMENT ON FUNCTION monitor.find_bursts(text, interval, integer, timestamptz, timestamptz) IS
+    'Maximal bursts (each row within the window of the previous) that reach a row at or after since '
+    '(and before until: a backfill''s slice).';

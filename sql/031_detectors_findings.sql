@@ -21,11 +21,11 @@ BEGIN
                'lost', t.balance_before - t.balance_after, 'device_id', t.device_id,
                'created_at', t.created_at, 'updated_at', t.updated_at)
       FROM monitor.src_transactions t
-     WHERE (t.created_at >= $2 OR t.updated_at >= $2)
+     WHERE ((t.created_at >= $2 AND t.created_at < $3) OR (t.updated_at >= $2 AND t.updated_at < $3))
        AND t.status = 'failed'
        AND t.balance_before IS NOT NULL AND t.balance_after IS NOT NULL
        AND t.balance_after < t.balance_before
-    $q$ USING params, since;
+    $q$ USING params, since, coalesce((params ->> 'until')::timestamptz, 'infinity');
 END
 $$;
 COMMENT ON FUNCTION monitor.detect_failed_debit(jsonb, timestamptz) IS
@@ -42,7 +42,8 @@ BEGIN
     WITH fresh AS (                -- accounts with new or changed failures, and their earliest one:
         SELECT t.account_id, min(t.created_at) AS t0  -- a run that holds a fresh row holds a fresh failure
           FROM monitor.src_transactions t
-         WHERE (t.created_at >= $2 OR t.updated_at >= $2) AND t.status = 'failed'
+         WHERE ((t.created_at >= $2 AND t.created_at < $3) OR (t.updated_at >= $2 AND t.updated_at < $3))
+           AND t.status = 'failed'
          GROUP BY t.account_id
     ), start AS (                  -- a run starts after the last success before that row
         SELECT f.account_id,
@@ -51,12 +52,12 @@ BEGIN
           FROM fresh f
     ), seq AS (
         SELECT r.account_id, r.txn_id, r.created_at, r.status, r.amount, r.device_id,
-               (r.created_at >= $2 OR r.updated_at >= $2) AS is_new,
+               ((r.created_at >= $2 AND r.created_at < $3) OR (r.updated_at >= $2 AND r.updated_at < $3)) AS is_new,
                count(*) FILTER (WHERE r.status = 'success')
                    OVER (PARTITION BY r.account_id ORDER BY r.created_at, r.txn_id COLLATE "C") AS run
           FROM start s
           JOIN monitor.src_transactions r
-            ON r.account_id = s.account_id AND r.created_at >= coalesce(s.t, '-infinity')
+            ON r.account_id = s.account_id AND r.created_at >= coalesce(s.t, '-infinity') AND r.created_at < $3
          WHERE r.status IN ('success', 'failed')
     ), runs AS (
         SELECT q.account_id,
@@ -89,7 +90,7 @@ BEGIN
      WHERE cardinality(h.ids) >= h.n
        AND EXISTS (SELECT FROM generate_series(1, cardinality(h.ids) - h.n + 1) i
                     WHERE h.times[i + h.n - 1] - h.times[i] <= h.w)
-    $q$ USING params, since;
+    $q$ USING params, since, coalesce((params ->> 'until')::timestamptz, 'infinity');
 END
 $$;
 COMMENT ON FUNCTION monitor.detect_consecutive_failures(jsonb, timestamptz) IS
@@ -115,8 +116,8 @@ BEGIN
                'devices', to_jsonb(b.devices[1:50]), 'member_keys', to_jsonb(b.ids),
                'window', $1 ->> 'window', 'min_count', ($1 -> 'min_count'))
       FROM monitor.find_bursts('scans', ($1 ->> 'window')::interval,
-                               ($1 ->> 'min_count')::integer, $2) b
-    $q$ USING params, since;
+                               ($1 ->> 'min_count')::integer, $2, $3) b
+    $q$ USING params, since, coalesce((params ->> 'until')::timestamptz, 'infinity');
 END
 $$;
 COMMENT ON FUNCTION monitor.detect_duplicate_scan(jsonb, timestamptz) IS
@@ -143,8 +144,8 @@ BEGIN
                'devices', to_jsonb(b.devices[1:50]), 'member_keys', to_jsonb(b.ids),
                'window', $1 ->> 'window', 'min_count', ($1 -> 'min_count'))
       FROM monitor.find_bursts('transactions', ($1 ->> 'window')::interval,
-                               ($1 ->> 'min_count')::integer, $2) b
-    $q$ USING params, since;
+                               ($1 ->> 'min_count')::integer, $2, $3) b
+    $q$ USING params, since, coalesce((params ->> 'until')::timestamptz, 'infinity');
 END
 $$;
 COMMENT ON FUNCTION monitor.detect_concurrent_txn(jsonb, timestamptz) IS

@@ -153,7 +153,11 @@ END
 $$;
 
 -- Run one detector in the caller's transaction; returns the number of events it opened.
-CREATE OR REPLACE FUNCTION monitor.run_detector(p_name text, p_since timestamptz DEFAULT NULL)
+-- p_since (a rescan or backfill) examines rows from that time on, and p_until (with p_since) only those
+-- before it: a backfill runs a long window as slices, each in a transaction and a timeout of its own.
+-- The built-in detectors read the bound as the parameter `until`.
+CREATE OR REPLACE FUNCTION monitor.run_detector(p_name text, p_since timestamptz DEFAULT NULL,
+                                                p_until timestamptz DEFAULT NULL)
 RETURNS integer
 -- jit off: detector queries are short index range scans; compiling them costs more than it saves
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, monitor, pg_temp SET jit = off AS $$
@@ -186,6 +190,12 @@ BEGIN
     END IF;
     IF p_since > now() THEN  -- '-infinity' is all history; a time to come would examine nothing
         RAISE EXCEPTION 'since must not be in the future, not %', p_since USING ERRCODE = '22023';
+    END IF;
+    IF p_until IS NOT NULL AND (p_since IS NULL OR p_until <= p_since) THEN
+        RAISE EXCEPTION 'until (%) needs a since before it', p_until USING ERRCODE = '22023';
+    END IF;
+    IF p_until IS NOT NULL THEN
+        d.params := d.params || jsonb_build_object('until', p_until);
     END IF;
     v_since := monitor.run_since(d, p_since);
     -- what the previous run saw (not on a --since rescan; not across a billion transactions, far
@@ -251,7 +261,7 @@ BEGIN
     END;
 END
 $$;
-COMMENT ON FUNCTION monitor.run_detector(text, timestamptz) IS
+COMMENT ON FUNCTION monitor.run_detector(text, timestamptz, timestamptz) IS
     'Run one detector now in the caller''s transaction; returns the number of events opened. Errors and '
     'timeouts are recorded in monitor.detector_runs; a concurrent run of the same detector is skipped.';
 

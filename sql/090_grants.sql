@@ -10,7 +10,7 @@ GRANT USAGE ON SCHEMA monitor TO monitor_reader;
 GRANT SELECT ON monitor.events, monitor.alert_history, monitor.detectors, monitor.detector_runs,
                 monitor.health_snapshots, monitor.settings, monitor.watermarks TO monitor_reader;
 GRANT EXECUTE ON FUNCTION monitor.acknowledge(bigint[], text), monitor.resolve(bigint[], text, text),
-                          monitor.run_detector(text, timestamptz) TO monitor_operator;
+                          monitor.run_detector(text, timestamptz, timestamptz) TO monitor_operator;
 
 -- monitorctl checks the migration state before every command: readers may see which ran.
 GRANT SELECT ON monitor._yoyo_migration TO monitor_reader;

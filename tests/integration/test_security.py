@@ -34,7 +34,8 @@ OPERATOR_CALLS = READER_CALLS | {
     "monitor.acknowledge(bigint[],text)": "select monitor.acknowledge(array[{event}]::bigint[], 'x')",
     "monitor.resolve(bigint[],text,text)": "select monitor.resolve(array[{event}]::bigint[], 'x')",
     "monitor.interval_ms(text)": "select monitor.interval_ms('5 seconds')",
-    **{f"monitor.run_detector(text,timestamp with time zone)#{d}": f"select monitor.run_detector('{d}')"
+    **{f"monitor.run_detector(text,timestamp with time zone,timestamp with time zone)#{d}":
+       f"select monitor.run_detector('{d}')"
        for d in ("balance_mismatch", "concurrent_txn", "consecutive_failures", "detector_health",
                  "duplicate_scan", "failed_debit", "failure_rate", "negative_balance", "stuck_pending",
                  "volume_anomaly")},

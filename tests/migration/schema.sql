@@ -458,8 +458,8 @@ BEGIN
                'devices', to_jsonb(b.devices[1:50]), 'member_keys', to_jsonb(b.ids),
                'window', $1 ->> 'window', 'min_count', ($1 -> 'min_count'))
       FROM monitor.find_bursts('transactions', ($1 ->> 'window')::interval,
-                               ($1 ->> 'min_count')::integer, $2) b
-    $q$ USING params, since;
+                               ($1 ->> 'min_count')::integer, $2, $3) b
+    $q$ USING params, since, coalesce((params ->> 'until')::timestamptz, 'infinity');
 END
 $_$;
 
@@ -475,7 +475,8 @@ BEGIN
     WITH fresh AS (                -- accounts with new or changed failures, and their earliest one:
         SELECT t.account_id, min(t.created_at) AS t0  -- a run that holds a fresh row holds a fresh failure
           FROM monitor.src_transactions t
-         WHERE (t.created_at >= $2 OR t.updated_at >= $2) AND t.status = 'failed'
+         WHERE ((t.created_at >= $2 AND t.created_at < $3) OR (t.updated_at >= $2 AND t.updated_at < $3))
+           AND t.status = 'failed'
          GROUP BY t.account_id
     ), start AS (                  -- a run starts after the last success before that row
         SELECT f.account_id,
@@ -484,12 +485,12 @@ BEGIN
           FROM fresh f
     ), seq AS (
         SELECT r.account_id, r.txn_id, r.created_at, r.status, r.amount, r.device_id,
-               (r.created_at >= $2 OR r.updated_at >= $2) AS is_new,
+               ((r.created_at >= $2 AND r.created_at < $3) OR (r.updated_at >= $2 AND r.updated_at < $3)) AS is_new,
                count(*) FILTER (WHERE r.status = 'success')
                    OVER (PARTITION BY r.account_id ORDER BY r.created_at, r.txn_id COLLATE "C") AS run
           FROM start s
           JOIN monitor.src_transactions r
-            ON r.account_id = s.account_id AND r.created_at >= coalesce(s.t, '-infinity')
+            ON r.account_id = s.account_id AND r.created_at >= coalesce(s.t, '-infinity') AND r.created_at < $3
          WHERE r.status IN ('success', 'failed')
     ), runs AS (
         SELECT q.account_id,
@@ -522,7 +523,7 @@ BEGIN
      WHERE cardinality(h.ids) >= h.n
        AND EXISTS (SELECT FROM generate_series(1, cardinality(h.ids) - h.n + 1) i
                     WHERE h.times[i + h.n - 1] - h.times[i] <= h.w)
-    $q$ USING params, since;
+    $q$ USING params, since, coalesce((params ->> 'until')::timestamptz, 'infinity');
 END
 $_$;
 
@@ -604,8 +605,8 @@ BEGIN
                'devices', to_jsonb(b.devices[1:50]), 'member_keys', to_jsonb(b.ids),
                'window', $1 ->> 'window', 'min_count', ($1 -> 'min_count'))
       FROM monitor.find_bursts('scans', ($1 ->> 'window')::interval,
-                               ($1 ->> 'min_count')::integer, $2) b
-    $q$ USING params, since;
+                               ($1 ->> 'min_count')::integer, $2, $3) b
+    $q$ USING params, since, coalesce((params ->> 'until')::timestamptz, 'infinity');
 END
 $_$;
 
@@ -630,11 +631,11 @@ BEGIN
                'lost', t.balance_before - t.balance_after, 'device_id', t.device_id,
                'created_at', t.created_at, 'updated_at', t.updated_at)
       FROM monitor.src_transactions t
-     WHERE (t.created_at >= $2 OR t.updated_at >= $2)
+     WHERE ((t.created_at >= $2 AND t.created_at < $3) OR (t.updated_at >= $2 AND t.updated_at < $3))
        AND t.status = 'failed'
        AND t.balance_before IS NOT NULL AND t.balance_after IS NOT NULL
        AND t.balance_after < t.balance_before
-    $q$ USING params, since;
+    $q$ USING params, since, coalesce((params ->> 'until')::timestamptz, 'infinity');
 END
 $_$;
 
@@ -795,7 +796,7 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION monitor.find_bursts(p_source text, p_window interval, p_min_count integer, p_since timestamp with time zone) RETURNS TABLE(account_id text, ids text[], times timestamp with time zone[], devices text[], amounts numeric[], statuses text[])
+CREATE FUNCTION monitor.find_bursts(p_source text, p_window interval, p_min_count integer, p_since timestamp with time zone, p_until timestamp with time zone DEFAULT 'infinity'::timestamp with time zone) RETURNS TABLE(account_id text, ids text[], times timestamp with time zone[], devices text[], amounts numeric[], statuses text[])
     LANGUAGE plpgsql STABLE
     SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
     AS $_$
@@ -821,9 +822,9 @@ BEGIN
     END IF;
     -- 0. The earliest fresh row: at or after since, not seen by the previous run. Under a stream,
     --    the rows of the late window were seen and this is about the previous run's time.
-    EXECUTE format('SELECT min(r.%2$I) FROM %1$s r WHERE r.%2$I >= $1 AND (age(r.row_xmin) <= $2) IS NOT FALSE',
-                   rel, t_col)
-        INTO first_new USING p_since, seen;
+    EXECUTE format('SELECT min(r.%2$I) FROM %1$s r WHERE r.%2$I >= $1 AND r.%2$I < $3'
+                   ' AND (age(r.row_xmin) <= $2) IS NOT FALSE', rel, t_col)
+        INTO first_new USING p_since, seen, p_until;
     IF first_new IS NULL THEN
         RETURN;
     END IF;
@@ -832,8 +833,8 @@ BEGIN
     FOR b IN EXECUTE format($q$
         WITH win AS (
             SELECT r.account_id, r.%3$I AS id, r.%2$I AS t, r.device_id, %4$s,
-                   r.%2$I >= $1 AND (age(r.row_xmin) <= $4) IS NOT FALSE AS fresh  -- not seen by the last run
-              FROM %1$s r WHERE r.%2$I >= $5 - $2
+                   r.%2$I >= $1 AND r.%2$I < $6 AND (age(r.row_xmin) <= $4) IS NOT FALSE AS fresh  -- not seen before
+              FROM %1$s r WHERE r.%2$I >= $5 - $2 AND r.%2$I < $6 + $2  -- a backfill's slice ends at $6
         ), fresh AS (              -- an account alone in the range has no neighbour within the window
             SELECT w.account_id FROM win w GROUP BY w.account_id HAVING bool_or(w.fresh) AND count(*) >= 2
         ), gaps AS (               -- one sort: each row's distance to its neighbours
@@ -857,7 +858,7 @@ BEGIN
           FROM numbered n
          GROUP BY n.account_id, n.burst
         HAVING bool_or(n.fresh) AND (count(*) >= $3 OR min(n.t) < $5)
-    $q$, rel, t_col, id_col, extra) USING p_since, p_window, greatest(p_min_count, 2), seen, first_new
+    $q$, rel, t_col, id_col, extra) USING p_since, p_window, greatest(p_min_count, 2), seen, first_new, p_until
     LOOP
         IF b.times[1] >= first_new THEN
             account_id := b.account_id; ids := b.ids; times := b.times; devices := b.devices;
@@ -889,7 +890,7 @@ BEGIN
             SELECT r.account_id, r.%3$I AS id, r.%2$I AS t, r.device_id, %4$s,
                    CASE WHEN lag(r.%2$I) OVER o IS NULL OR r.%2$I - lag(r.%2$I) OVER o > $2
                         THEN 1 ELSE 0 END AS starts
-              FROM start s JOIN %1$s r ON r.account_id = s.account_id AND r.%2$I >= s.t
+              FROM start s JOIN %1$s r ON r.account_id = s.account_id AND r.%2$I >= s.t AND r.%2$I < $6 + $2
             WINDOW o AS (PARTITION BY r.account_id ORDER BY r.%2$I, r.%3$I COLLATE "C")
         ), numbered AS (
             SELECT m.*, sum(m.starts) OVER (PARTITION BY m.account_id ORDER BY m.t, m.id COLLATE "C") AS burst
@@ -905,11 +906,11 @@ BEGIN
          GROUP BY n.account_id, n.burst
         HAVING count(*) >= $3 AND max(n.t) >= $1
     $q$, rel, t_col, id_col, extra)
-    USING p_since, p_window, p_min_count, back_accounts, back_starts;
+    USING p_since, p_window, p_min_count, back_accounts, back_starts, p_until;
 END
 $_$;
 
-COMMENT ON FUNCTION monitor.find_bursts(p_source text, p_window interval, p_min_count integer, p_since timestamp with time zone) IS 'Maximal bursts (each row within the window of the previous) that reach a row at or after since.';
+COMMENT ON FUNCTION monitor.find_bursts(p_source text, p_window interval, p_min_count integer, p_since timestamp with time zone, p_until timestamp with time zone) IS 'Maximal bursts (each row within the window of the previous) that reach a row at or after since (and before until: a backfill''s slice).';
 
 CREATE FUNCTION monitor.function_digest(p_fn regprocedure) RETURNS text
     LANGUAGE sql STABLE
@@ -1344,7 +1345,7 @@ $$;
 
 COMMENT ON PROCEDURE monitor.run_all() IS 'Run every enabled detector, each committed on its own, under the caller''s statement_timeout; the first cancelled run ends the call and the rest are recorded as skipped.';
 
-CREATE FUNCTION monitor.run_detector(p_name text, p_since timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS integer
+CREATE FUNCTION monitor.run_detector(p_name text, p_since timestamp with time zone DEFAULT NULL::timestamp with time zone, p_until timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS integer
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
     SET jit TO 'off'
@@ -1378,6 +1379,12 @@ BEGIN
     END IF;
     IF p_since > now() THEN  -- '-infinity' is all history; a time to come would examine nothing
         RAISE EXCEPTION 'since must not be in the future, not %', p_since USING ERRCODE = '22023';
+    END IF;
+    IF p_until IS NOT NULL AND (p_since IS NULL OR p_until <= p_since) THEN
+        RAISE EXCEPTION 'until (%) needs a since before it', p_until USING ERRCODE = '22023';
+    END IF;
+    IF p_until IS NOT NULL THEN
+        d.params := d.params || jsonb_build_object('until', p_until);
     END IF;
     v_since := monitor.run_since(d, p_since);
     -- what the previous run saw (not on a --since rescan; not across a billion transactions, far
@@ -1444,7 +1451,7 @@ BEGIN
 END
 $_$;
 
-COMMENT ON FUNCTION monitor.run_detector(p_name text, p_since timestamp with time zone) IS 'Run one detector now in the caller''s transaction; returns the number of events opened. Errors and timeouts are recorded in monitor.detector_runs; a concurrent run of the same detector is skipped.';
+COMMENT ON FUNCTION monitor.run_detector(p_name text, p_since timestamp with time zone, p_until timestamp with time zone) IS 'Run one detector now in the caller''s transaction; returns the number of events opened. Errors and timeouts are recorded in monitor.detector_runs; a concurrent run of the same detector is skipped.';
 
 CREATE FUNCTION monitor.run_since(p_detector monitor.detectors, p_override timestamp with time zone) RETURNS timestamp with time zone
     LANGUAGE sql STABLE
