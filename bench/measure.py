@@ -3,6 +3,8 @@ naive baseline. Every function takes an autocommit connection to one benchmark d
 
 from __future__ import annotations
 
+import datetime as dt
+import math
 import time
 
 import psycopg
@@ -243,3 +245,34 @@ def naive(conn: psycopg.Connection) -> dict:
         rules[name] = {"s": round(ms / 1000, 3), "findings": rows[0][0]}
         say(f"  naive {name}: {ms / 1000:.1f} s")
     return {"total_s": round(sum(r["s"] for r in rules.values()), 3), "rules": rules}
+
+
+# -- backfill -------------------------------------------------------------------------------------
+
+FINDING_DETECTORS = ("failed_debit", "consecutive_failures", "duplicate_scan", "concurrent_txn")
+
+
+def backfill(conn: psycopg.Connection, days: int = 30, slice_hours: int = 24) -> dict:
+    """`monitorctl run --since {days}d` as the CLI runs it: each finding detector over the whole window,
+    a slice at a time, oldest first, each slice a run in its own transaction under the default timeout."""
+    now = conn.execute("select now()").fetchone()[0]
+    start = now - dt.timedelta(days=days)
+    step = dt.timedelta(hours=slice_hours)
+    bounds = [start + k * step for k in range(math.ceil((now - start) / step))]  # the last slice runs to now
+    slices = list(zip(bounds, bounds[1:] + [None]))
+    seconds, errors = {}, {}
+    for name in FINDING_DETECTORS:
+        total = 0.0
+        for since, until in slices:
+            with conn.transaction():
+                conn.execute("SET LOCAL statement_timeout = '50s'")
+                ms, _ = timed(conn, "select monitor.run_detector(%s, %s, %s)", (name, since, until))
+            total += ms
+            status, error = conn.execute("select status, error from monitor.detector_runs where detector = %s"
+                                         " order by run_id desc limit 1", (name,)).fetchone()
+            if status == "error":
+                errors[name] = error
+        seconds[name] = round(total / 1000, 3)
+        say(f"  backfill {name}: {total / 1000:.1f} s in {len(slices)} slices")
+    return {"days": days, "slice_hours": slice_hours, "slices": len(slices), "detectors_s": seconds,
+            "total_s": round(sum(seconds.values()), 3), "errors": errors}

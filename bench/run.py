@@ -199,6 +199,8 @@ def measure_read_side(result: dict, conns: dict, scale) -> None:
     result["full_reconciliation"] = measure.full_reconciliation(conns["main"], scale.full_reps)
     say("naive baseline: every rule once over the whole ledger")
     result["naive"] = measure.naive(conns["main"])
+    say("backfill: `run --since 30d`, each finding detector a day at a time")
+    result["backfill"] = measure.backfill(conns["main"])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 import sys
 from typing import List, Optional
 
@@ -15,6 +16,8 @@ from ..db import query
 from ..errors import MonitorError, UsageError
 from .common import FORMAT_OPTION, Format, installed_connection, say
 from .events import parse_since
+
+MAX_SLICES = 500  # a backfill's slices grow beyond --slice rather than number more
 
 COLUMNS = [
     output.Column("detector", "DETECTOR"),
@@ -35,7 +38,8 @@ def run(
                                         "since an ISO 8601 time: a backfill or rescan; events are not duplicated."),
     slice_: str = typer.Option("1d", "--slice", metavar="DURATION",
                                help="With --since: finding detectors examine the window in slices this long "
-                                    "(oldest first), each in its own transaction and timeout, with progress."),
+                                    "(oldest first; at most 500 of them), each in its own transaction and "
+                                    "timeout, with progress."),
     fmt: Format = FORMAT_OPTION,
 ) -> None:
     """Run detectors now, each in its own transaction with its `timeout` parameter as statement_timeout,
@@ -64,7 +68,8 @@ def run(
             start = since_ts or (now - since_iv if since_iv else None)
             slices = [(start, None)]
             if start is not None and known[name]["kind"] == "finding" and now - start > slice_iv:
-                bounds = [start + k * slice_iv for k in range(int((now - start) / slice_iv) + 1)]
+                step = max(slice_iv, (now - start) / MAX_SLICES)  # a window of years: longer slices
+                bounds = [start + k * step for k in range(math.ceil((now - start) / step))]
                 slices = list(zip(bounds, bounds[1:] + [None]))  # the last one runs to now
             try:
                 rows.append(run_slices(conn, name, known[name]["timeout_ms"], slices, f"[{i}/{len(names)}] {name}"))

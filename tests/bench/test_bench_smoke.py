@@ -39,7 +39,8 @@ def test_bench_small_scale_produces_every_figure(tmp_path):
     assert rules["failed_debit"]["findings"] == 3 and rules["stuck_pending"]["findings"] == 3
     assert len(result["write_overhead"]["runs"]) == 6
     goals = {g["goal"] for g in result["goals"]}
-    assert len(goals) == 9
+    assert len(goals) == 10
+    assert result["backfill"]["errors"] == {} and result["backfill"]["slices"] == 30
     assert "steady-state cycle" in proc.stdout  # the table was printed
     # the storm folded every finding, and saw every open condition again, within the default timeout
     assert result["storm"]["errors"] == {} and result["storm"]["findings"] == 2000
