@@ -33,6 +33,15 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, monitor, pg_temp AS $$
     FROM (SELECT p_schema AS name) s LEFT JOIN pg_namespace n ON n.nspname = s.name
 $$;
 
+-- What a run trusts of a detector function: its identity, owner, rights and definition. A run
+-- compares it with the digest taken at registration and refuses a function that changed since.
+CREATE OR REPLACE FUNCTION monitor.function_digest(p_fn regprocedure) RETURNS text
+LANGUAGE sql STABLE SET search_path = pg_catalog, monitor, pg_temp AS $$
+    SELECT md5(concat_ws(E'\x1f', p.oid, p.proowner, p.prosecdef, p.provolatile, p.prolang, p.prokind,
+                         p.proconfig::text, p.prosrc, p.probin, p.prorettype, p.proretset))
+      FROM pg_proc p WHERE p.oid = p_fn
+$$;
+
 -- Why a detector function may not run with monitor's rights (NULL when it may): it must return
 -- SETOF monitor.finding, be owned by a trusted role, live in a safe schema and pin a search_path of
 -- safe schemas with pg_temp last, so that no name in its body can be redirected.

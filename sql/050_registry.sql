@@ -9,15 +9,6 @@ LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, monitor, pg_temp AS $$
         OR p_schedule ~ '^[ \t]*([1-9]|[1-5][0-9])[ \t]+seconds?[ \t]*$'
 $$;
 
--- What a run trusts of a detector function: its identity, owner, rights and definition. A run
--- compares it with the digest taken at registration and refuses a function that changed since.
-CREATE OR REPLACE FUNCTION monitor.function_digest(p_fn regprocedure) RETURNS text
-LANGUAGE sql STABLE SET search_path = pg_catalog, monitor, pg_temp AS $$
-    SELECT md5(concat_ws(E'\x1f', p.oid, p.proowner, p.prosecdef, p.provolatile, p.prolang, p.prokind,
-                         p.proconfig::text, p.prosrc, p.probin, p.prorettype, p.proretset))
-      FROM pg_proc p WHERE p.oid = p_fn
-$$;
-
 -- A detector function runs inside monitor.run_detector, with the rights of monitor's owner (pg_cron
 -- runs it as the installer): only a function nobody else can change or redirect is accepted
 -- (monitor.detector_function_problem, docs/security.md). Returns the function.
