@@ -22,6 +22,7 @@ except ImportError:  # pragma: no cover - depends on the installed typer
     except ImportError:  # click before 8.2 prints the help itself, without an exception
         NoArgsIsHelpError = ()
 
+
 def one_line(message: str) -> str:
     """A message as one line: control characters shown escaped (a newline as \\n), not cut off."""
     return output.printable(message.rstrip())

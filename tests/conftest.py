@@ -1,7 +1,8 @@
 """Shared fixtures: one real PostgreSQL (with pg_cron) per test session.
 
-The server comes from monitorctl.embedded: MONITOR_TEST_DSN if set, a Docker container when an
-engine answers, otherwise a throwaway local cluster. A template database is installed once
+The server comes from monitorctl.embedded: MONITOR_TEST_DSN if set, else a throwaway local cluster
+when the PostgreSQL server binaries are present, else a Docker container (MONITOR_TEST_BACKEND=docker
+asks for one). A template database is installed once
 (`install --with-ledger --no-schedule`); each test gets its own copy of it.
 """
 
