@@ -478,20 +478,21 @@ BEGIN
          WHERE ((t.created_at >= $2 AND t.created_at < $3) OR (t.updated_at >= $2 AND t.updated_at < $3))
            AND t.status = 'failed'
          GROUP BY t.account_id
-    ), start AS (                  -- a run starts after the last success before that row
+    ), start AS MATERIALIZED (     -- a run starts after the last success before that row
         SELECT f.account_id,
                (SELECT max(s.created_at) FROM monitor.src_transactions s
                  WHERE s.account_id = f.account_id AND s.created_at < f.t0 AND s.status = 'success') AS t
           FROM fresh f
-    ), seq AS (
+    ), seq AS (                    -- each account's rows from there, read through (account_id, created_at)
         SELECT r.account_id, r.txn_id, r.created_at, r.status, r.amount, r.device_id,
                ((r.created_at >= $2 AND r.created_at < $3) OR (r.updated_at >= $2 AND r.updated_at < $3)) AS is_new,
                count(*) FILTER (WHERE r.status = 'success')
                    OVER (PARTITION BY r.account_id ORDER BY r.created_at, r.txn_id COLLATE "C") AS run
           FROM start s
-          JOIN monitor.src_transactions r
-            ON r.account_id = s.account_id AND r.created_at >= coalesce(s.t, '-infinity') AND r.created_at < $3
-         WHERE r.status IN ('success', 'failed')
+          CROSS JOIN LATERAL (
+              SELECT t.* FROM monitor.src_transactions t
+               WHERE t.account_id = s.account_id AND t.created_at >= coalesce(s.t, '-infinity')
+                 AND t.created_at < $3 AND t.status IN ('success', 'failed')) r
     ), runs AS (
         SELECT q.account_id,
                array_agg(q.txn_id ORDER BY q.created_at, q.txn_id COLLATE "C") AS ids,
