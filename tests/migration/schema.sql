@@ -84,6 +84,10 @@ CREATE FUNCTION monitor.apply_findings(p_detector monitor.detectors, p_findings 
     SET work_mem TO '64MB'
     AS $$
 BEGIN
+    opened := 0; updated := 0; resolved := 0;
+    IF p_detector.kind = 'finding' AND coalesce(cardinality(p_findings), 0) = 0 THEN
+        RETURN;  -- the usual quiet minute: nothing to plan
+    END IF;
     WITH f AS (                    -- the findings, in order; the last of several on one event wins
         SELECT u.ord, u.subject, u.dedup_key, u.txn_id, u.amount, u.summary, u.evidence,
                ARRAY[u.dedup_key] || coalesce(ARRAY(SELECT jsonb_array_elements_text(u.evidence -> 'member_keys')
