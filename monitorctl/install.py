@@ -191,6 +191,10 @@ def install(dsn: str, with_ledger: bool = False, config: dict | None = None, do_
                     conn.execute("drop schema if exists ledger cascade")
             raise
         say(f"installed monitor schema {resources.schema_version()} and {len(render_sql_names())} SQL files")
+        stale = conn.execute(query("unregistered_custom")).fetchone()[0]
+        if stale:
+            say(f"note: custom detectors {stale} must be registered again (monitorctl detectors add ...): their runs "
+                "are refused until then (docs/security.md)")
         if do_schedule:
             report.scheduling, report.scheduling_off = schedule.sync(conn, dsn)
         else:

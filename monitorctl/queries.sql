@@ -26,6 +26,11 @@ begin
 end
 $$
 
+-- name: unregistered_custom
+-- custom detectors registered before their function's digest was kept: each run refuses them
+select coalesce(string_agg(name, ', ' order by name), '') from monitor.detectors
+where not builtin and function_digest is null
+
 -- name: mark_installed
 -- the schema version whose sql/ the last install applied: commands refuse to run on a half install
 insert into monitor.settings (key, value, description)

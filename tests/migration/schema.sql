@@ -1411,7 +1411,11 @@ BEGIN
         END IF;
         -- it runs with monitor's owner's rights: only the function that was registered, still one that
         -- nobody else can change or redirect, reading sources nobody else can change (docs/security.md)
-        IF monitor.function_digest(v_fn) IS DISTINCT FROM d.function_digest THEN
+        IF d.function_digest IS NULL THEN
+            RAISE EXCEPTION 'detector function % was registered by a monitorctl that did not yet check what it runs: '
+                            're-register it with monitorctl detectors add (docs/security.md)', d.function
+                USING ERRCODE = 'insufficient_privilege';
+        ELSIF monitor.function_digest(v_fn) IS DISTINCT FROM d.function_digest THEN
             RAISE EXCEPTION 'detector function % changed since it was registered (its definition or owner): '
                             're-register it with monitorctl detectors add', d.function
                 USING ERRCODE = 'insufficient_privilege';

@@ -130,3 +130,26 @@ def test_views_dropped_by_a_cascade_are_named_and_rebuilt_by_install(db):
     assert r.returncode == 0, r.stderr
     with psycopg.connect(db) as c:
         assert c.execute("select ispopulated from pg_matviews where matviewname = 'volume_hourly'").fetchone()[0]
+
+
+def test_a_custom_detector_of_an_earlier_release_is_named_until_registered_again(pg_server, tmp_path_factory):
+    source = worktree(tmp_path_factory, RELEASES["0.1.0"])
+    dsn = pg_server.create_database(f"upgrade_custom_{os.getpid()}")
+    try:
+        assert monitorctl_of(source, dsn, "install", "--with-ledger", "--no-schedule").returncode == 0
+        with psycopg.connect(dsn, autocommit=True) as c:
+            c.execute("create function public.detect_mine(params jsonb, since timestamptz) returns setof"
+                      " monitor.finding language sql set search_path = pg_catalog, pg_temp"
+                      " as $$ select null::monitor.finding where false $$")
+            c.execute("select monitor.register_detector('mine', 'public.detect_mine', 'low', 'finding')")
+        r = monitorctl_of(ROOT, dsn, "install", "--no-schedule")
+        assert r.returncode == 0 and "custom detectors mine must be registered again" in r.stderr, r.stderr
+        r = monitorctl_of(ROOT, dsn, "run", "mine")
+        assert r.returncode == 1 and "re-register it" in r.stdout
+        r = monitorctl_of(ROOT, dsn, "detectors", "add", "mine", "--function", "public.detect_mine",
+                          "--severity", "low", "--kind", "finding")
+        assert r.returncode == 0, r.stderr
+        assert monitorctl_of(ROOT, dsn, "run", "mine").returncode == 0
+    finally:
+        pg_server.drop_database(dsn.split("dbname=")[-1])
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(source)], capture_output=True)
