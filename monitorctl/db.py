@@ -60,8 +60,7 @@ def pin_search_path(conn: psycopg.Connection) -> None:
     public.#>>(jsonb, text) or a function with a closer signature, is never used by monitorctl's own
     queries, which name monitor's objects with their schema. The role's own search_path is kept as
     ``conn.user_schemas`` for a mapping that names a relation without its schema."""
-    row = conn.execute("select pg_catalog.current_schemas(false)::pg_catalog.text[],"
-                       " pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', false)").fetchone()
+    row = conn.execute(query("pin_search_path")).fetchone()
     if not conn.autocommit:
         conn.commit()
     conn.user_schemas = row[0]

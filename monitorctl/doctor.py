@@ -36,14 +36,11 @@ NEEDS = [
 
 
 # (relation, column that should lead a partial index, status its predicate selects, who needs it, the
-# detector's filter on the source view, {col} the time column)
+# named query holding the detector's filter on the source view)
 PARTIAL_NEEDS = [
-    ("transactions", "created_at", "pending", "stuck_pending",
-     "select 1 from monitor.src_transactions t where t.status = 'pending' and t.created_at < now()"),
-    ("transactions", "created_at", "failed", "failed_debit, consecutive_failures",
-     "select 1 from monitor.src_transactions t where t.status = 'failed' and t.created_at >= now()"),
-    ("transactions", "updated_at", "failed", "failed_debit, consecutive_failures",
-     "select 1 from monitor.src_transactions t where t.status = 'failed' and t.updated_at >= now()"),
+    ("transactions", "created_at", "pending", "stuck_pending", "doctor_probe_pending_created"),
+    ("transactions", "created_at", "failed", "failed_debit, consecutive_failures", "doctor_probe_failed_created"),
+    ("transactions", "updated_at", "failed", "failed_debit, consecutive_failures", "doctor_probe_failed_updated"),
 ]
 
 
@@ -92,7 +89,7 @@ def partial_advice(conn, mapping: dict) -> list[Advice]:
                      sql.SQL("{} = {}").format(sql.Identifier(status_map), sql.Literal(status)))
         suggestion = sql.SQL("CREATE INDEX ON {} ({}) WHERE {}").format(
             sql.SQL(relation), sql.Identifier(column), predicate).as_string(conn)
-        served = partial_index_serves(conn, probe)
+        served = partial_index_serves(conn, query(probe))
         out.append(Advice(spec["relation"], (f"{column} where status = {status}",), who,
                           {True: "ok", False: "missing", None: "unknown"}[served],
                           "" if served else suggestion if served is False else

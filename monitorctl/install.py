@@ -177,7 +177,7 @@ def install(dsn: str, with_ledger: bool = False, config: dict | None = None, do_
                         conn.execute(text)
                     except Exception as exc:
                         raise MonitorError(f"install failed in sql/{name}: {str(exc).splitlines()[0]}") from exc
-                problem = conn.execute("select monitor.sources_problem()").fetchone()[0]
+                problem = conn.execute(query("sources_problem")).fetchone()[0]
                 if problem:  # behind the views just made: nothing of another role's (docs/security.md)
                     raise UsageError(f"config: sources: {problem}")
                 for detector, params in ((config or {}).get("detectors") or {}).items():

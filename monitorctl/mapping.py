@@ -124,9 +124,11 @@ def find_relation(conn, relation: str) -> tuple[int, str, bool] | None:
 
 
 def user_schemas(conn) -> list[str]:
+    """The schemas a plain name is looked up in: those db.connect kept, or (a connection made elsewhere)
+    the session's own."""
     schemas = getattr(conn, "user_schemas", None)
     if schemas is None:
-        schemas = conn.execute("select pg_catalog.current_schemas(false)::pg_catalog.text[]").fetchone()[0]
+        schemas = conn.execute(query("current_schemas")).fetchone()[0]
     return schemas
 
 

@@ -26,6 +26,18 @@ begin
 end
 $$
 
+-- name: sources_problem
+-- what is behind the source views that another role could change (sql/015_trust.sql), or NULL
+select monitor.sources_problem()
+
+-- name: pin_search_path
+-- the role's own schemas, then this session's names resolved in pg_catalog only (monitorctl/db.py)
+select pg_catalog.current_schemas(false)::pg_catalog.text[],
+       pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', false)
+
+-- name: current_schemas
+select pg_catalog.current_schemas(false)::pg_catalog.text[]
+
 -- name: unregistered_custom
 -- custom detectors registered before their function's digest was kept: each run refuses them
 select coalesce(string_agg(name, ', ' order by name), '') from monitor.detectors
@@ -247,6 +259,18 @@ select array(select a.attname::text from unnest(i.indkey) with ordinality k(attn
              join pg_attribute a on a.attrelid = i.indrelid and a.attnum = k.attnum
              order by k.n)
 from pg_index i where i.indrelid = %s and i.indpred is null
+
+-- name: doctor_probe_pending_created
+-- stuck_pending's filter, for doctor to EXPLAIN
+select 1 from monitor.src_transactions t where t.status = 'pending' and t.created_at < now()
+
+-- name: doctor_probe_failed_created
+-- failed_debit's and consecutive_failures' filter on new rows, for doctor to EXPLAIN
+select 1 from monitor.src_transactions t where t.status = 'failed' and t.created_at >= now()
+
+-- name: doctor_probe_failed_updated
+-- the same filter on changed rows
+select 1 from monitor.src_transactions t where t.status = 'failed' and t.updated_at >= now()
 
 -- name: partial_indexes
 -- whether one of these indexes (by name, as EXPLAIN shows them) is a partial index
