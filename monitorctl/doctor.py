@@ -26,12 +26,13 @@ NEEDS = [
     ("transactions", ("created_at",), "failed_debit, consecutive_failures, concurrent_txn, failure_rate, "
                                       "balance_mismatch, volume_anomaly"),
     ("transactions", ("account_id", "created_at"), "consecutive_failures, concurrent_txn, balance_mismatch"),
-    ("transactions", ("updated_at",), "failed_debit, consecutive_failures, balance_mismatch"),
+    ("transactions", ("updated_at",), "failed_debit, consecutive_failures, balance_mismatch, failure_rate, "
+                                      "negative_balance"),
     ("transactions", ("txn_id",), "lookups by id"),
     ("scans", ("scanned_at",), "duplicate_scan"),
     ("scans", ("account_id", "scanned_at"), "duplicate_scan"),
-    ("accounts", ("account_id",), "balance_mismatch"),
-    ("accounts", ("updated_at",), "balance_mismatch"),
+    ("accounts", ("account_id",), "balance_mismatch, negative_balance"),
+    ("accounts", ("updated_at",), "balance_mismatch, negative_balance"),
 ]
 
 

@@ -32,13 +32,18 @@ class InstallReport:
 @contextmanager
 def install_lock(conn, say=lambda msg: None):
     """The install lock of this database; while another session holds it, say who before waiting."""
-    if not conn.execute("select pg_try_advisory_lock(%s, %s)", INSTALL_LOCK).fetchone()[0]:
+    def take() -> bool:
+        return conn.execute("select pg_try_advisory_lock(%s, %s)", INSTALL_LOCK).fetchone()[0]
+
+    if not take():
         row = conn.execute(query("install_lock_holder"), INSTALL_LOCK).fetchone()
-        who = (f"pid {row[0]}, user {row[1]}, application {row[2]!r}, connected since {row[3]:%Y-%m-%d %H:%M:%S}"
-               if row and row[1] else f"pid {row[0]}" if row else "a session that just let go")
-        say(f"waiting for the install lock of this database, held by {who}: another install or uninstall, "
-            f"or a session holding pg_advisory_lock{INSTALL_LOCK} (ends when it does)")
-        conn.execute("select pg_advisory_lock(%s, %s)", INSTALL_LOCK)
+        if not (row is None and take()):  # (a holder that let go in between: nothing to wait for)
+            who = (f"pid {row[0]}, user {row[1]}, application {row[2]!r}, "
+                   f"connected since {row[3]:%Y-%m-%d %H:%M:%S}" if row and row[1]
+                   else f"pid {row[0]}" if row else "a session that just let go")
+            say(f"waiting for the install lock of this database, held by {who}: another install or uninstall, "
+                f"or a session holding pg_advisory_lock{INSTALL_LOCK} (ends when it does)")
+            conn.execute("select pg_advisory_lock(%s, %s)", INSTALL_LOCK)
     try:
         yield
     finally:

@@ -10,3 +10,6 @@ DROP FUNCTION IF EXISTS monitor.check_detector_function(text);       -- now retu
 DROP FUNCTION IF EXISTS monitor.param_numeric(jsonb, text);          -- unused
 DROP FUNCTION IF EXISTS monitor.run_detector(text, timestamptz);     -- now with an optional until
 DROP FUNCTION IF EXISTS monitor.find_bursts(text, interval, integer, timestamptz);  -- likewise
+
+-- 0.2.0
+DROP FUNCTION IF EXISTS monitor.find_bursts(text, interval, integer, timestamptz, timestamptz);

@@ -27,7 +27,7 @@ LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, monitor, pg_temp AS $$
         (1, '*', 'late_window', 'interval', '0', '7 days'),
         (1, '*', 'first_lookback', 'interval', '0', '3660 days'),
         (1, 'balance_mismatch', 'tolerance', 'number', '0', '1000000000000'),
-        (1, 'balance_mismatch', 'full_pass', 'interval', '0', '30 days'),  -- 0: a full pass every run
+        (1, '*', 'full_pass', 'interval', '0', '30 days'),  -- 0: a full pass every run
         (1, 'consecutive_failures', 'count', 'integer', '1', '10000'),
         (1, 'consecutive_failures', 'window', 'interval', '0', '30 days'),
         (1, 'stuck_pending', 'age', 'interval', '1 second', '365 days'),

@@ -4,11 +4,12 @@
 -- in which each row is within `window` of the previous one (inclusive). The rows a run must
 -- examine are those at or after `since`; a burst that reaches back before `since` is followed
 -- backwards through the (account_id, time) index, so its first row may be arbitrarily old. Rows
--- at or after `since` that the detector's previous run already saw (monitor.seen_age) are context
--- only: a burst is reported when it holds a row not seen before.
+-- at or after `since` that the detector's previous run already saw (p_seen, from monitor.seen_age)
+-- are context only: a burst is reported when it holds a row not seen before.
 
 CREATE OR REPLACE FUNCTION monitor.find_bursts(p_source text, p_window interval, p_min_count integer,
-                                               p_since timestamptz, p_until timestamptz DEFAULT 'infinity')
+                                               p_since timestamptz, p_until timestamptz DEFAULT 'infinity',
+                                               p_seen integer DEFAULT 2147483647)
 RETURNS TABLE (account_id text, ids text[], times timestamptz[], devices text[], amounts numeric[],
                statuses text[])
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, monitor, pg_temp AS $$
@@ -18,7 +19,7 @@ DECLARE
     t_col text;
     extra text;
     b record;
-    seen integer := monitor.seen_age();
+    seen integer := coalesce(p_seen, 2147483647);
     first_new timestamptz;
     back_accounts text[] := '{}';
     back_starts timestamptz[] := '{}';
@@ -121,6 +122,6 @@ BEGIN
     USING p_since, p_window, p_min_count, back_accounts, back_starts, p_until;
 END
 $$;
-COMMENT ON FUNCTION monitor.find_bursts(text, interval, integer, timestamptz, timestamptz) IS
+COMMENT ON FUNCTION monitor.find_bursts(text, interval, integer, timestamptz, timestamptz, integer) IS
     'Maximal bursts (each row within the window of the previous) that reach a row at or after since '
-    '(and before until: a backfill''s slice).';
+    '(and before until: a backfill''s slice); rows of transactions older than p_seen are context only.';

@@ -117,7 +117,7 @@ BEGIN
                'devices', to_jsonb(b.devices[1:50]), 'member_keys', to_jsonb(b.ids),
                'window', $1 ->> 'window', 'min_count', ($1 -> 'min_count'))
       FROM monitor.find_bursts('scans', ($1 ->> 'window')::interval,
-                               ($1 ->> 'min_count')::integer, $2, $3) b
+                               ($1 ->> 'min_count')::integer, $2, $3, monitor.seen_age($1)) b
     $q$ USING params, since, coalesce((params ->> 'until')::timestamptz, 'infinity');
 END
 $$;
@@ -145,7 +145,7 @@ BEGIN
                'devices', to_jsonb(b.devices[1:50]), 'member_keys', to_jsonb(b.ids),
                'window', $1 ->> 'window', 'min_count', ($1 -> 'min_count'))
       FROM monitor.find_bursts('transactions', ($1 ->> 'window')::interval,
-                               ($1 ->> 'min_count')::integer, $2, $3) b
+                               ($1 ->> 'min_count')::integer, $2, $3, monitor.seen_age($1)) b
     $q$ USING params, since, coalesce((params ->> 'until')::timestamptz, 'infinity');
 END
 $$;

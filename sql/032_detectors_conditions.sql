@@ -1,20 +1,42 @@
 -- Condition detectors (docs/detectors.md): negative_balance, stuck_pending, failure_rate. A condition
 -- detector returns every instance that holds now; the runner resolves the ones that vanished.
 
--- An account whose balance is below zero.
+-- An account whose balance is below zero. A full pass (a run without `seen`: the first, a rescan,
+-- one every `full_pass`) reads every account; the runs between read only the accounts that may
+-- have changed since `since` (the run's start less `late_window`) and that the previous run did
+-- not see, and those with an open event (so that one whose balance recovered resolves):
+-- the accounts updated since then when the mapping gives accounts an updated_at, else the accounts
+-- of the transactions created or changed since then (all of them, seen or not: a balance may move
+-- after its transaction was read). Every open event's account is checked, so the runner's
+-- "resolve what no finding saw" stays exact.
 CREATE OR REPLACE FUNCTION monitor.detect_negative_balance(params jsonb, since timestamptz)
 RETURNS SETOF monitor.finding
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, monitor, pg_temp AS $$
-BEGIN
-    -- a one-shot plan per run: the planner sees the actual window (an index range scan)
-    RETURN QUERY EXECUTE $q$
+DECLARE
+    report text := $r$
     SELECT a.account_id, a.account_id, NULL::text, a.balance,
            format('account %s has a negative balance of %s', a.account_id, a.balance),
            jsonb_build_object('account_id', a.account_id, 'balance', a.balance,
-                              'opening_balance', a.opening_balance, 'updated_at', a.updated_at)
-      FROM monitor.src_accounts a
-     WHERE a.balance < 0
-    $q$ USING params, since;
+                              'opening_balance', a.opening_balance, 'updated_at', a.updated_at) $r$;
+BEGIN
+    IF NOT params ? 'seen' THEN
+        RETURN QUERY EXECUTE report || $q$ FROM monitor.src_accounts a WHERE a.balance < 0 $q$;
+    ELSE
+        -- a one-shot plan per run: the planner sees the actual window (index range scans)
+        RETURN QUERY EXECUTE $q$
+        WITH cand AS (
+            SELECT a.account_id FROM monitor.src_accounts a
+             WHERE $2 AND a.updated_at >= $1 AND (age(a.row_xmin) <= $3) IS NOT FALSE
+            UNION
+            SELECT t.account_id FROM monitor.src_transactions t
+             WHERE NOT $2 AND (t.created_at >= $1 OR t.updated_at >= $1)
+            UNION
+            SELECT e.subject FROM monitor.events e
+             WHERE e.detector = 'negative_balance' AND e.status <> 'resolved'
+        )$q$ || report || $q$ FROM cand c JOIN monitor.src_accounts a ON a.account_id = c.account_id
+         WHERE a.balance < 0 $q$
+        USING since, monitor.accounts_have_updated_at(), monitor.seen_age(params);
+    END IF;
 END
 $$;
 COMMENT ON FUNCTION monitor.detect_negative_balance(jsonb, timestamptz) IS
@@ -42,18 +64,79 @@ $$;
 COMMENT ON FUNCTION monitor.detect_stuck_pending(jsonb, timestamptz) IS
     'stuck_pending: a transaction created more than `age` before the run and still pending.';
 
--- The failure share over the trailing window [now - window, now].
+-- The failure share over the trailing window [now - window, now], from per-minute counts
+-- (monitor.failure_minutes). prepare_failure_rate recounts the minutes that may have changed since
+-- the previous run: those from `since` (the run's start less `late_window`) on, and those of rows
+-- changed since then (transactions.updated_at); a full pass (a run without `seen`: the first, a
+-- rescan, one every `full_pass`) recounts the whole window, as does every run when the mapping gives
+-- transactions no updated_at (a pending row that fails later changes an older minute). The detector
+-- adds up the minutes inside the window and counts the rows of its partial first minute.
+CREATE OR REPLACE FUNCTION monitor.prepare_failure_rate(params jsonb, since timestamptz)
+RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, monitor, pg_temp AS $$
+DECLARE
+    lo timestamptz := date_trunc('minute', now() - (params ->> 'window')::interval);
+BEGIN
+    DELETE FROM monitor.failure_minutes m WHERE m.minute < lo;
+    IF NOT params ? 'seen' OR NOT monitor.transactions_have_updated_at()
+       OR NOT EXISTS (SELECT FROM monitor.failure_minutes) THEN  -- empty: a crash emptied the cache
+        DELETE FROM monitor.failure_minutes;
+        -- EXECUTE: a one-shot plan that sees the actual time range
+        EXECUTE $q$
+        INSERT INTO monitor.failure_minutes (minute, succeeded, failed)
+        SELECT date_trunc('minute', t.created_at), count(*) FILTER (WHERE t.status = 'success'),
+               count(*) FILTER (WHERE t.status = 'failed')
+          FROM monitor.src_transactions t
+         WHERE t.created_at >= $1 AND t.created_at <= now()
+         GROUP BY 1 $q$ USING lo;
+    ELSE
+        EXECUTE $q$
+        WITH touched AS (
+            SELECT m.minute FROM generate_series(date_trunc('minute', greatest($1, $2)),
+                                                  date_trunc('minute', now()), interval '1 minute') m(minute)
+            UNION
+            SELECT date_trunc('minute', t.created_at) FROM monitor.src_transactions t
+             WHERE t.updated_at >= $1 AND t.created_at >= $2 AND t.created_at < $1
+        ), counted AS (
+            SELECT m.minute, c.succeeded, c.failed
+              FROM touched m
+             CROSS JOIN LATERAL (
+                   SELECT count(*) FILTER (WHERE t.status = 'success') AS succeeded,
+                          count(*) FILTER (WHERE t.status = 'failed') AS failed
+                     FROM monitor.src_transactions t
+                    WHERE t.created_at >= m.minute AND t.created_at < m.minute + interval '1 minute'
+                      AND t.created_at <= now()) c
+        ), gone AS (
+            DELETE FROM monitor.failure_minutes f USING counted c
+             WHERE f.minute = c.minute AND c.succeeded + c.failed = 0
+        )
+        INSERT INTO monitor.failure_minutes AS f (minute, succeeded, failed)
+        SELECT c.minute, c.succeeded, c.failed FROM counted c WHERE c.succeeded + c.failed > 0
+        ON CONFLICT (minute) DO UPDATE SET succeeded = excluded.succeeded, failed = excluded.failed
+        $q$ USING since, lo;
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION monitor.prepare_failure_rate(jsonb, timestamptz) IS
+    'Bring monitor.failure_minutes up to date before failure_rate runs (the whole window without `seen`).';
+
 CREATE OR REPLACE FUNCTION monitor.detect_failure_rate(params jsonb, since timestamptz)
 RETURNS SETOF monitor.finding
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, monitor, pg_temp AS $$
 BEGIN
     -- a one-shot plan per run: the planner sees the actual window (an index range scan)
     RETURN QUERY EXECUTE $q$
-    WITH c AS (
-        SELECT count(*) FILTER (WHERE t.status = 'success') AS ok,
-               count(*) FILTER (WHERE t.status = 'failed') AS failed
+    WITH parts AS (
+        SELECT m.succeeded AS ok, m.failed FROM monitor.failure_minutes m
+         WHERE m.minute > date_trunc('minute', now() - ($1 ->> 'window')::interval)
+        UNION ALL
+        SELECT count(*) FILTER (WHERE t.status = 'success'), count(*) FILTER (WHERE t.status = 'failed')
           FROM monitor.src_transactions t
-         WHERE t.created_at >= now() - ($1 ->> 'window')::interval AND t.created_at <= now()
+         WHERE t.created_at >= now() - ($1 ->> 'window')::interval
+           AND t.created_at < date_trunc('minute', now() - ($1 ->> 'window')::interval) + interval '1 minute'
+           AND t.created_at <= now()
+    ), c AS (
+        SELECT coalesce(sum(p.ok), 0) AS ok, coalesce(sum(p.failed), 0) AS failed FROM parts p
     )
     SELECT 'system', 'system', NULL::text, NULL::numeric,
            format('%s of %s transactions failed in the last %s (%s%%, threshold %s%%)', c.failed, c.ok + c.failed,

@@ -4,11 +4,13 @@
 -- amounts created before a horizon (watermark 'balance_mismatch.horizon', kept 5 minutes behind
 -- the clock so late commits land in the live part). Each run:
 --   1. prepare_balance_mismatch adds the rows between the old and the new horizon, recomputes the
---      accounts whose older rows changed (updated_at), and every `full_pass` recomputes all totals
+--      accounts whose older rows changed (updated_at), and on a full pass (a run without `seen`:
+--      the first, a rescan, and one every `full_pass`, monitor.run_detector) recomputes all totals
 --      in one hash aggregate and rewrites those that drifted;
---   2. detect_balance_mismatch checks only the accounts that may have changed (new or changed
---      transactions, accounts.updated_at, open events), or every account right after a full pass:
---      expected = opening_balance + total before the horizon + live success amounts after it.
+--   2. detect_balance_mismatch checks only the accounts that may have changed since the run that
+--      `seen` names (new or changed transactions, accounts.updated_at, open events), or every account
+--      on a full pass: expected = opening_balance + total before the horizon + live success amounts
+--      after it.
 
 CREATE OR REPLACE FUNCTION monitor.balance_horizon_lag() RETURNS interval
 LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, monitor, pg_temp AS $$ SELECT interval '5 minutes' $$;
@@ -19,13 +21,10 @@ LANGUAGE plpgsql SET search_path = pg_catalog, monitor, pg_temp AS $$
 DECLARE
     old_h timestamptz;
     new_h timestamptz := now() - monitor.balance_horizon_lag();
-    last_full timestamptz;
 BEGIN
     SELECT high_water INTO old_h FROM monitor.watermarks WHERE detector = 'balance_mismatch.horizon';
-    SELECT high_water INTO last_full FROM monitor.watermarks WHERE detector = 'balance_mismatch.full';
     -- EXECUTE: a one-shot plan that sees the actual time range (statements below read the source)
-    IF old_h IS NULL OR last_full IS NULL
-       OR last_full <= now() - (params ->> 'full_pass')::interval
+    IF NOT params ? 'seen' OR old_h IS NULL
        OR NOT EXISTS (SELECT FROM monitor.account_totals) THEN  -- empty: a crash emptied the unlogged cache
         -- full pass: recompute every total in one sequential pass with an in-memory hash aggregate
         -- (not in (account_id, created_at) index order, which visits the heap at random), and write
@@ -46,8 +45,6 @@ BEGIN
                  INSERT INTO monitor.account_totals AS a (account_id, success_sum)
                  SELECT d.account_id, d.success_sum FROM drift d WHERE d.success_sum IS NOT NULL
                  ON CONFLICT (account_id) DO UPDATE SET success_sum = excluded.success_sum' USING new_h;
-        INSERT INTO monitor.watermarks AS w (detector, high_water) VALUES ('balance_mismatch.full', now())
-        ON CONFLICT (detector) DO UPDATE SET high_water = excluded.high_water, updated_at = now();
     ELSE
         IF new_h > old_h THEN
             EXECUTE 'INSERT INTO monitor.account_totals AS a (account_id, success_sum)
@@ -78,7 +75,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION monitor.prepare_balance_mismatch(jsonb, timestamptz) IS
-    'Bring monitor.account_totals up to date before balance_mismatch runs (a full rebuild every full_pass).';
+    'Bring monitor.account_totals up to date before balance_mismatch runs (a full rebuild without `seen`).';
 
 CREATE OR REPLACE FUNCTION monitor.detect_balance_mismatch(params jsonb, since timestamptz)
 RETURNS SETOF monitor.finding
@@ -86,8 +83,7 @@ LANGUAGE plpgsql STABLE SET search_path = pg_catalog, monitor, pg_temp AS $$
 DECLARE
     h timestamptz := coalesce((SELECT high_water FROM monitor.watermarks
                                 WHERE detector = 'balance_mismatch.horizon'), '-infinity');
-    full_pass boolean := coalesce((SELECT high_water >= now() FROM monitor.watermarks
-                                    WHERE detector = 'balance_mismatch.full'), true);
+    full_pass boolean := NOT params ? 'seen';
     tolerance numeric := (params ->> 'tolerance')::numeric;
     -- without accounts.updated_at a balance change shows only through a transaction: the accounts
     -- with a transaction after the horizon (the live rows, read anyway) are checked at every run, so
@@ -119,12 +115,13 @@ BEGIN
                   FROM monitor.src_accounts a
                   LEFT JOIN monitor.account_totals tot ON tot.account_id = a.account_id
                   LEFT JOIN live l ON l.account_id = a.account_id
-            )$q$ || report USING h, since, tolerance, monitor.seen_age();
+            )$q$ || report USING h, since, tolerance;
     ELSE
         -- only the accounts that may have changed since `since` and that the previous run did not
-        -- see (monitor.seen_age): the accounts updated since then, read by a range scan of
+        -- see (params ->> 'seen'): the accounts updated since then, read by a range scan of
         -- updated_at (their new row versions sit together), the accounts with new or changed
-        -- transactions, and those with an open event. One GROUP BY gathers them with their live
+        -- transactions (a row committed late, created after the horizon, included: the live rows
+        -- are read anyway), and those with an open event. One GROUP BY gathers them with their live
         -- amounts (after the horizon $1); only the few not updated are then read by key. Every
         -- join left has an index on its inner side: with the new rows not yet in the statistics,
         -- the planner expects a handful of them, and a nested loop over a CTE would be quadratic.
@@ -137,7 +134,7 @@ BEGIN
                 UNION ALL
                 SELECT t.account_id, NULL, NULL,
                        CASE WHEN t.status = 'success' AND t.created_at >= $1 THEN t.amount END, false,
-                       ((t.created_at >= $2 OR t.updated_at >= $2) AND (age(t.row_xmin) <= $4) IS NOT FALSE)
+                       ((t.created_at >= least($1, $2) OR t.updated_at >= $2) AND (age(t.row_xmin) <= $4) IS NOT FALSE)
                        OR ($5 AND t.created_at >= $1)
                   FROM monitor.src_transactions t
                  WHERE t.created_at >= least($1, $2) OR t.updated_at >= $2
@@ -158,7 +155,7 @@ BEGIN
                 SELECT a.account_id, a.balance, a.opening_balance,
                        coalesce(tot.success_sum, 0) AS settled, a.live
                   FROM accounts a LEFT JOIN monitor.account_totals tot ON tot.account_id = a.account_id
-            )$q$ || report USING h, since, tolerance, monitor.seen_age(), recheck_live;
+            )$q$ || report USING h, since, tolerance, monitor.seen_age(params), recheck_live;
     END IF;
 END
 $$;

@@ -22,16 +22,25 @@ END
 $$;
 
 -- Rows the running detector's previous run already saw: those written by transactions that had
--- finished when that run took its snapshot, i.e. older than its snapshot's xmin. A built-in
--- detector examines a row of its late window only when age(row_xmin) <= seen_age(), so a stream
--- of rows is read about once rather than once per minute of the late window. The runner sets
--- monitor.seen_xmin for the run; unset (a first run, a --since rescan, a view without xmin as the
--- source), every row from `since` on is examined.
-CREATE OR REPLACE FUNCTION monitor.seen_age() RETURNS integer
+-- finished when that run took its snapshot, i.e. older than its snapshot's xmin. The runner passes
+-- that xmin to the detector as the parameter `seen` (a pg_snapshot_xmin, as text); a built-in
+-- detector examines a row of its late window only when age(row_xmin) <= seen_age(params), so a
+-- stream of rows is read about once rather than once per minute of the late window. Without
+-- `seen` (a first run, a --since rescan, a full pass, a call by hand in psql) every row from
+-- `since` on is examined: a detector is a function of its arguments alone.
+CREATE OR REPLACE FUNCTION monitor.seen_age(p_params jsonb) RETURNS integer
 LANGUAGE sql STABLE SET search_path = pg_catalog, monitor, pg_temp AS $$
-    SELECT coalesce(age(((nullif(current_setting('monitor.seen_xmin', true), '')::xid8::text::bigint
-                          % 4294967296)::text)::xid), 2147483647)
+    SELECT coalesce(age(((nullif(p_params ->> 'seen', '')::xid8::text::bigint % 4294967296)::text)::xid),
+                    2147483647)
 $$;
+-- What 0.1.0's detectors called (the run state was then a session setting): the largest age, so that
+-- a custom detector written for 0.1.0 stays correct and examines every row of its late window.
+CREATE OR REPLACE FUNCTION monitor.seen_age() RETURNS integer
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, monitor, pg_temp AS $$ SELECT 2147483647 $$;
+COMMENT ON FUNCTION monitor.seen_age() IS
+    'Deprecated: use monitor.seen_age(params). The largest age: every row from since is examined.';
+COMMENT ON FUNCTION monitor.seen_age(jsonb) IS
+    'The age of the newest transaction whose rows the previous run saw (params ->> ''seen''); the largest age without it.';
 
 -- The earliest row time a finding detector must examine in this run.
 CREATE OR REPLACE FUNCTION monitor.run_since(p_detector monitor.detectors, p_override timestamptz)
@@ -177,6 +186,7 @@ DECLARE
     v_snap_xmin xid8;
     v_fn regprocedure;
     v_problem text;
+    v_full boolean;
 BEGIN
     SELECT * INTO d FROM monitor.detectors WHERE name = p_name;
     IF NOT FOUND THEN
@@ -203,15 +213,21 @@ BEGIN
     END IF;
     v_since := monitor.run_since(d, p_since);
     -- what the previous run saw (not on a --since rescan; not across a billion transactions, far
-    -- from xid wraparound), and this run's own mark, taken before it reads anything
+    -- from xid wraparound; not when a full pass is due), and this run's own mark, taken before it
+    -- reads anything. A detector with a `full_pass` parameter examines everything that often.
     v_snap_xmin := pg_snapshot_xmin(pg_current_snapshot());
-    IF p_since IS NULL THEN
+    v_full := d.params ? 'full_pass' AND NOT EXISTS (
+        SELECT FROM monitor.watermarks w
+         WHERE w.detector = p_name || '.full' AND w.high_water > now() - monitor.param_interval(d.params, 'full_pass'));
+    IF p_since IS NULL AND NOT v_full THEN
         SELECT w.seen_xmin INTO v_seen FROM monitor.watermarks w WHERE w.detector = p_name;
         IF v_snap_xmin::text::bigint - v_seen::text::bigint > 1000000000 THEN
             v_seen := NULL;
         END IF;
     END IF;
-    PERFORM set_config('monitor.seen_xmin', coalesce(v_seen::text, ''), true);
+    IF v_seen IS NOT NULL THEN
+        d.params := d.params || jsonb_build_object('seen', v_seen::text);
+    END IF;
     BEGIN
         PERFORM set_config('lock_timeout', monitor.interval_ms(coalesce(d.params ->> 'lock_timeout', '5 seconds')), true);
         v_fn := to_regprocedure(d.function || '(jsonb,timestamp with time zone)');
@@ -244,8 +260,12 @@ BEGIN
         END IF;
         EXECUTE format('SELECT coalesce(array_agg(f), ''{}'') FROM %s($1, $2) AS f', v_fn::regproc)
             INTO v_findings USING d.params, v_since;
-        PERFORM set_config('monitor.seen_xmin', '', true);
         r := monitor.apply_findings(d, v_findings);
+        -- a run without `seen` examined everything: the next full pass is due full_pass from now
+        IF d.params ? 'full_pass' AND NOT d.params ? 'seen' THEN
+            INSERT INTO monitor.watermarks AS w (detector, high_water) VALUES (p_name || '.full', now())
+            ON CONFLICT (detector) DO UPDATE SET high_water = excluded.high_water, updated_at = now();
+        END IF;
         -- a rescan from an earlier time (p_since) leaves the watermark alone: it never moves the
         -- regular runs past rows they have not examined
         IF p_since IS NULL THEN
@@ -261,7 +281,6 @@ BEGIN
         RETURN r.opened;
     EXCEPTION WHEN query_canceled OR OTHERS THEN
         GET STACKED DIAGNOSTICS v_err = MESSAGE_TEXT, v_detail = RETURNED_SQLSTATE;
-        PERFORM set_config('monitor.seen_xmin', '', true);
         INSERT INTO monitor.detector_runs (detector, started_at, finished_at, status, since, error)
         VALUES (p_name, v_started, clock_timestamp(), 'error', v_since,
                 format('%s (SQLSTATE %s)', v_err, v_detail));

@@ -277,3 +277,28 @@ def test_without_accounts_updated_at_a_balance_changed_after_its_transaction_is_
         c.execute("select monitor.run_detector('balance_mismatch')")
         assert c.execute("select subject, amount from monitor.events where detector = 'balance_mismatch'"
                          ).fetchall() == [("1", -4)]
+
+
+def test_without_updated_at_columns_the_conditions_still_follow_every_change(app_db):
+    """negative_balance checks the cards of recent transactions (a balance that moves after its
+    transaction was seen included), and failure_rate recounts its window (a row that fails later)."""
+    dsn, cfg = app_db
+    install(dsn, config=mapping.load(cfg), do_schedule=False)
+    with psycopg.connect(dsn, autocommit=True) as c:
+        c.execute("select monitor.set_params('failure_rate', '{\"min_volume\": 1, \"threshold\": 0.3}')")
+        c.execute("insert into public.table_cards values (1, 10), (2, 5)")
+        c.execute("insert into public.app_transaction_log (transaction_id, card_id, amount_change, status,"
+                  " previous_balance, new_balance, \"timestamp\") values"
+                  " (1, 1, -4, 'completed', 10, 6, now() at time zone 'UTC' - interval '12 minutes'),"
+                  " (2, 2, -1, 'declined', 5, 5, now() at time zone 'UTC' - interval '12 minutes'),"
+                  " (3, 1, -1, 'completed', 10, 9, now() at time zone 'UTC' - interval '1 minute')")
+        run = "select monitor.run_detector('negative_balance'), monitor.run_detector('failure_rate')"
+        c.execute(run)
+        c.execute(run)                                          # both runs saw every row
+        c.execute("update public.table_cards set balance = -3 where card_id = 1")   # moved after its transaction
+        c.execute("update public.app_transaction_log set status = 'failed' where transaction_id = 2")
+        c.execute(run)
+        assert c.execute("select detector, subject from monitor.events where status = 'open' order by 1"
+                         ).fetchall() == [("failure_rate", "system"), ("negative_balance", "1")]
+        assert c.execute("select evidence ->> 'failed', evidence ->> 'total' from monitor.events"
+                         " where detector = 'failure_rate'").fetchone() == ("1", "3")

@@ -127,13 +127,41 @@ def test_custom_detector_can_skip_rows_seen_before(ledger, conn):
         select t.account_id, t.txn_id, t.txn_id, t.amount, 'big', '{}'::jsonb
           from monitor.src_transactions t
          where t.created_at >= since and t.amount < -100
-           and (age(t.row_xmin) <= monitor.seen_age()) is not false""")
+           and (age(t.row_xmin) <= monitor.seen_age(params)) is not false""")
     ledger.txn("t1", "A", amount=-500, at=100)
     assert ledger.run("big_debit") == 1
     ledger.run("big_debit")
     assert ledger.events("big_debit")[0]["occurrences"] == 1
     ledger.txn("t2", "A", amount=-700, at=10)      # late: stamped before the last run, written after it
     assert ledger.run("big_debit") == 1
+
+
+def test_custom_detector_of_0_1_0_reads_its_whole_late_window(ledger, conn):
+    register_sql_detector(conn, "big_debit", """
+        select t.account_id, t.txn_id, t.txn_id, t.amount, 'big', '{}'::jsonb
+          from monitor.src_transactions t
+         where t.created_at >= since and t.amount < -100
+           and (age(t.row_xmin) <= monitor.seen_age()) is not false""")
+    ledger.txn("t1", "A", amount=-500, at=100)
+    assert ledger.run("big_debit") == 1
+    ledger.run("big_debit")                        # seen again: counted again, as in 0.1.0
+    assert ledger.events("big_debit")[0]["occurrences"] == 2
+
+
+def test_a_detector_called_by_hand_answers_as_in_its_run(ledger, conn):
+    """The run state is the parameter `seen`: without it, a call reads everything from since."""
+    ledger.scan("s1", "A", at=100)
+    ledger.scan("s2", "A", at=101)
+    assert ledger.run("duplicate_scan") == 1
+    run = ledger.last_run("duplicate_scan")
+    params, seen = conn.execute("select d.params, w.seen_xmin::text from monitor.detectors d"
+                                " join monitor.watermarks w on w.detector = d.name"
+                                " where d.name = 'duplicate_scan'").fetchone()
+    by_hand = "select count(*) from monitor.detect_duplicate_scan(%s::jsonb || %s::jsonb, %s)"
+    import json
+    assert conn.execute(by_hand, (json.dumps(params), "{}", run["since"])).fetchone()[0] == 1
+    # with the mark of the run that saw both scans, the burst holds nothing new: nothing to report
+    assert conn.execute(by_hand, (json.dumps(params), json.dumps({"seen": seen}), run["since"])).fetchone()[0] == 0
 
 
 def test_source_view_without_xmin_reads_the_whole_late_window(db, conn):

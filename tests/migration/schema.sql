@@ -362,8 +362,7 @@ CREATE FUNCTION monitor.detect_balance_mismatch(params jsonb, since timestamp wi
 DECLARE
     h timestamptz := coalesce((SELECT high_water FROM monitor.watermarks
                                 WHERE detector = 'balance_mismatch.horizon'), '-infinity');
-    full_pass boolean := coalesce((SELECT high_water >= now() FROM monitor.watermarks
-                                    WHERE detector = 'balance_mismatch.full'), true);
+    full_pass boolean := NOT params ? 'seen';
     tolerance numeric := (params ->> 'tolerance')::numeric;
     -- without accounts.updated_at a balance change shows only through a transaction: the accounts
     -- with a transaction after the horizon (the live rows, read anyway) are checked at every run, so
@@ -395,12 +394,13 @@ BEGIN
                   FROM monitor.src_accounts a
                   LEFT JOIN monitor.account_totals tot ON tot.account_id = a.account_id
                   LEFT JOIN live l ON l.account_id = a.account_id
-            )$q$ || report USING h, since, tolerance, monitor.seen_age();
+            )$q$ || report USING h, since, tolerance;
     ELSE
         -- only the accounts that may have changed since `since` and that the previous run did not
-        -- see (monitor.seen_age): the accounts updated since then, read by a range scan of
+        -- see (params ->> 'seen'): the accounts updated since then, read by a range scan of
         -- updated_at (their new row versions sit together), the accounts with new or changed
-        -- transactions, and those with an open event. One GROUP BY gathers them with their live
+        -- transactions (a row committed late, created after the horizon, included: the live rows
+        -- are read anyway), and those with an open event. One GROUP BY gathers them with their live
         -- amounts (after the horizon $1); only the few not updated are then read by key. Every
         -- join left has an index on its inner side: with the new rows not yet in the statistics,
         -- the planner expects a handful of them, and a nested loop over a CTE would be quadratic.
@@ -413,7 +413,7 @@ BEGIN
                 UNION ALL
                 SELECT t.account_id, NULL, NULL,
                        CASE WHEN t.status = 'success' AND t.created_at >= $1 THEN t.amount END, false,
-                       ((t.created_at >= $2 OR t.updated_at >= $2) AND (age(t.row_xmin) <= $4) IS NOT FALSE)
+                       ((t.created_at >= least($1, $2) OR t.updated_at >= $2) AND (age(t.row_xmin) <= $4) IS NOT FALSE)
                        OR ($5 AND t.created_at >= $1)
                   FROM monitor.src_transactions t
                  WHERE t.created_at >= least($1, $2) OR t.updated_at >= $2
@@ -434,7 +434,7 @@ BEGIN
                 SELECT a.account_id, a.balance, a.opening_balance,
                        coalesce(tot.success_sum, 0) AS settled, a.live
                   FROM accounts a LEFT JOIN monitor.account_totals tot ON tot.account_id = a.account_id
-            )$q$ || report USING h, since, tolerance, monitor.seen_age(), recheck_live;
+            )$q$ || report USING h, since, tolerance, monitor.seen_age(params), recheck_live;
     END IF;
 END
 $_$;
@@ -462,7 +462,7 @@ BEGIN
                'devices', to_jsonb(b.devices[1:50]), 'member_keys', to_jsonb(b.ids),
                'window', $1 ->> 'window', 'min_count', ($1 -> 'min_count'))
       FROM monitor.find_bursts('transactions', ($1 ->> 'window')::interval,
-                               ($1 ->> 'min_count')::integer, $2, $3) b
+                               ($1 ->> 'min_count')::integer, $2, $3, monitor.seen_age($1)) b
     $q$ USING params, since, coalesce((params ->> 'until')::timestamptz, 'infinity');
 END
 $_$;
@@ -610,7 +610,7 @@ BEGIN
                'devices', to_jsonb(b.devices[1:50]), 'member_keys', to_jsonb(b.ids),
                'window', $1 ->> 'window', 'min_count', ($1 -> 'min_count'))
       FROM monitor.find_bursts('scans', ($1 ->> 'window')::interval,
-                               ($1 ->> 'min_count')::integer, $2, $3) b
+                               ($1 ->> 'min_count')::integer, $2, $3, monitor.seen_age($1)) b
     $q$ USING params, since, coalesce((params ->> 'until')::timestamptz, 'infinity');
 END
 $_$;
@@ -653,11 +653,17 @@ CREATE FUNCTION monitor.detect_failure_rate(params jsonb, since timestamp with t
 BEGIN
     -- a one-shot plan per run: the planner sees the actual window (an index range scan)
     RETURN QUERY EXECUTE $q$
-    WITH c AS (
-        SELECT count(*) FILTER (WHERE t.status = 'success') AS ok,
-               count(*) FILTER (WHERE t.status = 'failed') AS failed
+    WITH parts AS (
+        SELECT m.succeeded AS ok, m.failed FROM monitor.failure_minutes m
+         WHERE m.minute > date_trunc('minute', now() - ($1 ->> 'window')::interval)
+        UNION ALL
+        SELECT count(*) FILTER (WHERE t.status = 'success'), count(*) FILTER (WHERE t.status = 'failed')
           FROM monitor.src_transactions t
-         WHERE t.created_at >= now() - ($1 ->> 'window')::interval AND t.created_at <= now()
+         WHERE t.created_at >= now() - ($1 ->> 'window')::interval
+           AND t.created_at < date_trunc('minute', now() - ($1 ->> 'window')::interval) + interval '1 minute'
+           AND t.created_at <= now()
+    ), c AS (
+        SELECT coalesce(sum(p.ok), 0) AS ok, coalesce(sum(p.failed), 0) AS failed FROM parts p
     )
     SELECT 'system', 'system', NULL::text, NULL::numeric,
            format('%s of %s transactions failed in the last %s (%s%%, threshold %s%%)', c.failed, c.ok + c.failed,
@@ -682,16 +688,31 @@ CREATE FUNCTION monitor.detect_negative_balance(params jsonb, since timestamp wi
     LANGUAGE plpgsql STABLE
     SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
     AS $_$
-BEGIN
-    -- a one-shot plan per run: the planner sees the actual window (an index range scan)
-    RETURN QUERY EXECUTE $q$
+DECLARE
+    report text := $r$
     SELECT a.account_id, a.account_id, NULL::text, a.balance,
            format('account %s has a negative balance of %s', a.account_id, a.balance),
            jsonb_build_object('account_id', a.account_id, 'balance', a.balance,
-                              'opening_balance', a.opening_balance, 'updated_at', a.updated_at)
-      FROM monitor.src_accounts a
-     WHERE a.balance < 0
-    $q$ USING params, since;
+                              'opening_balance', a.opening_balance, 'updated_at', a.updated_at) $r$;
+BEGIN
+    IF NOT params ? 'seen' THEN
+        RETURN QUERY EXECUTE report || $q$ FROM monitor.src_accounts a WHERE a.balance < 0 $q$;
+    ELSE
+        -- a one-shot plan per run: the planner sees the actual window (index range scans)
+        RETURN QUERY EXECUTE $q$
+        WITH cand AS (
+            SELECT a.account_id FROM monitor.src_accounts a
+             WHERE $2 AND a.updated_at >= $1 AND (age(a.row_xmin) <= $3) IS NOT FALSE
+            UNION
+            SELECT t.account_id FROM monitor.src_transactions t
+             WHERE NOT $2 AND (t.created_at >= $1 OR t.updated_at >= $1)
+            UNION
+            SELECT e.subject FROM monitor.events e
+             WHERE e.detector = 'negative_balance' AND e.status <> 'resolved'
+        )$q$ || report || $q$ FROM cand c JOIN monitor.src_accounts a ON a.account_id = c.account_id
+         WHERE a.balance < 0 $q$
+        USING since, monitor.accounts_have_updated_at(), monitor.seen_age(params);
+    END IF;
 END
 $_$;
 
@@ -801,7 +822,7 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION monitor.find_bursts(p_source text, p_window interval, p_min_count integer, p_since timestamp with time zone, p_until timestamp with time zone DEFAULT 'infinity'::timestamp with time zone) RETURNS TABLE(account_id text, ids text[], times timestamp with time zone[], devices text[], amounts numeric[], statuses text[])
+CREATE FUNCTION monitor.find_bursts(p_source text, p_window interval, p_min_count integer, p_since timestamp with time zone, p_until timestamp with time zone DEFAULT 'infinity'::timestamp with time zone, p_seen integer DEFAULT 2147483647) RETURNS TABLE(account_id text, ids text[], times timestamp with time zone[], devices text[], amounts numeric[], statuses text[])
     LANGUAGE plpgsql STABLE
     SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
     AS $_$
@@ -811,7 +832,7 @@ DECLARE
     t_col text;
     extra text;
     b record;
-    seen integer := monitor.seen_age();
+    seen integer := coalesce(p_seen, 2147483647);
     first_new timestamptz;
     back_accounts text[] := '{}';
     back_starts timestamptz[] := '{}';
@@ -915,7 +936,7 @@ BEGIN
 END
 $_$;
 
-COMMENT ON FUNCTION monitor.find_bursts(p_source text, p_window interval, p_min_count integer, p_since timestamp with time zone, p_until timestamp with time zone) IS 'Maximal bursts (each row within the window of the previous) that reach a row at or after since (and before until: a backfill''s slice).';
+COMMENT ON FUNCTION monitor.find_bursts(p_source text, p_window interval, p_min_count integer, p_since timestamp with time zone, p_until timestamp with time zone, p_seen integer) IS 'Maximal bursts (each row within the window of the previous) that reach a row at or after since (and before until: a backfill''s slice); rows of transactions older than p_seen are context only.';
 
 CREATE FUNCTION monitor.function_digest(p_fn regprocedure) RETURNS text
     LANGUAGE sql STABLE
@@ -1018,7 +1039,7 @@ CREATE FUNCTION monitor.param_rule(p_detector text, p_key text, p_default jsonb,
         (1, '*', 'late_window', 'interval', '0', '7 days'),
         (1, '*', 'first_lookback', 'interval', '0', '3660 days'),
         (1, 'balance_mismatch', 'tolerance', 'number', '0', '1000000000000'),
-        (1, 'balance_mismatch', 'full_pass', 'interval', '0', '30 days'),  -- 0: a full pass every run
+        (1, '*', 'full_pass', 'interval', '0', '30 days'),  -- 0: a full pass every run
         (1, 'consecutive_failures', 'count', 'integer', '1', '10000'),
         (1, 'consecutive_failures', 'window', 'interval', '0', '30 days'),
         (1, 'stuck_pending', 'age', 'interval', '1 second', '365 days'),
@@ -1049,13 +1070,10 @@ CREATE FUNCTION monitor.prepare_balance_mismatch(params jsonb, since timestamp w
 DECLARE
     old_h timestamptz;
     new_h timestamptz := now() - monitor.balance_horizon_lag();
-    last_full timestamptz;
 BEGIN
     SELECT high_water INTO old_h FROM monitor.watermarks WHERE detector = 'balance_mismatch.horizon';
-    SELECT high_water INTO last_full FROM monitor.watermarks WHERE detector = 'balance_mismatch.full';
     -- EXECUTE: a one-shot plan that sees the actual time range (statements below read the source)
-    IF old_h IS NULL OR last_full IS NULL
-       OR last_full <= now() - (params ->> 'full_pass')::interval
+    IF NOT params ? 'seen' OR old_h IS NULL
        OR NOT EXISTS (SELECT FROM monitor.account_totals) THEN  -- empty: a crash emptied the unlogged cache
         -- full pass: recompute every total in one sequential pass with an in-memory hash aggregate
         -- (not in (account_id, created_at) index order, which visits the heap at random), and write
@@ -1076,8 +1094,6 @@ BEGIN
                  INSERT INTO monitor.account_totals AS a (account_id, success_sum)
                  SELECT d.account_id, d.success_sum FROM drift d WHERE d.success_sum IS NOT NULL
                  ON CONFLICT (account_id) DO UPDATE SET success_sum = excluded.success_sum' USING new_h;
-        INSERT INTO monitor.watermarks AS w (detector, high_water) VALUES ('balance_mismatch.full', now())
-        ON CONFLICT (detector) DO UPDATE SET high_water = excluded.high_water, updated_at = now();
     ELSE
         IF new_h > old_h THEN
             EXECUTE 'INSERT INTO monitor.account_totals AS a (account_id, success_sum)
@@ -1108,7 +1124,57 @@ BEGIN
 END
 $_$;
 
-COMMENT ON FUNCTION monitor.prepare_balance_mismatch(params jsonb, since timestamp with time zone) IS 'Bring monitor.account_totals up to date before balance_mismatch runs (a full rebuild every full_pass).';
+COMMENT ON FUNCTION monitor.prepare_balance_mismatch(params jsonb, since timestamp with time zone) IS 'Bring monitor.account_totals up to date before balance_mismatch runs (a full rebuild without `seen`).';
+
+CREATE FUNCTION monitor.prepare_failure_rate(params jsonb, since timestamp with time zone) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
+    AS $_$
+DECLARE
+    lo timestamptz := date_trunc('minute', now() - (params ->> 'window')::interval);
+BEGIN
+    DELETE FROM monitor.failure_minutes m WHERE m.minute < lo;
+    IF NOT params ? 'seen' OR NOT monitor.transactions_have_updated_at()
+       OR NOT EXISTS (SELECT FROM monitor.failure_minutes) THEN  -- empty: a crash emptied the cache
+        DELETE FROM monitor.failure_minutes;
+        -- EXECUTE: a one-shot plan that sees the actual time range
+        EXECUTE $q$
+        INSERT INTO monitor.failure_minutes (minute, succeeded, failed)
+        SELECT date_trunc('minute', t.created_at), count(*) FILTER (WHERE t.status = 'success'),
+               count(*) FILTER (WHERE t.status = 'failed')
+          FROM monitor.src_transactions t
+         WHERE t.created_at >= $1 AND t.created_at <= now()
+         GROUP BY 1 $q$ USING lo;
+    ELSE
+        EXECUTE $q$
+        WITH touched AS (
+            SELECT m.minute FROM generate_series(date_trunc('minute', greatest($1, $2)),
+                                                  date_trunc('minute', now()), interval '1 minute') m(minute)
+            UNION
+            SELECT date_trunc('minute', t.created_at) FROM monitor.src_transactions t
+             WHERE t.updated_at >= $1 AND t.created_at >= $2 AND t.created_at < $1
+        ), counted AS (
+            SELECT m.minute, c.succeeded, c.failed
+              FROM touched m
+             CROSS JOIN LATERAL (
+                   SELECT count(*) FILTER (WHERE t.status = 'success') AS succeeded,
+                          count(*) FILTER (WHERE t.status = 'failed') AS failed
+                     FROM monitor.src_transactions t
+                    WHERE t.created_at >= m.minute AND t.created_at < m.minute + interval '1 minute'
+                      AND t.created_at <= now()) c
+        ), gone AS (
+            DELETE FROM monitor.failure_minutes f USING counted c
+             WHERE f.minute = c.minute AND c.succeeded + c.failed = 0
+        )
+        INSERT INTO monitor.failure_minutes AS f (minute, succeeded, failed)
+        SELECT c.minute, c.succeeded, c.failed FROM counted c WHERE c.succeeded + c.failed > 0
+        ON CONFLICT (minute) DO UPDATE SET succeeded = excluded.succeeded, failed = excluded.failed
+        $q$ USING since, lo;
+    END IF;
+END
+$_$;
+
+COMMENT ON FUNCTION monitor.prepare_failure_rate(params jsonb, since timestamp with time zone) IS 'Bring monitor.failure_minutes up to date before failure_rate runs (the whole window without `seen`).';
 
 CREATE FUNCTION monitor.prepare_volume_anomaly(params jsonb, since timestamp with time zone) RETURNS void
     LANGUAGE plpgsql
@@ -1367,6 +1433,7 @@ DECLARE
     v_snap_xmin xid8;
     v_fn regprocedure;
     v_problem text;
+    v_full boolean;
 BEGIN
     SELECT * INTO d FROM monitor.detectors WHERE name = p_name;
     IF NOT FOUND THEN
@@ -1393,15 +1460,21 @@ BEGIN
     END IF;
     v_since := monitor.run_since(d, p_since);
     -- what the previous run saw (not on a --since rescan; not across a billion transactions, far
-    -- from xid wraparound), and this run's own mark, taken before it reads anything
+    -- from xid wraparound; not when a full pass is due), and this run's own mark, taken before it
+    -- reads anything. A detector with a `full_pass` parameter examines everything that often.
     v_snap_xmin := pg_snapshot_xmin(pg_current_snapshot());
-    IF p_since IS NULL THEN
+    v_full := d.params ? 'full_pass' AND NOT EXISTS (
+        SELECT FROM monitor.watermarks w
+         WHERE w.detector = p_name || '.full' AND w.high_water > now() - monitor.param_interval(d.params, 'full_pass'));
+    IF p_since IS NULL AND NOT v_full THEN
         SELECT w.seen_xmin INTO v_seen FROM monitor.watermarks w WHERE w.detector = p_name;
         IF v_snap_xmin::text::bigint - v_seen::text::bigint > 1000000000 THEN
             v_seen := NULL;
         END IF;
     END IF;
-    PERFORM set_config('monitor.seen_xmin', coalesce(v_seen::text, ''), true);
+    IF v_seen IS NOT NULL THEN
+        d.params := d.params || jsonb_build_object('seen', v_seen::text);
+    END IF;
     BEGIN
         PERFORM set_config('lock_timeout', monitor.interval_ms(coalesce(d.params ->> 'lock_timeout', '5 seconds')), true);
         v_fn := to_regprocedure(d.function || '(jsonb,timestamp with time zone)');
@@ -1434,8 +1507,12 @@ BEGIN
         END IF;
         EXECUTE format('SELECT coalesce(array_agg(f), ''{}'') FROM %s($1, $2) AS f', v_fn::regproc)
             INTO v_findings USING d.params, v_since;
-        PERFORM set_config('monitor.seen_xmin', '', true);
         r := monitor.apply_findings(d, v_findings);
+        -- a run without `seen` examined everything: the next full pass is due full_pass from now
+        IF d.params ? 'full_pass' AND NOT d.params ? 'seen' THEN
+            INSERT INTO monitor.watermarks AS w (detector, high_water) VALUES (p_name || '.full', now())
+            ON CONFLICT (detector) DO UPDATE SET high_water = excluded.high_water, updated_at = now();
+        END IF;
         -- a rescan from an earlier time (p_since) leaves the watermark alone: it never moves the
         -- regular runs past rows they have not examined
         IF p_since IS NULL THEN
@@ -1451,7 +1528,6 @@ BEGIN
         RETURN r.opened;
     EXCEPTION WHEN query_canceled OR OTHERS THEN
         GET STACKED DIAGNOSTICS v_err = MESSAGE_TEXT, v_detail = RETURNED_SQLSTATE;
-        PERFORM set_config('monitor.seen_xmin', '', true);
         INSERT INTO monitor.detector_runs (detector, started_at, finished_at, status, since, error)
         VALUES (p_name, v_started, clock_timestamp(), 'error', v_since,
                 format('%s (SQLSTATE %s)', v_err, v_detail));
@@ -1491,12 +1567,21 @@ CREATE FUNCTION monitor.schema_problem(p_schema text) RETURNS text
 $$;
 
 CREATE FUNCTION monitor.seen_age() RETURNS integer
+    LANGUAGE sql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
+    AS $$ SELECT 2147483647 $$;
+
+COMMENT ON FUNCTION monitor.seen_age() IS 'Deprecated: use monitor.seen_age(params). The largest age: every row from since is examined.';
+
+CREATE FUNCTION monitor.seen_age(p_params jsonb) RETURNS integer
     LANGUAGE sql STABLE
     SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
     AS $$
-    SELECT coalesce(age(((nullif(current_setting('monitor.seen_xmin', true), '')::xid8::text::bigint
-                          % 4294967296)::text)::xid), 2147483647)
+    SELECT coalesce(age(((nullif(p_params ->> 'seen', '')::xid8::text::bigint % 4294967296)::text)::xid),
+                    2147483647)
 $$;
+
+COMMENT ON FUNCTION monitor.seen_age(p_params jsonb) IS 'The age of the newest transaction whose rows the previous run saw (params ->> ''seen''); the largest age without it.';
 
 CREATE FUNCTION monitor.set_params(p_detector text, p_params jsonb) RETURNS jsonb
     LANGUAGE plpgsql
@@ -1594,6 +1679,13 @@ CREATE FUNCTION monitor.sources_problem() RETURNS text
      WHERE x.owner_oid <> 10  -- the bootstrap superuser, owner of PostgreSQL's own objects
        AND NOT monitor.trusted_role(x.owner_oid)
      LIMIT 1
+$$;
+
+CREATE FUNCTION monitor.transactions_have_updated_at() RETURNS boolean
+    LANGUAGE sql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
+    AS $$
+    SELECT true
 $$;
 
 CREATE FUNCTION monitor.trusted_role(p_role oid) RETURNS boolean
@@ -1827,6 +1919,14 @@ ALTER TABLE monitor.events ALTER COLUMN event_id ADD GENERATED ALWAYS AS IDENTIT
     CACHE 1
 );
 
+CREATE UNLOGGED TABLE monitor.failure_minutes (
+    minute timestamp with time zone NOT NULL,
+    succeeded bigint NOT NULL,
+    failed bigint NOT NULL
+);
+
+COMMENT ON TABLE monitor.failure_minutes IS 'failure_rate''s cache: success and failed transactions created in each minute of its window';
+
 CREATE TABLE monitor.health_snapshots (
     snapshot_id bigint NOT NULL,
     taken_at timestamp with time zone DEFAULT now() NOT NULL,
@@ -1939,6 +2039,9 @@ ALTER TABLE ONLY monitor.detectors
 
 ALTER TABLE ONLY monitor.events
     ADD CONSTRAINT events_pkey PRIMARY KEY (event_id);
+
+ALTER TABLE ONLY monitor.failure_minutes
+    ADD CONSTRAINT failure_minutes_pkey PRIMARY KEY (minute);
 
 ALTER TABLE ONLY monitor.health_snapshots
     ADD CONSTRAINT health_snapshots_pkey PRIMARY KEY (snapshot_id);

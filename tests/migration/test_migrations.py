@@ -59,6 +59,9 @@ CHECKS = {
             " and table_name = 'detectors' and column_name = 'function_digest')"
             " and to_regclass('monitor.run_locks') is not null"
             " and exists (select from monitor.settings where key = 'scheduling.enabled')").fetchone()[0],
+        "0006.failure-minutes": lambda c: c.execute(
+            "select relpersistence = 'u' from pg_class where oid = to_regclass('monitor.failure_minutes')"
+            ).fetchone()[0] is True,
     },
     "ledger": {
         "0001.ledger-schema": lambda c: _ledger_state(c) == {

@@ -207,3 +207,84 @@ def test_detector_health_unscheduled_not_judged(conn, ledger):
 def test_cron_max_gap(conn, schedule, gap):
     got = conn.execute("select monitor.cron_max_gap(%s) = %s::interval", (schedule, gap)).fetchone()[0]
     assert got, schedule
+
+
+def rows_read(conn, relation: str, detector: str) -> int:
+    """Rows of `relation` one run of `detector` read: the growth of the backend's table statistics
+    over the run, inside one transaction (they may still hold earlier transactions' counts)."""
+    counted = ("select coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0)"
+               " from pg_stat_xact_user_tables where relid = %s::regclass")
+    with conn.transaction():
+        before = conn.execute(counted, (relation,)).fetchone()[0]
+        conn.execute("select monitor.run_detector(%s)", (detector,))
+        return conn.execute(counted, (relation,)).fetchone()[0] - before
+
+
+def test_negative_balance_between_full_passes_reads_only_changed_accounts(ledger, conn):
+    conn.execute("drop index ledger.accounts_negative")   # as on a ledger with no index on negative balances
+    conn.execute("insert into ledger.accounts (account_id, balance, updated_at)"
+                 " select 'a' || g, 10, now() - interval '1 day' from generate_series(1, 5000) g")
+    conn.execute("analyze ledger.accounts")
+    conn.execute("update ledger.accounts set balance = -1 where account_id = 'a7'")
+    assert rows_read(conn, "ledger.accounts", "negative_balance") >= 5000      # the first run: a full pass
+    assert ledger.keys("negative_balance") == ["a7"]
+    conn.execute("update ledger.accounts set balance = -2 where account_id = 'a8'")  # updated_at moves
+    assert rows_read(conn, "ledger.accounts", "negative_balance") < 50
+    assert ledger.keys("negative_balance", "open") == ["a7", "a8"]
+    conn.execute("update ledger.accounts set balance = 3 where account_id = 'a7'")   # recovered: resolved
+    assert rows_read(conn, "ledger.accounts", "negative_balance") < 50
+    assert ledger.keys("negative_balance", "open") == ["a8"]
+    # a balance changed behind the mapping's back (updated_at kept): the next full pass finds it
+    conn.execute("alter table ledger.accounts disable trigger accounts_touch")
+    conn.execute("update ledger.accounts set balance = -5, updated_at = updated_at - interval '1 day'"
+                 " where account_id = 'a9'")
+    conn.execute("alter table ledger.accounts enable trigger accounts_touch")
+    ledger.run("negative_balance")
+    assert ledger.keys("negative_balance", "open") == ["a8"]
+    conn.execute("update monitor.watermarks set high_water = high_water - interval '1 hour'"
+                 " where detector = 'negative_balance.full'")
+    ledger.run("negative_balance")
+    assert ledger.keys("negative_balance", "open") == ["a8", "a9"]
+
+
+def naive_failure_counts(conn, run: dict) -> tuple[int, int]:
+    return conn.execute("select count(*) filter (where status = 'success'), count(*) filter (where status = 'failed')"
+                        " from ledger.transactions where created_at >= %s and created_at <= %s",
+                        (run["from"], run["to"])).fetchone()
+
+
+def test_failure_rate_counts_per_minute_agree_with_a_recount(ledger, conn):
+    """Late rows, rows changing status, rows leaving the window: the kept minutes add up exactly."""
+    ledger.set_params("failure_rate", threshold=0, min_volume=0)
+    conn.execute("insert into ledger.accounts (account_id) values ('R')")
+
+    def add(prefix, n, minutes_ago, status):
+        conn.execute("insert into ledger.transactions (txn_id, account_id, amount, status, created_at)"
+                     " select %s || g, 'R', -1, %s, now() - make_interval(secs => %s * 60 + g)"
+                     " from generate_series(1, %s) g", (prefix, status, minutes_ago, n))
+
+    def check():
+        ledger.run("failure_rate")
+        [ev] = ledger.events("failure_rate", "open")
+        e = ev["evidence"]
+        assert (e["succeeded"], e["failed"]) == naive_failure_counts(conn, e)
+        return e
+
+    add("old", 30, 14, "success")
+    add("mid", 20, 8, "failed")
+    add("pend", 10, 12, "pending")
+    first = check()                                   # the first run: the whole window
+    assert (first["succeeded"], first["failed"]) == (30, 20)
+    add("new", 5, 0, "failed")                        # new rows
+    add("late", 4, 3, "success")                      # committed late, inside the late window
+    check()
+    conn.execute("update ledger.transactions set status = 'failed' where txn_id like 'pend%'")  # older minute
+    e = check()
+    assert e["failed"] == 35
+    # between full passes a run reads its late window and the minutes of changed rows, not the window
+    add("bulk", 3000, 11, "success")
+    ledger.set_params("failure_rate", full_pass="0")
+    check()
+    ledger.set_params("failure_rate", full_pass="1 hour")
+    assert rows_read(conn, "ledger.transactions", "failure_rate") < 1000
+    check()
