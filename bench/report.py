@@ -48,7 +48,15 @@ FIGURES = [
     "storm.resight_ms.median",
     "storm.floor_update_ms.median",
     "storm.resight_ratio",
+    "mapped.idle.main.ms.median",
+    "mapped.idle.ref.ms.median",
+    "mapped.idle_size_ratio",
+    "mapped.steady.main.cycle_ms.median",
+    "mapped.steady.ref.cycle_ms.median",
+    "mapped.steady_size_ratio",
 ]
+# Figures of a run of their own (--mapped-only: another server setting); a whole run skips them.
+SEPARATE = ("mapped.",)
 
 
 def lookup(result: dict, path: str):
@@ -60,10 +68,11 @@ def lookup(result: dict, path: str):
     return node
 
 
-def missing_figures(result: dict, storm_only: bool = False) -> list[str]:
+def missing_figures(result: dict, only: str | None = None) -> list[str]:
+    """Figures a run did not produce; `only`: the prefix of the figures this run measures."""
     out = []
     for path in FIGURES:
-        if storm_only and not path.startswith("storm."):
+        if (only and not path.startswith(only)) or (not only and path.startswith(SEPARATE)):
             continue
         v = lookup(result, path)
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
@@ -87,6 +96,11 @@ def derive(result: dict) -> None:
     if bf and all(d in rules for d in bf.get("detectors_s", {})):
         bf["naive_s"] = round(sum(rules[d]["s"] for d in bf["detectors_s"]), 3)
         bf["ratio"] = ratio(bf.get("total_s"), bf["naive_s"])
+    mp = result.get("mapped")
+    if mp:
+        mp["idle_size_ratio"] = ratio(lookup(mp, "idle.main.ms.median"), lookup(mp, "idle.ref.ms.median"))
+        mp["steady_size_ratio"] = ratio(lookup(mp, "steady.main.cycle_ms.median"),
+                                        lookup(mp, "steady.ref.cycle_ms.median"))
     st = result.get("storm", {})
     st["fold_ratio"] = ratio(lookup(st, "fold_ms.median"), lookup(st, "floor_insert_ms.median"))
     st["resight_ratio"] = ratio(lookup(st, "resight_ms.median"), lookup(st, "floor_update_ms.median"))
@@ -107,6 +121,12 @@ def goals(result: dict) -> list[dict]:
             met = value <= target if op == "<=" else value >= target
         out.append({"goal": name, "measured": value, "target": f"{op} {target}{unit}", "met": met})
 
+    if "mapped" in result:  # a --mapped-only run
+        goal("mapped ledger, doctor's indexes: idle cycle, large vs small",
+             lookup(result, "mapped.idle_size_ratio"), "<=", 1.5)
+        goal("mapped ledger, doctor's indexes: steady cycle, large vs small",
+             lookup(result, "mapped.steady_size_ratio"), "<=", 1.5)
+        return out
     goal("steady-state cycle vs its floor", lookup(result, "steady_state.cycle_to_floor"), "<=", 5)
     goal("steady-state cycle, large vs small ledger", lookup(result, "steady_state.size_ratio"), "<=", 1.5)
     goal("full reconciliation vs its floor", lookup(result, "full_reconciliation.ratio"), "<=", 2)
@@ -214,3 +234,44 @@ def table(result: dict) -> str:
         lines.append(f"  goal {gl['goal']}: {gl['measured']} (target {gl['target']}) {mark}"
                      + (f" - {gl['note']}" if gl.get("note") else ""))
     return "\n".join(lines)
+
+
+def mapped_table(result: dict) -> str:
+    """The table of a --mapped-only run."""
+    sc, ref = result["meta"]["scale"], result["meta"].get("ref_scale") or {}
+    g = lookup
+    sb = g(result, "mapped.shared_buffers")
+    rows = [("figure (mapped ledger, doctor's indexes, shared_buffers " + str(sb) + ")", "min", "median",
+             "reference", "ratio")]
+    for what, path, ratio_path in (("idle cycle (no new rows)", "idle.{}.ms", "idle_size_ratio"),
+                                   (f"steady-state cycle (delta {sc['delta_transactions']:,}+{sc['delta_scans']:,})",
+                                    "steady.{}.cycle_ms", "steady_size_ratio")):
+        for key, n in (("main", sc["transactions"]), ("ref", ref.get("transactions", 0))):
+            rows.append((f"{what}, {n:,} txns", _fmt_ms(g(result, f"mapped.{path.format(key)}.min")),
+                         _fmt_ms(g(result, f"mapped.{path.format(key)}.median")),
+                         "large/small" if key == "ref" else "",
+                         _fmt_x(g(result, f"mapped.{ratio_path}")) if key == "ref" else ""))
+    created = g(result, "mapped.indexes.main.created") or []
+    lines = _lines(rows)
+    lines.append(f"  doctor's indexes ({len(created)}): " + "; ".join(created))
+    for key in ("main", "ref"):
+        per = g(result, f"mapped.idle.{key}.per_detector_ms") or {}
+        lines.append(f"  idle per detector, {key}: " + ", ".join(f"{k} {v:.1f}" for k, v in per.items()))
+        per = g(result, f"mapped.steady.{key}.per_detector_ms") or {}
+        lines.append(f"  steady per detector, {key}: " + ", ".join(f"{k} {v:.1f}" for k, v in per.items()))
+    lines.append("")
+    for gl in result.get("goals", []):
+        mark = {True: "met", False: "MISSED", None: "n/a"}[gl["met"]]
+        lines.append(f"  goal {gl['goal']}: {gl['measured']} (target {gl['target']}) {mark}")
+    return "\n".join(lines)
+
+
+def _lines(rows: list[tuple]) -> list[str]:
+    widths = [max(len(str(r[i])) for r in rows) for i in range(5)]
+    lines = []
+    for i, r in enumerate(rows):
+        lines.append("  ".join(str(c).ljust(widths[j]) if j == 0 else str(c).rjust(widths[j])
+                               for j, c in enumerate(r)))
+        if i == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return lines

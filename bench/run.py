@@ -30,7 +30,7 @@ import psycopg  # noqa: E402
 from monitorctl import embedded  # noqa: E402
 from monitorctl.install import install  # noqa: E402
 
-from . import measure, report, storm, writeload  # noqa: E402
+from . import mapped, measure, report, storm, writeload  # noqa: E402
 from .common import CHOICES, DEFAULT_SCALE, SCALES, connect, say  # noqa: E402
 
 SETTINGS = ("shared_buffers", "work_mem", "maintenance_work_mem", "effective_cache_size", "max_connections",
@@ -108,23 +108,30 @@ def run(args) -> dict:
                              "scale": dataclasses.asdict(scale), "ref_scale": dataclasses.asdict(ref_scale),
                              "extra_sql": list(args.extra_sql),
                              "machine": machine()}}
-    server = embedded.external(args.dsn) if args.dsn else embedded.start(
-        say, settings={"shared_buffers": args.shared_buffers or default_shared_buffers()})
+    # the mapped figure runs with PostgreSQL's default shared_buffers, where a table scan shows
+    buffers = args.shared_buffers or ("128MB" if args.mapped_only else default_shared_buffers())
+    server = embedded.external(args.dsn) if args.dsn else embedded.start(say, settings={"shared_buffers": buffers})
     try:
         with psycopg.connect(server.dsn(embedded.dsn_dbname(args.dsn) if args.dsn else "postgres"),
                              autocommit=True) as conn:
             result["meta"]["server"] = server_meta(conn)
         names = {"ref": f"bench_{ref_scale.name}", "main": f"bench_{scale.name}"}
-        if args.storm_only:
-            names = {}
+        if args.mapped_only:
+            dsns = {key: prepare_database(server, names[key], ref_scale.name if key == "ref" else scale.name,
+                                          args.extra_sql)[0] for key in ("ref", "main")}
+            say(f"mapped ledgers with doctor's indexes, shared_buffers {buffers}: idle and steady cycles")
+            result["mapped"] = mapped.mapped(dsns, scale)
         else:
-            run_read_and_write_sides(args, server, result, names, scale, ref_scale)
-        say(f"event storm: {scale.storm_findings:,} findings at once, {scale.storm_reps} times")
-        names["storm"] = "bench_storm"
-        storm_dsn = server.create_database(names["storm"])
-        install(storm_dsn, with_ledger=True, do_schedule=False)
-        with connect(storm_dsn) as conn:
-            result["storm"] = storm.storm(conn, scale.storm_findings, scale.storm_reps)
+            if args.storm_only:
+                names = {}
+            else:
+                run_read_and_write_sides(args, server, result, names, scale, ref_scale)
+            say(f"event storm: {scale.storm_findings:,} findings at once, {scale.storm_reps} times")
+            names["storm"] = "bench_storm"
+            storm_dsn = server.create_database(names["storm"])
+            install(storm_dsn, with_ledger=True, do_schedule=False)
+            with connect(storm_dsn) as conn:
+                result["storm"] = storm.storm(conn, scale.storm_findings, scale.storm_reps)
         if server.backend == "external" and not args.keep:
             for name in names.values():
                 server.drop_database(name)
@@ -134,7 +141,8 @@ def run(args) -> dict:
     result["meta"]["machine"]["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
     report.derive(result)
     result["goals"] = report.goals(result)
-    result["missing_figures"] = report.missing_figures(result, storm_only=args.storm_only)
+    result["missing_figures"] = report.missing_figures(
+        result, only="storm." if args.storm_only else "mapped." if args.mapped_only else None)
     return result
 
 
@@ -217,8 +225,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-write", action="store_true", help="skip the pgbench write-overhead runs")
     ap.add_argument("--storm-only", action="store_true", help="measure only the event storm (minutes, not"
                     " the whole run); other figures are then reported missing")
+    ap.add_argument("--mapped-only", action="store_true",
+                    help="measure only the mapped ledger with doctor's indexes (idle and steady cycles at two"
+                         " sizes, shared_buffers 128MB unless --shared-buffers); other figures are then missing")
     ap.add_argument("--shared-buffers", metavar="SIZE",
-                    help="shared_buffers of the throwaway server (default: a quarter of memory, at most 8GB)")
+                    help="shared_buffers of the throwaway server (default: a quarter of memory, at most 8GB;"
+                         " 128MB with --mapped-only)")
     ap.add_argument("--keep", action="store_true", help="on an external server: keep the benchmark databases")
     ap.add_argument("--extra-sql", action="append", default=[], metavar="FILE",
                     help="SQL file applied after install in each benchmark database (repeatable), to try an"
@@ -229,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     result = run(args)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2, default=str) + "\n")
-    print(report.table(result))
+    print(report.mapped_table(result) if args.mapped_only else report.table(result))
     say(f"results written to {out} ({result['meta']['seconds']:.0f} s in all)")
     if result["missing_figures"]:
         say("figures missing: " + ", ".join(result["missing_figures"]))

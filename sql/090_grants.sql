@@ -19,3 +19,8 @@ GRANT SELECT ON monitor._yoyo_migration TO monitor_reader;
 -- finds pg_cron's database; `monitorctl run` reads each detector's timeout as a statement_timeout.
 GRANT EXECUTE ON FUNCTION monitor.detector_problems(), monitor.cron_database() TO monitor_reader;
 GRANT EXECUTE ON FUNCTION monitor.interval_ms(text) TO monitor_operator;
+
+-- Notifications (docs/notifications.md): what was sent, to whom, and how it went; never a secret.
+GRANT SELECT ON monitor.routes, monitor.silences, monitor.deliveries, monitor.delivery_attempts TO monitor_reader;
+REVOKE ALL ON monitor.receivers FROM monitor_reader, monitor_operator;
+GRANT SELECT (name, type, config, secret_env, failures, open_until, created_at) ON monitor.receivers TO monitor_reader;

@@ -45,3 +45,29 @@ def test_bench_small_scale_produces_every_figure(tmp_path):
     # the storm folded every finding, and saw every open condition again, within the default timeout
     assert result["storm"]["errors"] == {} and result["storm"]["findings"] == 2000
     assert "storm: 2,000 findings folded into events" in proc.stdout
+
+
+def test_bench_mapped_ledger_with_doctors_indexes_produces_its_figures(tmp_path):
+    out = tmp_path / "mapped.json"
+    proc = subprocess.run([sys.executable, "-m", "bench.run", "--scale", "small", "--mapped-only", "--out", str(out)],
+                          cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert result["missing_figures"] == []
+    for path in FIGURES:
+        if path.startswith("mapped."):
+            value = lookup(result, path)
+            assert isinstance(value, (int, float)) and math.isfinite(value), f"{path} = {value!r}"
+    mp = result["mapped"]
+    assert mp["shared_buffers"] == "128MB"
+    for key in ("main", "ref"):
+        indexes = mp["indexes"][key]
+        # the ledger's own indexes went, doctor's came, and doctor is then content
+        assert indexes["dropped"] and indexes["not_ok_after"] == []
+        assert any("WHERE (case status" in s and "'pending'" in s for s in indexes["created"]), indexes["created"]
+        assert mp["idle"][key]["errors"] == {} and mp["steady"][key]["errors"] == {}
+        assert mp["first_run"][key]["first"]["errors"] == {}
+    assert [g["goal"] for g in result["goals"]] == [
+        "mapped ledger, doctor's indexes: idle cycle, large vs small",
+        "mapped ledger, doctor's indexes: steady cycle, large vs small"]
+    assert "idle cycle (no new rows)" in proc.stdout

@@ -53,6 +53,18 @@ $$;
 
 COMMENT ON FUNCTION monitor.acknowledge(p_event_ids bigint[], p_actor text) IS 'Acknowledge open events (all or nothing); already acknowledged ones are left as they are.';
 
+CREATE FUNCTION monitor.active_silence(p_detector text, p_subject text) RETURNS bigint
+    LANGUAGE sql STABLE
+    SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
+    AS $$
+    SELECT s.silence_id FROM monitor.silences s
+     WHERE s.starts_at <= now() AND now() < s.ends_at
+       AND (s.detector IS NULL OR s.detector = p_detector)
+       AND (s.subject_glob IS NULL OR p_subject LIKE monitor.glob_like(s.subject_glob))
+     ORDER BY s.silence_id
+     LIMIT 1
+$$;
+
 CREATE TABLE monitor.detectors (
     name text NOT NULL,
     enabled boolean DEFAULT true NOT NULL,
@@ -213,6 +225,52 @@ BEGIN
     RETURN fn;
 END
 $_$;
+
+CREATE FUNCTION monitor.claim_deliveries(p_worker text, p_limit integer, p_lease interval) RETURNS TABLE(delivery_id bigint, idempotency_key uuid, transition text, attempts integer, receiver text, receiver_type text, receiver_config jsonb, secret_env text, secret text, event jsonb, digest jsonb, created_at timestamp with time zone)
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
+    AS $$
+DECLARE
+    d record;
+    probing text[] := '{}';
+BEGIN
+    IF p_limit NOT BETWEEN 1 AND 10000 OR p_lease NOT BETWEEN interval '1 second' AND interval '1 hour' THEN
+        RAISE EXCEPTION 'claim: limit must be from 1 to 10000 and lease from 1 second to 1 hour'
+            USING ERRCODE = '22023';
+    END IF;
+    PERFORM monitor.fold_digests();
+    FOR d IN
+        SELECT q.delivery_id, r.name, r.failures >= 5 AS half_open
+          FROM monitor.deliveries q JOIN monitor.receivers r ON r.name = q.receiver
+         WHERE q.status IN ('pending', 'failed') AND q.due_at <= clock_timestamp()
+           AND (q.lease_until IS NULL OR q.lease_until < clock_timestamp())
+           AND (r.open_until IS NULL OR r.open_until <= clock_timestamp())
+         ORDER BY q.due_at, q.delivery_id
+         LIMIT p_limit
+           FOR UPDATE OF q SKIP LOCKED
+    LOOP
+        IF d.half_open THEN
+            CONTINUE WHEN d.name = ANY (probing);
+            -- one probe: the circuit stays shut to everyone else until this delivery's outcome
+            UPDATE monitor.receivers r SET open_until = clock_timestamp() + p_lease
+             WHERE r.name = d.name AND (r.open_until IS NULL OR r.open_until <= clock_timestamp());
+            CONTINUE WHEN NOT FOUND;
+            probing := probing || d.name;
+        END IF;
+        UPDATE monitor.deliveries q SET lease_until = clock_timestamp() + p_lease, leased_by = p_worker,
+                                        attempts = q.attempts + 1
+         WHERE q.delivery_id = d.delivery_id;
+        RETURN QUERY
+        SELECT q.delivery_id, q.idempotency_key, q.transition, q.attempts, r.name, r.type, r.config,
+               r.secret_env, r.secret,
+               CASE WHEN e.event_id IS NOT NULL THEN to_jsonb(e) END, q.digest, q.created_at
+          FROM monitor.deliveries q
+          JOIN monitor.receivers r ON r.name = q.receiver
+          LEFT JOIN monitor.events e ON e.event_id = q.event_id
+         WHERE q.delivery_id = d.delivery_id;
+    END LOOP;
+END
+$$;
 
 CREATE FUNCTION monitor.common_params(p_kind text) RETURNS jsonb
     LANGUAGE sql IMMUTABLE
@@ -822,6 +880,80 @@ BEGIN
 END
 $$;
 
+CREATE FUNCTION monitor.enqueue_deliveries() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
+    AS $$
+BEGIN
+    -- (its own 'suppressed' rows come back here, and stop here)
+    IF NOT EXISTS (SELECT FROM monitor.routes)
+       OR NOT EXISTS (SELECT FROM added h WHERE h.transition IN ('opened', 'severity_changed', 'acknowledged',
+                                                                  'resolved', 'auto_resolved')) THEN
+        RETURN NULL;
+    END IF;
+    WITH t AS (
+        SELECT h.history_id, h.event_id, h.transition, h.detector, h.severity, h.subject, h.summary,
+               monitor.active_silence(h.detector, h.subject) AS silence_id
+          FROM added h
+         WHERE h.transition IN ('opened', 'severity_changed', 'acknowledged', 'resolved', 'auto_resolved')
+    ), m AS (
+        SELECT t.*, r.route_id, r.receiver
+          FROM t CROSS JOIN LATERAL monitor.matching_routes(t.detector, t.severity, t.subject) r
+         WHERE r.send_resolved OR t.transition NOT IN ('resolved', 'auto_resolved')
+    ), queued AS (
+        INSERT INTO monitor.deliveries (event_id, detector, transition, receiver, route_id, status)
+        SELECT m.event_id, m.detector, m.transition, m.receiver, m.route_id,
+               CASE WHEN m.silence_id IS NULL THEN 'pending' ELSE 'suppressed' END
+          FROM m
+    )
+    INSERT INTO monitor.alert_history (event_id, transition, actor, note, detector, severity, subject, summary)
+    SELECT DISTINCT ON (m.history_id) m.event_id, 'suppressed', 'auto',
+           format('%s not sent: silence %s (%s)', m.transition, m.silence_id, s.comment),
+           m.detector, m.severity, m.subject, m.summary
+      FROM m JOIN monitor.silences s ON s.silence_id = m.silence_id
+     ORDER BY m.history_id;
+    RETURN NULL;
+END
+$$;
+
+CREATE FUNCTION monitor.enqueue_due() RETURNS integer
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
+    AS $$
+DECLARE
+    n integer;
+BEGIN
+    IF NOT EXISTS (SELECT FROM monitor.routes) THEN
+        RETURN 0;
+    END IF;
+    WITH open_routed AS (
+        SELECT e.event_id, e.detector, e.severity, e.subject, e.first_seen, r
+          FROM monitor.events e
+         CROSS JOIN LATERAL monitor.matching_routes(e.detector, e.severity, e.subject) r
+         WHERE e.status = 'open' AND monitor.active_silence(e.detector, e.subject) IS NULL
+    ), due AS (
+        SELECT o.event_id, o.detector, 'repeat' AS transition, (o.r).receiver, (o.r).route_id
+          FROM open_routed o
+         WHERE monitor.repeat_interval(o.r, o.severity) IS NOT NULL
+           AND NOT EXISTS (SELECT FROM monitor.deliveries d
+                            WHERE d.event_id = o.event_id AND d.receiver = (o.r).receiver
+                              AND d.status <> 'suppressed'
+                              AND d.created_at > now() - monitor.repeat_interval(o.r, o.severity))
+        UNION ALL
+        SELECT o.event_id, o.detector, 'escalated', (o.r).escalate_to, (o.r).route_id
+          FROM open_routed o
+         WHERE (o.r).escalate_after IS NOT NULL AND o.first_seen <= now() - (o.r).escalate_after
+           AND NOT EXISTS (SELECT FROM monitor.deliveries d
+                            WHERE d.event_id = o.event_id AND d.route_id = (o.r).route_id
+                              AND d.transition = 'escalated')
+    )
+    INSERT INTO monitor.deliveries (event_id, detector, transition, receiver, route_id)
+    SELECT d.event_id, d.detector, d.transition, d.receiver, d.route_id FROM due d;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END
+$$;
+
 CREATE FUNCTION monitor.find_bursts(p_source text, p_window interval, p_min_count integer, p_since timestamp with time zone, p_until timestamp with time zone DEFAULT 'infinity'::timestamp with time zone, p_seen integer DEFAULT 2147483647) RETURNS TABLE(account_id text, ids text[], times timestamp with time zone[], devices text[], amounts numeric[], statuses text[])
     LANGUAGE plpgsql STABLE
     SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
@@ -938,6 +1070,65 @@ $_$;
 
 COMMENT ON FUNCTION monitor.find_bursts(p_source text, p_window interval, p_min_count integer, p_since timestamp with time zone, p_until timestamp with time zone, p_seen integer) IS 'Maximal bursts (each row within the window of the previous) that reach a row at or after since (and before until: a backfill''s slice); rows of transactions older than p_seen are context only.';
 
+CREATE FUNCTION monitor.fold_digests() RETURNS integer
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
+    AS $$
+DECLARE
+    v_threshold integer := coalesce((monitor.setting('notify.digest_threshold') #>> '{}')::integer, 20);
+    v_window interval := coalesce((monitor.setting('notify.digest_window') #>> '{}')::interval, interval '5 minutes');
+    n integer;
+BEGIN
+    WITH waiting AS (              -- new events not yet claimed, per receiver and detector
+        SELECT d.receiver, d.detector, count(*) AS n FROM monitor.deliveries d
+         WHERE d.status = 'pending' AND d.transition = 'opened' AND d.attempts = 0 AND d.lease_until IS NULL
+           AND d.due_at <= now()
+         GROUP BY d.receiver, d.detector
+    ), storm AS (                  -- more than the threshold with those sent within the window
+        SELECT w.receiver, w.detector FROM waiting w
+         WHERE w.n >= 2
+           AND w.n + (SELECT count(*) FROM monitor.deliveries s
+                       WHERE s.receiver = w.receiver AND s.detector = w.detector AND s.transition = 'opened'
+                         AND s.status IN ('sent', 'digested') AND s.created_at > now() - v_window) > v_threshold
+    ), locked AS MATERIALIZED (    -- only the storm's deliveries are locked (a claim skips them meanwhile)
+        SELECT d.delivery_id, d.receiver, d.detector, d.event_id
+          FROM monitor.deliveries d JOIN storm s ON s.receiver = d.receiver AND s.detector = d.detector
+         WHERE d.status = 'pending' AND d.transition = 'opened' AND d.attempts = 0 AND d.lease_until IS NULL
+           AND d.due_at <= now()
+           FOR UPDATE OF d SKIP LOCKED
+    ), groups AS (
+        SELECT l.receiver, l.detector, array_agg(l.delivery_id ORDER BY l.delivery_id) AS ids,
+               array_agg(l.event_id ORDER BY l.delivery_id) AS events
+          FROM locked l
+         GROUP BY l.receiver, l.detector
+        HAVING count(*) >= 2
+    ), digests AS (
+        INSERT INTO monitor.deliveries (event_id, detector, transition, receiver, digest)
+        SELECT NULL, g.detector, 'digest', g.receiver,
+               (SELECT jsonb_build_object(
+                           'events', count(*), 'amount', coalesce(sum(abs(e.amount)), 0),
+                           'severity', (array_agg(e.severity ORDER BY monitor.severity_rank(e.severity) DESC))[1],
+                           'event_ids', jsonb_agg(e.event_id ORDER BY e.event_id),
+                           'largest', (SELECT jsonb_agg(x ORDER BY x.n) FROM (
+                                           SELECT row_number() OVER (ORDER BY abs(l.amount) DESC NULLS LAST,
+                                                                              l.event_id) AS n,
+                                                  l.event_id, l.subject, l.amount, l.summary
+                                             FROM monitor.events l WHERE l.event_id = ANY (g.events)
+                                            ORDER BY abs(l.amount) DESC NULLS LAST, l.event_id LIMIT 10) x))
+                  FROM monitor.events e WHERE e.event_id = ANY (g.events))
+          FROM groups g
+        RETURNING delivery_id, receiver, detector
+    ), folded AS (
+        UPDATE monitor.deliveries d SET status = 'digested', digest_id = x.delivery_id
+          FROM digests x JOIN groups g ON g.receiver = x.receiver AND g.detector = x.detector
+         WHERE d.delivery_id = ANY (g.ids)
+        RETURNING d.digest_id
+    )
+    SELECT count(DISTINCT f.digest_id) INTO n FROM folded f;
+    RETURN n;
+END
+$$;
+
 CREATE FUNCTION monitor.function_digest(p_fn regprocedure) RETURNS text
     LANGUAGE sql STABLE
     SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
@@ -945,6 +1136,13 @@ CREATE FUNCTION monitor.function_digest(p_fn regprocedure) RETURNS text
     SELECT md5(concat_ws(E'\x1f', p.oid, p.proowner, p.prosecdef, p.provolatile, p.prolang, p.prokind,
                          p.proconfig::text, p.prosrc, p.probin, p.prorettype, p.proretset))
       FROM pg_proc p WHERE p.oid = p_fn
+$$;
+
+CREATE FUNCTION monitor.glob_like(p_glob text) RETURNS text
+    LANGUAGE sql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
+    AS $$
+    SELECT replace(replace(replace(replace(replace(p_glob, '\', '\\'), '%', '\%'), '_', '\_'), '*', '%'), '?', '_')
 $$;
 
 CREATE FUNCTION monitor.interval_ms(p_interval text) RETURNS text
@@ -1022,6 +1220,41 @@ BEGIN
         'event_id', p_event.event_id, 'detector', p_event.detector, 'severity', p_event.severity,
         'transition', p_transition)::text);
 END
+$$;
+
+CREATE TABLE monitor.routes (
+    route_id bigint NOT NULL,
+    "position" integer NOT NULL,
+    receiver text NOT NULL,
+    min_severity text DEFAULT 'low'::text NOT NULL,
+    detectors text[],
+    subject_glob text,
+    repeat_every interval,
+    send_resolved boolean DEFAULT true NOT NULL,
+    continue_after boolean DEFAULT false NOT NULL,
+    escalate_after interval,
+    escalate_to text,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT routes_check CHECK (((escalate_after IS NULL) = (escalate_to IS NULL))),
+    CONSTRAINT routes_min_severity_check CHECK ((min_severity = ANY (ARRAY['critical'::text, 'high'::text, 'medium'::text, 'low'::text])))
+);
+
+COMMENT ON TABLE monitor.routes IS 'Which transitions go to which receiver: in position order, the first match wins unless continue_after';
+
+CREATE FUNCTION monitor.matching_routes(p_detector text, p_severity text, p_subject text) RETURNS SETOF monitor.routes
+    LANGUAGE sql STABLE
+    SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
+    AS $$
+    SELECT (m.r).* FROM (
+        SELECT r, bool_or(NOT r.continue_after) OVER (ORDER BY r.position, r.route_id
+                                                      ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS stopped
+          FROM monitor.routes r
+         WHERE monitor.severity_rank(p_severity) >= monitor.severity_rank(r.min_severity)
+           AND (r.detectors IS NULL OR p_detector = ANY (r.detectors))
+           AND (r.subject_glob IS NULL OR p_subject LIKE monitor.glob_like(r.subject_glob))
+    ) m
+    WHERE m.stopped IS NOT TRUE
+    ORDER BY (m.r).position, (m.r).route_id
 $$;
 
 CREATE FUNCTION monitor.param_interval(p_params jsonb, p_key text) RETURNS interval
@@ -1268,6 +1501,68 @@ BEGIN
 END
 $_$;
 
+CREATE FUNCTION monitor.record_attempt(p_delivery_id bigint, p_worker text, p_ok boolean, p_started timestamp with time zone, p_latency_ms numeric, p_status_code integer DEFAULT NULL::integer, p_reply text DEFAULT NULL::text, p_retry boolean DEFAULT true, p_retry_after interval DEFAULT NULL::interval) RETURNS text
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
+    AS $$
+DECLARE
+    q monitor.deliveries;
+    v_max_attempts integer := coalesce((monitor.setting('notify.max_attempts') #>> '{}')::integer, 10);
+    v_max_age interval := coalesce((monitor.setting('notify.max_age') #>> '{}')::interval, interval '24 hours');
+    v_reply text := left(p_reply, 500);
+    v_status text;
+BEGIN
+    SELECT * INTO q FROM monitor.deliveries d WHERE d.delivery_id = p_delivery_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN NULL;  -- pruned meanwhile
+    END IF;
+    INSERT INTO monitor.delivery_attempts (delivery_id, receiver, started_at, latency_ms, ok, status_code, reply, worker)
+    VALUES (p_delivery_id, q.receiver, p_started, round(p_latency_ms, 2), p_ok, p_status_code, v_reply, p_worker);
+    IF q.status IN ('sent', 'dead') THEN
+        RETURN q.status;  -- another worker finished it after this one's lease ran out
+    END IF;
+    IF p_ok THEN
+        v_status := 'sent';
+        UPDATE monitor.deliveries d SET status = 'sent', sent_at = clock_timestamp(), lease_until = NULL,
+                                        last_error = NULL
+         WHERE d.delivery_id = p_delivery_id;
+        UPDATE monitor.receivers r SET failures = 0, open_until = NULL WHERE r.name = q.receiver;
+    ELSE
+        v_status := CASE WHEN NOT p_retry OR q.attempts >= v_max_attempts OR q.created_at < now() - v_max_age
+                         THEN 'dead' ELSE 'failed' END;
+        UPDATE monitor.deliveries d
+           SET status = v_status, lease_until = NULL, last_error = v_reply,
+               due_at = clock_timestamp() + coalesce(
+                   CASE WHEN p_retry_after IS NOT NULL THEN least(p_retry_after, interval '1 hour') END,
+                   -- full jitter: uniform between 0 and min(10 minutes, 2 s * 2^attempts)
+                   random() * least(interval '10 minutes', interval '2 seconds' * power(2, least(q.attempts, 20))))
+         WHERE d.delivery_id = p_delivery_id;
+        IF p_retry THEN
+            UPDATE monitor.receivers r
+               SET failures = r.failures + 1,
+                   open_until = CASE WHEN r.failures + 1 >= 5 THEN clock_timestamp() + interval '60 seconds' END
+             WHERE r.name = q.receiver;
+        ELSE
+            -- the receiver answered and refused this one: no sign it is down, so the circuit is left as it is
+            UPDATE monitor.receivers r SET open_until = NULL WHERE r.name = q.receiver AND r.failures < 5;
+        END IF;
+    END IF;
+    IF v_status IN ('sent', 'dead') THEN
+        INSERT INTO monitor.alert_history (event_id, transition, actor, note, detector, severity, subject, summary)
+        SELECT e.event_id, CASE v_status WHEN 'sent' THEN 'notified' ELSE 'notification_failed' END, 'auto',
+               format('%s to %s%s', q.transition, q.receiver,
+                      CASE WHEN v_status = 'dead' THEN format(' gave up after %s attempts: %s', q.attempts, v_reply)
+                           ELSE '' END),
+               e.detector, e.severity, e.subject, e.summary
+          FROM monitor.events e
+         WHERE e.event_id = q.event_id
+            OR (q.transition = 'digest' AND e.event_id IN (SELECT m.event_id FROM monitor.deliveries m
+                                                            WHERE m.digest_id = q.delivery_id));
+    END IF;
+    RETURN v_status;
+END
+$$;
+
 CREATE FUNCTION monitor.refresh() RETURNS void
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
@@ -1339,6 +1634,14 @@ $_$;
 
 COMMENT ON FUNCTION monitor.register_detector(p_name text, p_function text, p_severity text, p_kind text, p_schedule text, p_params jsonb, p_description text) IS 'Register a custom detector: FUNCTION(params jsonb, since timestamptz) RETURNS SETOF monitor.finding. Run monitorctl install (or monitorctl detectors enable NAME) to schedule it in pg_cron.';
 
+CREATE FUNCTION monitor.repeat_interval(p_route monitor.routes, p_severity text) RETURNS interval
+    LANGUAGE sql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
+    AS $$
+    SELECT nullif(coalesce(p_route.repeat_every, CASE WHEN p_severity = 'critical' THEN interval '4 hours' END),
+                  interval '0')
+$$;
+
 CREATE FUNCTION monitor.resolve(p_event_ids bigint[], p_note text DEFAULT NULL::text, p_actor text DEFAULT NULL::text) RETURNS integer
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
@@ -1382,6 +1685,26 @@ BEGIN
         RAISE EXCEPTION '% must be from 0 to 36500 days, not %', v_key, v_days USING ERRCODE = '22023';
     END IF;
     RETURN now() - make_interval(days => v_days);
+END
+$$;
+
+CREATE FUNCTION monitor.retry_delivery(p_delivery_id bigint) RETURNS text
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
+    AS $$
+DECLARE
+    v_status text;
+BEGIN
+    SELECT d.status INTO v_status FROM monitor.deliveries d WHERE d.delivery_id = p_delivery_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'delivery % does not exist', p_delivery_id USING ERRCODE = 'no_data_found';
+    ELSIF v_status NOT IN ('dead', 'failed') THEN
+        RAISE EXCEPTION 'delivery % is %, not dead or failed: nothing to retry', p_delivery_id, v_status
+            USING ERRCODE = '22023';
+    END IF;
+    UPDATE monitor.deliveries d SET status = 'pending', attempts = 0, due_at = clock_timestamp(), lease_until = NULL
+     WHERE d.delivery_id = p_delivery_id;
+    RETURN 'pending';
 END
 $$;
 
@@ -1608,6 +1931,13 @@ CREATE FUNCTION monitor.setting(p_key text) RETURNS jsonb
     SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
     AS $$
     SELECT value FROM monitor.settings WHERE key = p_key
+$$;
+
+CREATE FUNCTION monitor.severity_rank(p_severity text) RETURNS integer
+    LANGUAGE sql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
+    AS $$
+    SELECT CASE p_severity WHEN 'critical' THEN 4 WHEN 'high' THEN 3 WHEN 'medium' THEN 2 WHEN 'low' THEN 1 END
 $$;
 
 CREATE FUNCTION monitor.snapshot() RETURNS bigint
@@ -1872,13 +2202,67 @@ CREATE TABLE monitor.alert_history (
     subject text NOT NULL,
     summary text NOT NULL,
     db_user text DEFAULT SESSION_USER,
-    CONSTRAINT alert_history_transition_check CHECK ((transition = ANY (ARRAY['opened'::text, 'acknowledged'::text, 'resolved'::text, 'auto_resolved'::text, 'severity_changed'::text])))
+    CONSTRAINT alert_history_transition_check CHECK ((transition = ANY (ARRAY['opened'::text, 'acknowledged'::text, 'resolved'::text, 'auto_resolved'::text, 'severity_changed'::text, 'notified'::text, 'notification_failed'::text, 'suppressed'::text])))
 );
 
 COMMENT ON COLUMN monitor.alert_history.db_user IS 'the database user who made the transition (NULL for rows older than the column); actor is who they named';
 
 ALTER TABLE monitor.alert_history ALTER COLUMN history_id ADD GENERATED ALWAYS AS IDENTITY (
     SEQUENCE NAME monitor.alert_history_history_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+CREATE TABLE monitor.deliveries (
+    delivery_id bigint NOT NULL,
+    idempotency_key uuid DEFAULT gen_random_uuid() NOT NULL,
+    event_id bigint,
+    detector text NOT NULL,
+    transition text NOT NULL,
+    receiver text NOT NULL,
+    route_id bigint,
+    status text DEFAULT 'pending'::text NOT NULL,
+    digest_id bigint,
+    digest jsonb,
+    attempts integer DEFAULT 0 NOT NULL,
+    due_at timestamp with time zone DEFAULT now() NOT NULL,
+    lease_until timestamp with time zone,
+    leased_by text,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    sent_at timestamp with time zone,
+    last_error text,
+    CONSTRAINT deliveries_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'failed'::text, 'sent'::text, 'dead'::text, 'suppressed'::text, 'digested'::text]))),
+    CONSTRAINT deliveries_transition_check CHECK ((transition = ANY (ARRAY['opened'::text, 'severity_changed'::text, 'acknowledged'::text, 'resolved'::text, 'auto_resolved'::text, 'repeat'::text, 'escalated'::text, 'digest'::text])))
+);
+
+COMMENT ON TABLE monitor.deliveries IS 'The outbox: one row per transition and receiver, enqueued in the transition''s transaction';
+
+ALTER TABLE monitor.deliveries ALTER COLUMN delivery_id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME monitor.deliveries_delivery_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+CREATE TABLE monitor.delivery_attempts (
+    attempt_id bigint NOT NULL,
+    delivery_id bigint NOT NULL,
+    receiver text NOT NULL,
+    started_at timestamp with time zone NOT NULL,
+    latency_ms numeric NOT NULL,
+    ok boolean NOT NULL,
+    status_code integer,
+    reply text,
+    worker text NOT NULL
+);
+
+ALTER TABLE monitor.delivery_attempts ALTER COLUMN attempt_id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME monitor.delivery_attempts_attempt_id_seq
     START WITH 1
     INCREMENT BY 1
     NO MINVALUE
@@ -1950,6 +2334,34 @@ ALTER TABLE monitor.health_snapshots ALTER COLUMN snapshot_id ADD GENERATED ALWA
     CACHE 1
 );
 
+CREATE TABLE monitor.receivers (
+    name text NOT NULL,
+    type text NOT NULL,
+    config jsonb DEFAULT '{}'::jsonb NOT NULL,
+    secret_env text,
+    secret text,
+    failures integer DEFAULT 0 NOT NULL,
+    open_until timestamp with time zone,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT receivers_config_check CHECK ((jsonb_typeof(config) = 'object'::text)),
+    CONSTRAINT receivers_name_check CHECK ((name ~ '^[a-z][a-z0-9_-]{0,62}$'::text)),
+    CONSTRAINT receivers_secret_env_check CHECK ((secret_env ~ '^[A-Za-z_][A-Za-z0-9_]*$'::text)),
+    CONSTRAINT receivers_type_check CHECK ((type = ANY (ARRAY['webhook'::text, 'slack'::text, 'email'::text, 'pagerduty'::text])))
+);
+
+COMMENT ON TABLE monitor.receivers IS 'Where notifications go: a webhook, Slack, an SMTP server or PagerDuty';
+
+COMMENT ON COLUMN monitor.receivers.secret IS 'a secret given literally (secret_env, the name of an environment variable of the worker, is preferred); no role but the owner reads it';
+
+ALTER TABLE monitor.routes ALTER COLUMN route_id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME monitor.routes_route_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
 CREATE TABLE monitor.run_locks (
     detector text NOT NULL
 );
@@ -1960,6 +2372,29 @@ CREATE TABLE monitor.settings (
     key text NOT NULL,
     value jsonb NOT NULL,
     description text DEFAULT ''::text NOT NULL
+);
+
+CREATE TABLE monitor.silences (
+    silence_id bigint NOT NULL,
+    detector text,
+    subject_glob text,
+    starts_at timestamp with time zone DEFAULT now() NOT NULL,
+    ends_at timestamp with time zone NOT NULL,
+    comment text NOT NULL,
+    created_by text DEFAULT SESSION_USER NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT silences_check CHECK ((ends_at > starts_at))
+);
+
+COMMENT ON TABLE monitor.silences IS 'While a silence is active, the transitions of the events it matches are recorded as suppressed, not sent';
+
+ALTER TABLE monitor.silences ALTER COLUMN silence_id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME monitor.silences_silence_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
 );
 
 CREATE VIEW monitor.src_accounts AS
@@ -2031,6 +2466,15 @@ ALTER TABLE ONLY monitor.account_totals
 ALTER TABLE ONLY monitor.alert_history
     ADD CONSTRAINT alert_history_pkey PRIMARY KEY (history_id);
 
+ALTER TABLE ONLY monitor.deliveries
+    ADD CONSTRAINT deliveries_idempotency_key_key UNIQUE (idempotency_key);
+
+ALTER TABLE ONLY monitor.deliveries
+    ADD CONSTRAINT deliveries_pkey PRIMARY KEY (delivery_id);
+
+ALTER TABLE ONLY monitor.delivery_attempts
+    ADD CONSTRAINT delivery_attempts_pkey PRIMARY KEY (attempt_id);
+
 ALTER TABLE ONLY monitor.detector_runs
     ADD CONSTRAINT detector_runs_pkey PRIMARY KEY (run_id);
 
@@ -2046,11 +2490,20 @@ ALTER TABLE ONLY monitor.failure_minutes
 ALTER TABLE ONLY monitor.health_snapshots
     ADD CONSTRAINT health_snapshots_pkey PRIMARY KEY (snapshot_id);
 
+ALTER TABLE ONLY monitor.receivers
+    ADD CONSTRAINT receivers_pkey PRIMARY KEY (name);
+
+ALTER TABLE ONLY monitor.routes
+    ADD CONSTRAINT routes_pkey PRIMARY KEY (route_id);
+
 ALTER TABLE ONLY monitor.run_locks
     ADD CONSTRAINT run_locks_pkey PRIMARY KEY (detector);
 
 ALTER TABLE ONLY monitor.settings
     ADD CONSTRAINT settings_pkey PRIMARY KEY (key);
+
+ALTER TABLE ONLY monitor.silences
+    ADD CONSTRAINT silences_pkey PRIMARY KEY (silence_id);
 
 ALTER TABLE ONLY monitor.watermarks
     ADD CONSTRAINT watermarks_pkey PRIMARY KEY (detector);
@@ -2081,6 +2534,18 @@ CREATE INDEX alert_history_created_at ON monitor.alert_history USING btree (crea
 
 CREATE INDEX alert_history_event ON monitor.alert_history USING btree (event_id, history_id);
 
+CREATE INDEX deliveries_created_at ON monitor.deliveries USING btree (created_at);
+
+CREATE INDEX deliveries_digest ON monitor.deliveries USING btree (digest_id) WHERE (digest_id IS NOT NULL);
+
+CREATE INDEX deliveries_due ON monitor.deliveries USING btree (due_at) WHERE (status = ANY (ARRAY['pending'::text, 'failed'::text]));
+
+CREATE INDEX deliveries_event ON monitor.deliveries USING btree (event_id, receiver);
+
+CREATE INDEX delivery_attempts_delivery ON monitor.delivery_attempts USING btree (delivery_id);
+
+CREATE INDEX delivery_attempts_started_at ON monitor.delivery_attempts USING btree (started_at);
+
 CREATE INDEX detector_runs_detector ON monitor.detector_runs USING btree (detector, started_at DESC);
 
 CREATE INDEX detector_runs_started_at ON monitor.detector_runs USING btree (started_at);
@@ -2103,6 +2568,8 @@ CREATE TRIGGER accounts_touch BEFORE UPDATE ON ledger.accounts FOR EACH ROW WHEN
 
 CREATE TRIGGER transactions_touch BEFORE UPDATE ON ledger.transactions FOR EACH ROW WHEN ((old.* IS DISTINCT FROM new.*)) EXECUTE FUNCTION ledger.touch_updated_at();
 
+CREATE TRIGGER alert_history_enqueue AFTER INSERT ON monitor.alert_history REFERENCING NEW TABLE AS added FOR EACH STATEMENT EXECUTE FUNCTION monitor.enqueue_deliveries();
+
 CREATE TRIGGER detectors_touch BEFORE UPDATE ON monitor.detectors FOR EACH ROW EXECUTE FUNCTION monitor.detectors_touch();
 
 ALTER TABLE ONLY ledger.scans
@@ -2110,3 +2577,24 @@ ALTER TABLE ONLY ledger.scans
 
 ALTER TABLE ONLY ledger.transactions
     ADD CONSTRAINT transactions_account_id_fkey FOREIGN KEY (account_id) REFERENCES ledger.accounts(account_id);
+
+ALTER TABLE ONLY monitor.deliveries
+    ADD CONSTRAINT deliveries_digest_id_fkey FOREIGN KEY (digest_id) REFERENCES monitor.deliveries(delivery_id) ON DELETE SET NULL;
+
+ALTER TABLE ONLY monitor.deliveries
+    ADD CONSTRAINT deliveries_event_id_fkey FOREIGN KEY (event_id) REFERENCES monitor.events(event_id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY monitor.deliveries
+    ADD CONSTRAINT deliveries_receiver_fkey FOREIGN KEY (receiver) REFERENCES monitor.receivers(name) ON DELETE CASCADE;
+
+ALTER TABLE ONLY monitor.deliveries
+    ADD CONSTRAINT deliveries_route_id_fkey FOREIGN KEY (route_id) REFERENCES monitor.routes(route_id) ON DELETE SET NULL;
+
+ALTER TABLE ONLY monitor.delivery_attempts
+    ADD CONSTRAINT delivery_attempts_delivery_id_fkey FOREIGN KEY (delivery_id) REFERENCES monitor.deliveries(delivery_id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY monitor.routes
+    ADD CONSTRAINT routes_escalate_to_fkey FOREIGN KEY (escalate_to) REFERENCES monitor.receivers(name);
+
+ALTER TABLE ONLY monitor.routes
+    ADD CONSTRAINT routes_receiver_fkey FOREIGN KEY (receiver) REFERENCES monitor.receivers(name);

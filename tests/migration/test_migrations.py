@@ -62,6 +62,10 @@ CHECKS = {
         "0006.failure-minutes": lambda c: c.execute(
             "select relpersistence = 'u' from pg_class where oid = to_regclass('monitor.failure_minutes')"
             ).fetchone()[0] is True,
+        "0007.notifications": lambda c: c.execute(
+            "select to_regclass('monitor.deliveries') is not null and to_regclass('monitor.receivers') is not null"
+            " and pg_get_constraintdef((select oid from pg_constraint where conname = 'alert_history_transition_check'))"
+            " like '%notified%'").fetchone()[0],
     },
     "ledger": {
         "0001.ledger-schema": lambda c: _ledger_state(c) == {

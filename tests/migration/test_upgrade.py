@@ -110,6 +110,9 @@ def test_upgrade_from_a_release_matches_a_fresh_install_and_loses_nothing(pg_ser
                 before.pop("detectors"), after.pop("detectors"), strict=True):
             assert (name, enabled, schedule) == (name2, enabled2, schedule2)
             assert params2 == fresh_params[name] | params, name
+        # every setting kept; a setting the release adds comes with its default
+        fresh_settings = dict(contents(new)["settings"])
+        assert dict(after.pop("settings")) == fresh_settings | dict(before.pop("settings"))
         assert after == before
         # and it works: runs, the CLI, a new event
         with psycopg.connect(old, autocommit=True) as c:

@@ -1,0 +1,336 @@
+-- Notifications (docs/notifications.md): routing, silences and the outbox the delivery worker
+-- (`monitorctl notify`) drains. Nothing is sent from inside PostgreSQL: a transition enqueues its
+-- deliveries in its own transaction, and the worker claims them under a lease, sends them and
+-- records every attempt here.
+
+-- Severities in order, for "at least this severe".
+CREATE OR REPLACE FUNCTION monitor.severity_rank(p_severity text) RETURNS integer
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, monitor, pg_temp AS $$
+    SELECT CASE p_severity WHEN 'critical' THEN 4 WHEN 'high' THEN 3 WHEN 'medium' THEN 2 WHEN 'low' THEN 1 END
+$$;
+
+-- A shell-style pattern (* any text, ? one character) as a LIKE pattern.
+CREATE OR REPLACE FUNCTION monitor.glob_like(p_glob text) RETURNS text
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, monitor, pg_temp AS $$
+    SELECT replace(replace(replace(replace(replace(p_glob, '\', '\\'), '%', '\%'), '_', '\_'), '*', '%'), '?', '_')
+$$;
+
+-- The routes an event's transitions go to: those that match it, in position order, up to and
+-- including the first matching route without continue_after.
+CREATE OR REPLACE FUNCTION monitor.matching_routes(p_detector text, p_severity text, p_subject text)
+RETURNS SETOF monitor.routes
+LANGUAGE sql STABLE SET search_path = pg_catalog, monitor, pg_temp AS $$
+    SELECT (m.r).* FROM (
+        SELECT r, bool_or(NOT r.continue_after) OVER (ORDER BY r.position, r.route_id
+                                                      ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS stopped
+          FROM monitor.routes r
+         WHERE monitor.severity_rank(p_severity) >= monitor.severity_rank(r.min_severity)
+           AND (r.detectors IS NULL OR p_detector = ANY (r.detectors))
+           AND (r.subject_glob IS NULL OR p_subject LIKE monitor.glob_like(r.subject_glob))
+    ) m
+    WHERE m.stopped IS NOT TRUE
+    ORDER BY (m.r).position, (m.r).route_id
+$$;
+
+-- The active silence that holds back an event's transitions, if any.
+CREATE OR REPLACE FUNCTION monitor.active_silence(p_detector text, p_subject text) RETURNS bigint
+LANGUAGE sql STABLE SET search_path = pg_catalog, monitor, pg_temp AS $$
+    SELECT s.silence_id FROM monitor.silences s
+     WHERE s.starts_at <= now() AND now() < s.ends_at
+       AND (s.detector IS NULL OR s.detector = p_detector)
+       AND (s.subject_glob IS NULL OR p_subject LIKE monitor.glob_like(s.subject_glob))
+     ORDER BY s.silence_id
+     LIMIT 1
+$$;
+
+-- The outbox, filled in the transaction of the transitions themselves: one delivery per transition
+-- and matching route (resolutions only where the route sends them), suppressed (and so recorded in
+-- the history) while a silence holds the event. A statement-level trigger: a storm's 100,000
+-- transitions are routed in one statement. With no route configured it costs one probe.
+CREATE OR REPLACE FUNCTION monitor.enqueue_deliveries() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, monitor, pg_temp AS $$
+BEGIN
+    -- (its own 'suppressed' rows come back here, and stop here)
+    IF NOT EXISTS (SELECT FROM monitor.routes)
+       OR NOT EXISTS (SELECT FROM added h WHERE h.transition IN ('opened', 'severity_changed', 'acknowledged',
+                                                                  'resolved', 'auto_resolved')) THEN
+        RETURN NULL;
+    END IF;
+    WITH t AS (
+        SELECT h.history_id, h.event_id, h.transition, h.detector, h.severity, h.subject, h.summary,
+               monitor.active_silence(h.detector, h.subject) AS silence_id
+          FROM added h
+         WHERE h.transition IN ('opened', 'severity_changed', 'acknowledged', 'resolved', 'auto_resolved')
+    ), m AS (
+        SELECT t.*, r.route_id, r.receiver
+          FROM t CROSS JOIN LATERAL monitor.matching_routes(t.detector, t.severity, t.subject) r
+         WHERE r.send_resolved OR t.transition NOT IN ('resolved', 'auto_resolved')
+    ), queued AS (
+        INSERT INTO monitor.deliveries (event_id, detector, transition, receiver, route_id, status)
+        SELECT m.event_id, m.detector, m.transition, m.receiver, m.route_id,
+               CASE WHEN m.silence_id IS NULL THEN 'pending' ELSE 'suppressed' END
+          FROM m
+    )
+    INSERT INTO monitor.alert_history (event_id, transition, actor, note, detector, severity, subject, summary)
+    SELECT DISTINCT ON (m.history_id) m.event_id, 'suppressed', 'auto',
+           format('%s not sent: silence %s (%s)', m.transition, m.silence_id, s.comment),
+           m.detector, m.severity, m.subject, m.summary
+      FROM m JOIN monitor.silences s ON s.silence_id = m.silence_id
+     ORDER BY m.history_id;
+    RETURN NULL;
+END
+$$;
+
+DROP TRIGGER IF EXISTS alert_history_enqueue ON monitor.alert_history;
+CREATE TRIGGER alert_history_enqueue AFTER INSERT ON monitor.alert_history
+    REFERENCING NEW TABLE AS added FOR EACH STATEMENT EXECUTE FUNCTION monitor.enqueue_deliveries();
+
+-- How long an event goes between notifications while it is open and not acknowledged: the route's
+-- repeat_every, else 4 hours for a critical event; NULL (or 0): never again.
+CREATE OR REPLACE FUNCTION monitor.repeat_interval(p_route monitor.routes, p_severity text) RETURNS interval
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, monitor, pg_temp AS $$
+    SELECT nullif(coalesce(p_route.repeat_every, CASE WHEN p_severity = 'critical' THEN interval '4 hours' END),
+                  interval '0')
+$$;
+
+-- What time makes due: a repeat for an open, unacknowledged event whose receiver was last told
+-- longer ago than its repeat interval (or never, when a silence held back every transition and has
+-- ended), and an escalation for one still open and unacknowledged escalate_after after it opened.
+-- Called by the worker every few seconds; returns how many deliveries it enqueued.
+CREATE OR REPLACE FUNCTION monitor.enqueue_due() RETURNS integer
+LANGUAGE plpgsql SET search_path = pg_catalog, monitor, pg_temp AS $$
+DECLARE
+    n integer;
+BEGIN
+    IF NOT EXISTS (SELECT FROM monitor.routes) THEN
+        RETURN 0;
+    END IF;
+    WITH open_routed AS (
+        SELECT e.event_id, e.detector, e.severity, e.subject, e.first_seen, r
+          FROM monitor.events e
+         CROSS JOIN LATERAL monitor.matching_routes(e.detector, e.severity, e.subject) r
+         WHERE e.status = 'open' AND monitor.active_silence(e.detector, e.subject) IS NULL
+    ), due AS (
+        SELECT o.event_id, o.detector, 'repeat' AS transition, (o.r).receiver, (o.r).route_id
+          FROM open_routed o
+         WHERE monitor.repeat_interval(o.r, o.severity) IS NOT NULL
+           AND NOT EXISTS (SELECT FROM monitor.deliveries d
+                            WHERE d.event_id = o.event_id AND d.receiver = (o.r).receiver
+                              AND d.status <> 'suppressed'
+                              AND d.created_at > now() - monitor.repeat_interval(o.r, o.severity))
+        UNION ALL
+        SELECT o.event_id, o.detector, 'escalated', (o.r).escalate_to, (o.r).route_id
+          FROM open_routed o
+         WHERE (o.r).escalate_after IS NOT NULL AND o.first_seen <= now() - (o.r).escalate_after
+           AND NOT EXISTS (SELECT FROM monitor.deliveries d
+                            WHERE d.event_id = o.event_id AND d.route_id = (o.r).route_id
+                              AND d.transition = 'escalated')
+    )
+    INSERT INTO monitor.deliveries (event_id, detector, transition, receiver, route_id)
+    SELECT d.event_id, d.detector, d.transition, d.receiver, d.route_id FROM due d;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END
+$$;
+
+-- Storm control: when one detector's new events for one receiver, those waiting and those sent
+-- within notify.digest_window, number more than notify.digest_threshold, the waiting ones become
+-- one digest delivery (their count, the amount at stake, the ten largest). Returns the digests made.
+CREATE OR REPLACE FUNCTION monitor.fold_digests() RETURNS integer
+LANGUAGE plpgsql SET search_path = pg_catalog, monitor, pg_temp AS $$
+DECLARE
+    v_threshold integer := coalesce((monitor.setting('notify.digest_threshold') #>> '{}')::integer, 20);
+    v_window interval := coalesce((monitor.setting('notify.digest_window') #>> '{}')::interval, interval '5 minutes');
+    n integer;
+BEGIN
+    WITH waiting AS (              -- new events not yet claimed, per receiver and detector
+        SELECT d.receiver, d.detector, count(*) AS n FROM monitor.deliveries d
+         WHERE d.status = 'pending' AND d.transition = 'opened' AND d.attempts = 0 AND d.lease_until IS NULL
+           AND d.due_at <= now()
+         GROUP BY d.receiver, d.detector
+    ), storm AS (                  -- more than the threshold with those sent within the window
+        SELECT w.receiver, w.detector FROM waiting w
+         WHERE w.n >= 2
+           AND w.n + (SELECT count(*) FROM monitor.deliveries s
+                       WHERE s.receiver = w.receiver AND s.detector = w.detector AND s.transition = 'opened'
+                         AND s.status IN ('sent', 'digested') AND s.created_at > now() - v_window) > v_threshold
+    ), locked AS MATERIALIZED (    -- only the storm's deliveries are locked (a claim skips them meanwhile)
+        SELECT d.delivery_id, d.receiver, d.detector, d.event_id
+          FROM monitor.deliveries d JOIN storm s ON s.receiver = d.receiver AND s.detector = d.detector
+         WHERE d.status = 'pending' AND d.transition = 'opened' AND d.attempts = 0 AND d.lease_until IS NULL
+           AND d.due_at <= now()
+           FOR UPDATE OF d SKIP LOCKED
+    ), groups AS (
+        SELECT l.receiver, l.detector, array_agg(l.delivery_id ORDER BY l.delivery_id) AS ids,
+               array_agg(l.event_id ORDER BY l.delivery_id) AS events
+          FROM locked l
+         GROUP BY l.receiver, l.detector
+        HAVING count(*) >= 2
+    ), digests AS (
+        INSERT INTO monitor.deliveries (event_id, detector, transition, receiver, digest)
+        SELECT NULL, g.detector, 'digest', g.receiver,
+               (SELECT jsonb_build_object(
+                           'events', count(*), 'amount', coalesce(sum(abs(e.amount)), 0),
+                           'severity', (array_agg(e.severity ORDER BY monitor.severity_rank(e.severity) DESC))[1],
+                           'event_ids', jsonb_agg(e.event_id ORDER BY e.event_id),
+                           'largest', (SELECT jsonb_agg(x ORDER BY x.n) FROM (
+                                           SELECT row_number() OVER (ORDER BY abs(l.amount) DESC NULLS LAST,
+                                                                              l.event_id) AS n,
+                                                  l.event_id, l.subject, l.amount, l.summary
+                                             FROM monitor.events l WHERE l.event_id = ANY (g.events)
+                                            ORDER BY abs(l.amount) DESC NULLS LAST, l.event_id LIMIT 10) x))
+                  FROM monitor.events e WHERE e.event_id = ANY (g.events))
+          FROM groups g
+        RETURNING delivery_id, receiver, detector
+    ), folded AS (
+        UPDATE monitor.deliveries d SET status = 'digested', digest_id = x.delivery_id
+          FROM digests x JOIN groups g ON g.receiver = x.receiver AND g.detector = x.detector
+         WHERE d.delivery_id = ANY (g.ids)
+        RETURNING d.digest_id
+    )
+    SELECT count(DISTINCT f.digest_id) INTO n FROM folded f;
+    RETURN n;
+END
+$$;
+
+-- Claim up to p_limit deliveries that are due, for one worker, under a lease of p_lease: each is
+-- locked FOR UPDATE SKIP LOCKED, so workers on any number of hosts never claim the same delivery
+-- while its lease runs; a delivery whose worker died is claimed again when its lease expires (at
+-- least once; receivers drop repeats by idempotency_key). A receiver whose circuit is open gets
+-- nothing; once its pause is over it gets one delivery (the probe) until that one's outcome is
+-- known. Storms are folded into digests first. Returns what the worker needs to send each one.
+CREATE OR REPLACE FUNCTION monitor.claim_deliveries(p_worker text, p_limit integer, p_lease interval)
+RETURNS TABLE (delivery_id bigint, idempotency_key uuid, transition text, attempts integer, receiver text,
+               receiver_type text, receiver_config jsonb, secret_env text, secret text, event jsonb,
+               digest jsonb, created_at timestamptz)
+LANGUAGE plpgsql SET search_path = pg_catalog, monitor, pg_temp AS $$
+DECLARE
+    d record;
+    probing text[] := '{}';
+BEGIN
+    IF p_limit NOT BETWEEN 1 AND 10000 OR p_lease NOT BETWEEN interval '1 second' AND interval '1 hour' THEN
+        RAISE EXCEPTION 'claim: limit must be from 1 to 10000 and lease from 1 second to 1 hour'
+            USING ERRCODE = '22023';
+    END IF;
+    PERFORM monitor.fold_digests();
+    FOR d IN
+        SELECT q.delivery_id, r.name, r.failures >= 5 AS half_open
+          FROM monitor.deliveries q JOIN monitor.receivers r ON r.name = q.receiver
+         WHERE q.status IN ('pending', 'failed') AND q.due_at <= clock_timestamp()
+           AND (q.lease_until IS NULL OR q.lease_until < clock_timestamp())
+           AND (r.open_until IS NULL OR r.open_until <= clock_timestamp())
+         ORDER BY q.due_at, q.delivery_id
+         LIMIT p_limit
+           FOR UPDATE OF q SKIP LOCKED
+    LOOP
+        IF d.half_open THEN
+            CONTINUE WHEN d.name = ANY (probing);
+            -- one probe: the circuit stays shut to everyone else until this delivery's outcome
+            UPDATE monitor.receivers r SET open_until = clock_timestamp() + p_lease
+             WHERE r.name = d.name AND (r.open_until IS NULL OR r.open_until <= clock_timestamp());
+            CONTINUE WHEN NOT FOUND;
+            probing := probing || d.name;
+        END IF;
+        UPDATE monitor.deliveries q SET lease_until = clock_timestamp() + p_lease, leased_by = p_worker,
+                                        attempts = q.attempts + 1
+         WHERE q.delivery_id = d.delivery_id;
+        RETURN QUERY
+        SELECT q.delivery_id, q.idempotency_key, q.transition, q.attempts, r.name, r.type, r.config,
+               r.secret_env, r.secret,
+               CASE WHEN e.event_id IS NOT NULL THEN to_jsonb(e) END, q.digest, q.created_at
+          FROM monitor.deliveries q
+          JOIN monitor.receivers r ON r.name = q.receiver
+          LEFT JOIN monitor.events e ON e.event_id = q.event_id
+         WHERE q.delivery_id = d.delivery_id;
+    END LOOP;
+END
+$$;
+
+-- The outcome of one attempt, recorded by the worker that made it. Sent: the delivery is done, its
+-- events' history says who was told, and the receiver's circuit closes. Failed: retried after an
+-- exponential backoff with full jitter (or the receiver's Retry-After), unless the failure is
+-- permanent (p_retry false, a 4xx but 429) or the delivery ran out of attempts or age: then it is
+-- dead, and the history says so. Five failures in a row open the receiver's circuit for 60 s.
+CREATE OR REPLACE FUNCTION monitor.record_attempt(p_delivery_id bigint, p_worker text, p_ok boolean,
+                                                  p_started timestamptz, p_latency_ms numeric,
+                                                  p_status_code integer DEFAULT NULL, p_reply text DEFAULT NULL,
+                                                  p_retry boolean DEFAULT true, p_retry_after interval DEFAULT NULL)
+RETURNS text
+LANGUAGE plpgsql SET search_path = pg_catalog, monitor, pg_temp AS $$
+DECLARE
+    q monitor.deliveries;
+    v_max_attempts integer := coalesce((monitor.setting('notify.max_attempts') #>> '{}')::integer, 10);
+    v_max_age interval := coalesce((monitor.setting('notify.max_age') #>> '{}')::interval, interval '24 hours');
+    v_reply text := left(p_reply, 500);
+    v_status text;
+BEGIN
+    SELECT * INTO q FROM monitor.deliveries d WHERE d.delivery_id = p_delivery_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN NULL;  -- pruned meanwhile
+    END IF;
+    INSERT INTO monitor.delivery_attempts (delivery_id, receiver, started_at, latency_ms, ok, status_code, reply, worker)
+    VALUES (p_delivery_id, q.receiver, p_started, round(p_latency_ms, 2), p_ok, p_status_code, v_reply, p_worker);
+    IF q.status IN ('sent', 'dead') THEN
+        RETURN q.status;  -- another worker finished it after this one's lease ran out
+    END IF;
+    IF p_ok THEN
+        v_status := 'sent';
+        UPDATE monitor.deliveries d SET status = 'sent', sent_at = clock_timestamp(), lease_until = NULL,
+                                        last_error = NULL
+         WHERE d.delivery_id = p_delivery_id;
+        UPDATE monitor.receivers r SET failures = 0, open_until = NULL WHERE r.name = q.receiver;
+    ELSE
+        v_status := CASE WHEN NOT p_retry OR q.attempts >= v_max_attempts OR q.created_at < now() - v_max_age
+                         THEN 'dead' ELSE 'failed' END;
+        UPDATE monitor.deliveries d
+           SET status = v_status, lease_until = NULL, last_error = v_reply,
+               due_at = clock_timestamp() + coalesce(
+                   CASE WHEN p_retry_after IS NOT NULL THEN least(p_retry_after, interval '1 hour') END,
+                   -- full jitter: uniform between 0 and min(10 minutes, 2 s * 2^attempts)
+                   random() * least(interval '10 minutes', interval '2 seconds' * power(2, least(q.attempts, 20))))
+         WHERE d.delivery_id = p_delivery_id;
+        IF p_retry THEN
+            UPDATE monitor.receivers r
+               SET failures = r.failures + 1,
+                   open_until = CASE WHEN r.failures + 1 >= 5 THEN clock_timestamp() + interval '60 seconds' END
+             WHERE r.name = q.receiver;
+        ELSE
+            -- the receiver answered and refused this one: no sign it is down, so the circuit is left as it is
+            UPDATE monitor.receivers r SET open_until = NULL WHERE r.name = q.receiver AND r.failures < 5;
+        END IF;
+    END IF;
+    IF v_status IN ('sent', 'dead') THEN
+        INSERT INTO monitor.alert_history (event_id, transition, actor, note, detector, severity, subject, summary)
+        SELECT e.event_id, CASE v_status WHEN 'sent' THEN 'notified' ELSE 'notification_failed' END, 'auto',
+               format('%s to %s%s', q.transition, q.receiver,
+                      CASE WHEN v_status = 'dead' THEN format(' gave up after %s attempts: %s', q.attempts, v_reply)
+                           ELSE '' END),
+               e.detector, e.severity, e.subject, e.summary
+          FROM monitor.events e
+         WHERE e.event_id = q.event_id
+            OR (q.transition = 'digest' AND e.event_id IN (SELECT m.event_id FROM monitor.deliveries m
+                                                            WHERE m.digest_id = q.delivery_id));
+    END IF;
+    RETURN v_status;
+END
+$$;
+
+-- Send a dead (or failed) delivery again now, with a fresh count of attempts (its age still counts:
+-- an old one that fails again is dead again at once).
+CREATE OR REPLACE FUNCTION monitor.retry_delivery(p_delivery_id bigint) RETURNS text
+LANGUAGE plpgsql SET search_path = pg_catalog, monitor, pg_temp AS $$
+DECLARE
+    v_status text;
+BEGIN
+    SELECT d.status INTO v_status FROM monitor.deliveries d WHERE d.delivery_id = p_delivery_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'delivery % does not exist', p_delivery_id USING ERRCODE = 'no_data_found';
+    ELSIF v_status NOT IN ('dead', 'failed') THEN
+        RAISE EXCEPTION 'delivery % is %, not dead or failed: nothing to retry', p_delivery_id, v_status
+            USING ERRCODE = '22023';
+    END IF;
+    UPDATE monitor.deliveries d SET status = 'pending', attempts = 0, due_at = clock_timestamp(), lease_until = NULL
+     WHERE d.delivery_id = p_delivery_id;
+    RETURN 'pending';
+END
+$$;
