@@ -305,3 +305,18 @@ where c.oid = %s and (c.relkind in ('v', 'm', 'f') or c.relrowsecurity)
 
 -- name: relation_columns
 select attname from pg_attribute where attrelid = %s and attnum > 0 and not attisdropped
+
+-- name: notify_claim
+-- due deliveries for one worker, under a lease (sql/075_notifications.sql)
+select * from monitor.claim_deliveries(%(worker)s::text, %(limit)s::integer, %(lease)s::interval)
+
+-- name: notify_record
+select monitor.record_attempt(%(delivery_id)s::bigint, %(worker)s::text, %(ok)s::boolean, %(started)s::timestamptz,
+                              %(latency_ms)s::numeric, %(status_code)s::integer, %(reply)s::text, %(retry)s::boolean,
+                              %(retry_after)s::interval)
+
+-- name: notify_enqueue_due
+select monitor.enqueue_due()
+
+-- name: notify_listen
+listen monitor_events

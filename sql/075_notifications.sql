@@ -200,7 +200,7 @@ $$;
 -- nothing; once its pause is over it gets one delivery (the probe) until that one's outcome is
 -- known. Storms are folded into digests first. Returns what the worker needs to send each one.
 CREATE OR REPLACE FUNCTION monitor.claim_deliveries(p_worker text, p_limit integer, p_lease interval)
-RETURNS TABLE (delivery_id bigint, idempotency_key uuid, transition text, attempts integer, receiver text,
+RETURNS TABLE (delivery_id bigint, idempotency_key uuid, transition text, detector text, attempts integer, receiver text,
                receiver_type text, receiver_config jsonb, secret_env text, secret text, event jsonb,
                digest jsonb, created_at timestamptz)
 LANGUAGE plpgsql SET search_path = pg_catalog, monitor, pg_temp AS $$
@@ -235,7 +235,7 @@ BEGIN
                                         attempts = q.attempts + 1
          WHERE q.delivery_id = d.delivery_id;
         RETURN QUERY
-        SELECT q.delivery_id, q.idempotency_key, q.transition, q.attempts, r.name, r.type, r.config,
+        SELECT q.delivery_id, q.idempotency_key, q.transition, q.detector, q.attempts, r.name, r.type, r.config,
                r.secret_env, r.secret,
                CASE WHEN e.event_id IS NOT NULL THEN to_jsonb(e) END, q.digest, q.created_at
           FROM monitor.deliveries q

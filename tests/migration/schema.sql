@@ -226,7 +226,7 @@ BEGIN
 END
 $_$;
 
-CREATE FUNCTION monitor.claim_deliveries(p_worker text, p_limit integer, p_lease interval) RETURNS TABLE(delivery_id bigint, idempotency_key uuid, transition text, attempts integer, receiver text, receiver_type text, receiver_config jsonb, secret_env text, secret text, event jsonb, digest jsonb, created_at timestamp with time zone)
+CREATE FUNCTION monitor.claim_deliveries(p_worker text, p_limit integer, p_lease interval) RETURNS TABLE(delivery_id bigint, idempotency_key uuid, transition text, detector text, attempts integer, receiver text, receiver_type text, receiver_config jsonb, secret_env text, secret text, event jsonb, digest jsonb, created_at timestamp with time zone)
     LANGUAGE plpgsql
     SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
     AS $$
@@ -261,7 +261,7 @@ BEGIN
                                         attempts = q.attempts + 1
          WHERE q.delivery_id = d.delivery_id;
         RETURN QUERY
-        SELECT q.delivery_id, q.idempotency_key, q.transition, q.attempts, r.name, r.type, r.config,
+        SELECT q.delivery_id, q.idempotency_key, q.transition, q.detector, q.attempts, r.name, r.type, r.config,
                r.secret_env, r.secret,
                CASE WHEN e.event_id IS NOT NULL THEN to_jsonb(e) END, q.digest, q.created_at
           FROM monitor.deliveries q
