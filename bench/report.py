@@ -48,6 +48,10 @@ FIGURES = [
     "storm.resight_ms.median",
     "storm.floor_update_ms.median",
     "storm.resight_ratio",
+    "notify.latency_ms.p50",
+    "notify.latency_ms.p95",
+    "notify.throughput.per_second",
+    "notify.storm.requests",
     "mapped.idle.main.ms.median",
     "mapped.idle.ref.ms.median",
     "mapped.idle_size_ratio",
@@ -68,7 +72,7 @@ def lookup(result: dict, path: str):
     return node
 
 
-def missing_figures(result: dict, only: str | None = None) -> list[str]:
+def missing_figures(result: dict, only: str | tuple[str, ...] | None = None) -> list[str]:
     """Figures a run did not produce; `only`: the prefix of the figures this run measures."""
     out = []
     for path in FIGURES:
@@ -143,6 +147,14 @@ def goals(result: dict) -> list[dict]:
         for g in out[-2:]:
             g["met"] = False
             g["note"] = "runs failed: " + "; ".join(f"{k}: {v}" for k, v in result["storm"]["errors"].items())
+    goal("notification latency, commit to receiver, p95", lookup(result, "notify.latency_ms.p95"), "<=", 1000,
+         " ms")
+    goal("notification throughput, one worker", lookup(result, "notify.throughput.per_second"), ">=", 500, "/s")
+    goal("notification storm: requests to one receiver", lookup(result, "notify.storm.requests"), "<=", 1, "")
+    if lookup(result, "notify.errors"):
+        for g in out[-3:]:
+            g["met"] = False
+            g["note"] = "; ".join(f"{k}: {v}" for k, v in result["notify"]["errors"].items())
     gen = lookup(result, "generation.main.seconds")
     goal("ledger generation time", round(gen / 60, 1) if gen is not None else None, "<=", 60, " min")
     if errors:
@@ -219,6 +231,13 @@ def table(result: dict) -> str:
                  _fmt_ms(g(result, "storm.resight_ms.min")), _fmt_ms(g(result, "storm.resight_ms.median")),
                  "UPDATE " + _fmt_ms(g(result, "storm.floor_update_ms.median")),
                  _fmt_x(g(result, "storm.resight_ratio"))))
+    rows.append(("notifications: commit to receiver, p50 / p95", "", _fmt_ms(g(result, "notify.latency_ms.p50")),
+                 "p95 " + _fmt_ms(g(result, "notify.latency_ms.p95")), ""))
+    rows.append(("notifications: deliveries a second, one worker", "",
+                 f"{g(result, 'notify.throughput.per_second')}/s", "", ""))
+    rows.append((f"notifications: a storm of {g(result, 'notify.storm.events') or 0:,} events", "",
+                 f"{g(result, 'notify.storm.requests')} request(s)",
+                 f"{g(result, 'notify.storm.digests')} digest(s)", ""))
     gen = g(result, "generation.main.seconds")
     rows.append(("ledger generation", "", f"{gen / 60:.1f} min" if gen is not None else "n/a", "", ""))
     widths = [max(len(str(r[i])) for r in rows) for i in range(5)]

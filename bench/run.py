@@ -30,7 +30,7 @@ import psycopg  # noqa: E402
 from monitorctl import embedded  # noqa: E402
 from monitorctl.install import install  # noqa: E402
 
-from . import mapped, measure, report, storm, writeload  # noqa: E402
+from . import mapped, measure, notify, report, storm, writeload  # noqa: E402
 from .common import CHOICES, DEFAULT_SCALE, SCALES, connect, say  # noqa: E402
 
 SETTINGS = ("shared_buffers", "work_mem", "maintenance_work_mem", "effective_cache_size", "max_connections",
@@ -132,6 +132,13 @@ def run(args) -> dict:
             install(storm_dsn, with_ledger=True, do_schedule=False)
             with connect(storm_dsn) as conn:
                 result["storm"] = storm.storm(conn, scale.storm_findings, scale.storm_reps)
+            say(f"notifications: latency over {scale.notify_latency_reps} detections, {scale.notify_deliveries:,}"
+                f" deliveries, a storm of {scale.notify_storm:,} events")
+            names["notify"] = "bench_notify"
+            notify_dsn = server.create_database(names["notify"])
+            install(notify_dsn, with_ledger=True, do_schedule=False)
+            result["notify"] = notify.notify(notify_dsn, scale.notify_latency_reps, scale.notify_deliveries,
+                                             scale.notify_storm)
         if server.backend == "external" and not args.keep:
             for name in names.values():
                 server.drop_database(name)
@@ -142,7 +149,7 @@ def run(args) -> dict:
     report.derive(result)
     result["goals"] = report.goals(result)
     result["missing_figures"] = report.missing_figures(
-        result, only="storm." if args.storm_only else "mapped." if args.mapped_only else None)
+        result, only=("storm.", "notify.") if args.storm_only else "mapped." if args.mapped_only else None)
     return result
 
 
@@ -223,8 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pgbench-rate", type=int, metavar="TPS",
                     help="run pgbench at this many payments a second (pgbench -R) instead of flat out")
     ap.add_argument("--skip-write", action="store_true", help="skip the pgbench write-overhead runs")
-    ap.add_argument("--storm-only", action="store_true", help="measure only the event storm (minutes, not"
-                    " the whole run); other figures are then reported missing")
+    ap.add_argument("--storm-only", action="store_true", help="measure only the event storm and the notifications"
+                    " (minutes, not the whole run); other figures are then reported missing")
     ap.add_argument("--mapped-only", action="store_true",
                     help="measure only the mapped ledger with doctor's indexes (idle and steady cycles at two"
                          " sizes, shared_buffers 128MB unless --shared-buffers); other figures are then missing")

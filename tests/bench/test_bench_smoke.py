@@ -39,12 +39,17 @@ def test_bench_small_scale_produces_every_figure(tmp_path):
     assert rules["failed_debit"]["findings"] == 3 and rules["stuck_pending"]["findings"] == 3
     assert len(result["write_overhead"]["runs"]) == 6
     goals = {g["goal"] for g in result["goals"]}
-    assert len(goals) == 10
+    assert len(goals) == 13
     assert result["backfill"]["errors"] == {} and result["backfill"]["slices"] == 30
     assert "steady-state cycle" in proc.stdout  # the table was printed
     # the storm folded every finding, and saw every open condition again, within the default timeout
     assert result["storm"]["errors"] == {} and result["storm"]["findings"] == 2000
     assert "storm: 2,000 findings folded into events" in proc.stdout
+    # a detection reached the local receiver, every delivery of the throughput figure arrived, and the
+    # storm of 300 events came as one digest
+    nt = result["notify"]
+    assert nt["errors"] == {} and nt["latency_ms"]["n"] == 5 and nt["throughput"]["deliveries"] == 200
+    assert nt["storm"] == {"events": 300, "requests": 1, "digests": 1, "digest_events": 300}
 
 
 def test_bench_mapped_ledger_with_doctors_indexes_produces_its_figures(tmp_path):

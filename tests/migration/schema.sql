@@ -231,44 +231,52 @@ CREATE FUNCTION monitor.claim_deliveries(p_worker text, p_limit integer, p_lease
     SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
     AS $$
 DECLARE
-    d record;
-    probing text[] := '{}';
+    v_probes bigint[] := '{}';
+    v_name text;
 BEGIN
     IF p_limit NOT BETWEEN 1 AND 10000 OR p_lease NOT BETWEEN interval '1 second' AND interval '1 hour' THEN
         RAISE EXCEPTION 'claim: limit must be from 1 to 10000 and lease from 1 second to 1 hour'
             USING ERRCODE = '22023';
     END IF;
     PERFORM monitor.fold_digests();
-    FOR d IN
-        SELECT q.delivery_id, r.name, r.failures >= 5 AS half_open
-          FROM monitor.deliveries q JOIN monitor.receivers r ON r.name = q.receiver
+    -- receivers whose circuit has been open its while: one probe each, and the circuit stays shut to
+    -- every other claim until that probe's outcome is recorded
+    FOR v_name IN
+        UPDATE monitor.receivers r SET open_until = clock_timestamp() + p_lease
+         WHERE r.failures >= 5 AND (r.open_until IS NULL OR r.open_until <= clock_timestamp())
+           AND EXISTS (SELECT FROM monitor.deliveries q
+                        WHERE q.receiver = r.name AND q.status IN ('pending', 'failed') AND q.due_at <= clock_timestamp()
+                          AND (q.lease_until IS NULL OR q.lease_until < clock_timestamp()))
+        RETURNING r.name
+    LOOP
+        v_probes := v_probes || (SELECT q.delivery_id FROM monitor.deliveries q
+                                  WHERE q.receiver = v_name AND q.status IN ('pending', 'failed')
+                                    AND q.due_at <= clock_timestamp()
+                                    AND (q.lease_until IS NULL OR q.lease_until < clock_timestamp())
+                                  ORDER BY q.due_at, q.delivery_id LIMIT 1
+                                    FOR UPDATE SKIP LOCKED);
+    END LOOP;
+    RETURN QUERY
+    WITH picked AS (
+        SELECT q.delivery_id FROM monitor.deliveries q JOIN monitor.receivers r ON r.name = q.receiver
          WHERE q.status IN ('pending', 'failed') AND q.due_at <= clock_timestamp()
            AND (q.lease_until IS NULL OR q.lease_until < clock_timestamp())
-           AND (r.open_until IS NULL OR r.open_until <= clock_timestamp())
+           AND r.failures < 5 AND (r.open_until IS NULL OR r.open_until <= clock_timestamp())
          ORDER BY q.due_at, q.delivery_id
-         LIMIT p_limit
+         LIMIT greatest(p_limit - cardinality(array_remove(v_probes, NULL)), 0)
            FOR UPDATE OF q SKIP LOCKED
-    LOOP
-        IF d.half_open THEN
-            CONTINUE WHEN d.name = ANY (probing);
-            -- one probe: the circuit stays shut to everyone else until this delivery's outcome
-            UPDATE monitor.receivers r SET open_until = clock_timestamp() + p_lease
-             WHERE r.name = d.name AND (r.open_until IS NULL OR r.open_until <= clock_timestamp());
-            CONTINUE WHEN NOT FOUND;
-            probing := probing || d.name;
-        END IF;
+    ), leased AS (
         UPDATE monitor.deliveries q SET lease_until = clock_timestamp() + p_lease, leased_by = p_worker,
                                         attempts = q.attempts + 1
-         WHERE q.delivery_id = d.delivery_id;
-        RETURN QUERY
-        SELECT q.delivery_id, q.idempotency_key, q.transition, q.detector, q.attempts, r.name, r.type, r.config,
-               r.secret_env, r.secret,
-               CASE WHEN e.event_id IS NOT NULL THEN to_jsonb(e) END, q.digest, q.created_at
-          FROM monitor.deliveries q
-          JOIN monitor.receivers r ON r.name = q.receiver
-          LEFT JOIN monitor.events e ON e.event_id = q.event_id
-         WHERE q.delivery_id = d.delivery_id;
-    END LOOP;
+         WHERE q.delivery_id IN (SELECT p.delivery_id FROM picked p) OR q.delivery_id = ANY (v_probes)
+        RETURNING q.*
+    )
+    SELECT q.delivery_id, q.idempotency_key, q.transition, q.detector, q.attempts, r.name, r.type, r.config,
+           r.secret_env, r.secret, CASE WHEN e.event_id IS NOT NULL THEN to_jsonb(e) END, q.digest, q.created_at
+      FROM leased q
+      JOIN monitor.receivers r ON r.name = q.receiver
+      LEFT JOIN monitor.events e ON e.event_id = q.event_id
+     ORDER BY q.due_at, q.delivery_id;
 END
 $$;
 
@@ -1079,12 +1087,12 @@ DECLARE
     v_window interval := coalesce((monitor.setting('notify.digest_window') #>> '{}')::interval, interval '5 minutes');
     n integer;
 BEGIN
-    WITH waiting AS (              -- new events not yet claimed, per receiver and detector
+    WITH waiting AS MATERIALIZED ( -- new events not yet claimed, per receiver and detector
         SELECT d.receiver, d.detector, count(*) AS n FROM monitor.deliveries d
          WHERE d.status = 'pending' AND d.transition = 'opened' AND d.attempts = 0 AND d.lease_until IS NULL
            AND d.due_at <= now()
          GROUP BY d.receiver, d.detector
-    ), storm AS (                  -- more than the threshold with those sent within the window
+    ), storm AS MATERIALIZED (     -- more than the threshold with those sent within the window
         SELECT w.receiver, w.detector FROM waiting w
          WHERE w.n >= 2
            AND w.n + (SELECT count(*) FROM monitor.deliveries s
