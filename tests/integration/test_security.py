@@ -34,6 +34,10 @@ OPERATOR_CALLS = READER_CALLS | {
     "monitor.acknowledge(bigint[],text)": "select monitor.acknowledge(array[{event}]::bigint[], 'x')",
     "monitor.resolve(bigint[],text,text)": "select monitor.resolve(array[{event}]::bigint[], 'x')",
     "monitor.interval_ms(text)": "select monitor.interval_ms('5 seconds')",
+    "monitor.add_silence(text,text,timestamp with time zone,timestamp with time zone,text)":
+        "select monitor.add_silence('failed_debit', 'C-*', now(), now() + interval '1 hour', 'maintenance')",
+    "monitor.expire_silence(bigint)":
+        "select monitor.expire_silence(monitor.add_silence(null, null, null, now() + interval '1 hour', 'x'))",
     **{f"monitor.run_detector(text,timestamp with time zone,timestamp with time zone)#{d}":
        f"select monitor.run_detector('{d}')"
        for d in ("balance_mismatch", "concurrent_txn", "consecutive_failures", "detector_health",

@@ -65,6 +65,132 @@ CREATE FUNCTION monitor.active_silence(p_detector text, p_subject text) RETURNS 
      LIMIT 1
 $$;
 
+CREATE FUNCTION monitor.add_receiver(p_name text, p_type text, p_config jsonb, p_secret_env text DEFAULT NULL::text, p_secret text DEFAULT NULL::text) RETURNS text
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
+    AS $_$
+DECLARE
+    url text := p_config ->> 'url';
+BEGIN
+    IF p_name IS NULL OR p_name !~ '^[a-z][a-z0-9_-]{0,62}$' THEN
+        RAISE EXCEPTION 'receiver name must be lower-case letters, digits, - and _, not %', coalesce(p_name, 'NULL')
+            USING ERRCODE = '22023';
+    END IF;
+    IF p_type IS NULL OR p_type NOT IN ('webhook', 'slack', 'email', 'pagerduty') THEN
+        RAISE EXCEPTION 'receiver type must be webhook, slack, email or pagerduty, not %', coalesce(p_type, 'NULL')
+            USING ERRCODE = '22023';
+    END IF;
+    IF p_secret_env IS NOT NULL AND p_secret IS NOT NULL THEN
+        RAISE EXCEPTION 'give the secret as an environment variable or literally, not both' USING ERRCODE = '22023';
+    END IF;
+    IF p_secret_env IS NOT NULL AND p_secret_env !~ '^[A-Za-z_][A-Za-z0-9_]*$' THEN
+        RAISE EXCEPTION 'secret environment variable must be a name such as HOOK_SECRET, not %', p_secret_env
+            USING ERRCODE = '22023';
+    END IF;
+    IF url IS NOT NULL AND url !~ '^https?://[^\s/]+' THEN
+        RAISE EXCEPTION 'url must be an http:// or https:// URL, not %', url USING ERRCODE = '22023';
+    END IF;
+    IF p_type = 'webhook' AND url IS NULL THEN
+        RAISE EXCEPTION 'a webhook receiver needs --url' USING ERRCODE = '22023';
+    ELSIF p_type = 'webhook' AND p_secret IS NOT NULL AND p_secret !~ '^whsec_[A-Za-z0-9+/=]+$' THEN
+        RAISE EXCEPTION 'a webhook secret must be a Standard Webhooks secret such as whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw'
+            USING ERRCODE = '22023';
+    ELSIF p_type = 'slack' AND url IS NULL AND p_secret_env IS NULL AND p_secret IS NULL THEN
+        RAISE EXCEPTION 'a slack receiver needs its incoming-webhook URL: --secret-env VAR (preferred) or --url'
+            USING ERRCODE = '22023';
+    ELSIF p_type = 'pagerduty' AND p_secret_env IS NULL AND p_secret IS NULL THEN
+        RAISE EXCEPTION 'a pagerduty receiver needs a routing key: --routing-key-env VAR' USING ERRCODE = '22023';
+    ELSIF p_type = 'email' AND (p_config ->> 'host' IS NULL OR p_config ->> 'from' IS NULL
+                                OR jsonb_typeof(p_config -> 'to') <> 'array'
+                                OR jsonb_array_length(p_config -> 'to') = 0) THEN
+        RAISE EXCEPTION 'an email receiver needs --smtp HOST:PORT, --from and at least one --to' USING ERRCODE = '22023';
+    END IF;
+    INSERT INTO monitor.receivers AS r (name, type, config, secret_env, secret)
+    VALUES (p_name, p_type, coalesce(p_config, '{}'), p_secret_env, p_secret)
+    ON CONFLICT (name) DO UPDATE
+        SET type = excluded.type, config = excluded.config, secret_env = excluded.secret_env,
+            secret = excluded.secret, failures = 0, open_until = NULL;
+    RETURN p_name;
+END
+$_$;
+
+CREATE FUNCTION monitor.add_route(p_receiver text, p_min_severity text DEFAULT 'low'::text, p_detectors text[] DEFAULT NULL::text[], p_subject_glob text DEFAULT NULL::text, p_repeat interval DEFAULT NULL::interval, p_send_resolved boolean DEFAULT true, p_continue boolean DEFAULT false, p_escalate_after interval DEFAULT NULL::interval, p_escalate_to text DEFAULT NULL::text) RETURNS bigint
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
+    AS $$
+DECLARE
+    v_unknown text;
+    v_id bigint;
+BEGIN
+    FOREACH v_unknown IN ARRAY ARRAY[p_receiver, p_escalate_to] LOOP
+        IF v_unknown IS NOT NULL AND NOT EXISTS (SELECT FROM monitor.receivers r WHERE r.name = v_unknown) THEN
+            RAISE EXCEPTION 'unknown receiver %', v_unknown USING ERRCODE = '22023',
+                HINT = 'monitorctl receivers add creates one';
+        END IF;
+    END LOOP;
+    IF p_receiver IS NULL THEN
+        RAISE EXCEPTION 'a route needs --receiver' USING ERRCODE = '22023';
+    END IF;
+    IF monitor.severity_rank(p_min_severity) IS NULL THEN
+        RAISE EXCEPTION 'severity must be one of critical, high, medium, low, not %', coalesce(p_min_severity, 'NULL')
+            USING ERRCODE = '22023';
+    END IF;
+    SELECT d INTO v_unknown FROM unnest(p_detectors) d
+     WHERE NOT EXISTS (SELECT FROM monitor.detectors x WHERE x.name = d) LIMIT 1;
+    IF v_unknown IS NOT NULL THEN
+        RAISE EXCEPTION 'unknown detector %', v_unknown USING ERRCODE = '22023',
+            HINT = 'monitorctl detectors list shows the registered detectors';
+    END IF;
+    IF (p_escalate_after IS NULL) <> (p_escalate_to IS NULL) THEN
+        RAISE EXCEPTION '--escalate-after and --escalate-to go together' USING ERRCODE = '22023';
+    END IF;
+    IF p_repeat < interval '0' OR p_repeat > interval '30 days' OR p_escalate_after <= interval '0'
+       OR p_escalate_after > interval '30 days' THEN
+        RAISE EXCEPTION 'repeat must be from 0 (never) to 30 days and escalate-after from 1 second to 30 days'
+            USING ERRCODE = '22023';
+    END IF;
+    IF p_repeat > interval '0' AND p_repeat < interval '1 minute' THEN
+        RAISE EXCEPTION 'repeat must be at least a minute (or 0: never), not %', p_repeat USING ERRCODE = '22023';
+    END IF;
+    INSERT INTO monitor.routes (position, receiver, min_severity, detectors, subject_glob, repeat_every,
+                                send_resolved, continue_after, escalate_after, escalate_to)
+    SELECT coalesce(max(r.position), 0) + 1, p_receiver, p_min_severity, p_detectors, p_subject_glob, p_repeat,
+           p_send_resolved, p_continue, p_escalate_after, p_escalate_to
+      FROM monitor.routes r
+    RETURNING route_id INTO v_id;
+    RETURN v_id;
+END
+$$;
+
+CREATE FUNCTION monitor.add_silence(p_detector text, p_subject_glob text, p_starts timestamp with time zone, p_ends timestamp with time zone, p_comment text) RETURNS bigint
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
+    AS $$
+DECLARE
+    v_starts timestamptz := coalesce(p_starts, now());
+    v_id bigint;
+BEGIN
+    IF p_detector IS NOT NULL AND NOT EXISTS (SELECT FROM monitor.detectors d WHERE d.name = p_detector) THEN
+        RAISE EXCEPTION 'unknown detector %', p_detector USING ERRCODE = '22023',
+            HINT = 'monitorctl detectors list shows the registered detectors';
+    END IF;
+    IF nullif(btrim(p_comment), '') IS NULL THEN
+        RAISE EXCEPTION 'a silence needs --comment: why, for the people who will wonder' USING ERRCODE = '22023';
+    END IF;
+    IF p_ends IS NULL OR p_ends <= v_starts OR p_ends <= now() THEN
+        RAISE EXCEPTION 'a silence must end after it starts and after now (ends %, starts %)', p_ends, v_starts
+            USING ERRCODE = '22023';
+    END IF;
+    IF p_ends > v_starts + interval '90 days' THEN
+        RAISE EXCEPTION 'a silence lasts at most 90 days, not %', p_ends - v_starts USING ERRCODE = '22023';
+    END IF;
+    INSERT INTO monitor.silences (detector, subject_glob, starts_at, ends_at, comment)
+    VALUES (p_detector, p_subject_glob, v_starts, p_ends, p_comment)
+    RETURNING silence_id INTO v_id;
+    RETURN v_id;
+END
+$$;
+
 CREATE TABLE monitor.detectors (
     name text NOT NULL,
     enabled boolean DEFAULT true NOT NULL,
@@ -962,6 +1088,23 @@ BEGIN
 END
 $$;
 
+CREATE FUNCTION monitor.expire_silence(p_silence_id bigint) RETURNS bigint
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
+    AS $$
+BEGIN
+    DELETE FROM monitor.silences s WHERE s.silence_id = p_silence_id AND s.starts_at >= now();
+    IF NOT FOUND THEN
+        UPDATE monitor.silences s SET ends_at = now() WHERE s.silence_id = p_silence_id AND s.ends_at > now();
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'no active or coming silence %', p_silence_id USING ERRCODE = '22023',
+                HINT = 'monitorctl silence list shows them';
+        END IF;
+    END IF;
+    RETURN p_silence_id;
+END
+$$;
+
 CREATE FUNCTION monitor.find_bursts(p_source text, p_window interval, p_min_count integer, p_since timestamp with time zone, p_until timestamp with time zone DEFAULT 'infinity'::timestamp with time zone, p_seen integer DEFAULT 2147483647) RETURNS TABLE(account_id text, ids text[], times timestamp with time zone[], devices text[], amounts numeric[], statuses text[])
     LANGUAGE plpgsql STABLE
     SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
@@ -1641,6 +1784,42 @@ END
 $_$;
 
 COMMENT ON FUNCTION monitor.register_detector(p_name text, p_function text, p_severity text, p_kind text, p_schedule text, p_params jsonb, p_description text) IS 'Register a custom detector: FUNCTION(params jsonb, since timestamptz) RETURNS SETOF monitor.finding. Run monitorctl install (or monitorctl detectors enable NAME) to schedule it in pg_cron.';
+
+CREATE FUNCTION monitor.remove_receiver(p_name text) RETURNS text
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
+    AS $$
+DECLARE
+    v_route bigint;
+BEGIN
+    SELECT r.route_id INTO v_route FROM monitor.routes r
+     WHERE r.receiver = p_name OR r.escalate_to = p_name ORDER BY r.route_id LIMIT 1;
+    IF v_route IS NOT NULL THEN
+        RAISE EXCEPTION 'receiver % is used by route %: remove the route first (monitorctl routes remove %)',
+            p_name, v_route, v_route USING ERRCODE = '22023';
+    END IF;
+    DELETE FROM monitor.receivers r WHERE r.name = p_name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'unknown receiver %', p_name USING ERRCODE = '22023',
+            HINT = 'monitorctl receivers list shows the receivers';
+    END IF;
+    RETURN p_name;
+END
+$$;
+
+CREATE FUNCTION monitor.remove_route(p_route_id bigint) RETURNS bigint
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
+    AS $$
+BEGIN
+    DELETE FROM monitor.routes r WHERE r.route_id = p_route_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'unknown route %', p_route_id USING ERRCODE = '22023',
+            HINT = 'monitorctl routes list shows the routes';
+    END IF;
+    RETURN p_route_id;
+END
+$$;
 
 CREATE FUNCTION monitor.repeat_interval(p_route monitor.routes, p_severity text) RETURNS interval
     LANGUAGE sql IMMUTABLE
