@@ -58,6 +58,7 @@ FIGURES = [
     "mapped.steady.main.cycle_ms.median",
     "mapped.steady.ref.cycle_ms.median",
     "mapped.steady_size_ratio",
+    "mapped.keyed_size_ratio",
 ]
 # Figures of a run of their own (--mapped-only: another server setting); a whole run skips them.
 SEPARATE = ("mapped.",)
@@ -105,6 +106,9 @@ def derive(result: dict) -> None:
         mp["idle_size_ratio"] = ratio(lookup(mp, "idle.main.ms.median"), lookup(mp, "idle.ref.ms.median"))
         mp["steady_size_ratio"] = ratio(lookup(mp, "steady.main.cycle_ms.median"),
                                         lookup(mp, "steady.ref.cycle_ms.median"))
+        # the least any per-account check costs: the new transactions with their card read by key
+        mp["keyed_size_ratio"] = ratio(lookup(mp, "steady.main.keyed_read_ms.median"),
+                                       lookup(mp, "steady.ref.keyed_read_ms.median"))
     st = result.get("storm", {})
     st["fold_ratio"] = ratio(lookup(st, "fold_ms.median"), lookup(st, "floor_insert_ms.median"))
     st["resight_ratio"] = ratio(lookup(st, "resight_ms.median"), lookup(st, "floor_update_ms.median"))
@@ -270,6 +274,11 @@ def mapped_table(result: dict) -> str:
                          _fmt_ms(g(result, f"mapped.{path.format(key)}.median")),
                          "large/small" if key == "ref" else "",
                          _fmt_x(g(result, f"mapped.{ratio_path}")) if key == "ref" else ""))
+    for key, n in (("main", sc["transactions"]), ("ref", ref.get("transactions", 0))):
+        rows.append((f"  new transactions with their card read by key, {n:,} txns", "",
+                     _fmt_ms(g(result, f"mapped.steady.{key}.keyed_read_ms.median")),
+                     "large/small" if key == "ref" else "",
+                     _fmt_x(g(result, "mapped.keyed_size_ratio")) if key == "ref" else ""))
     created = g(result, "mapped.indexes.main.created") or []
     lines = _lines(rows)
     lines.append(f"  doctor's indexes ({len(created)}): " + "; ".join(created))
