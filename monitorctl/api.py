@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
+from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from . import __version__, db, install as inst, mapping, resources, schedule
@@ -469,11 +470,11 @@ class Monitor:
         conn = self._installed()
         db.value(conn, "festival_settings", {"cards": str(cards), "hours": str(hours), "seed": str(seed)})
         counts = None
-        with conn.transaction():
-            cur = conn.execute(resources.festival_sql())
-            while True:
+        with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+            cur.execute(resources.festival_sql())
+            while True:  # the counts are the result of its last query
                 if cur.description:
-                    counts = dict(zip([d.name for d in cur.description], cur.fetchone()))
+                    counts = cur.fetchone()
                 if not cur.nextset():
                     break
         return counts
