@@ -155,56 +155,64 @@ def install(dsn: str, with_ledger: bool = False, config: dict | None = None, do_
     the re-runnable sql/ files, the mapping, the parameters of ``config`` and the install mark are
     committed together in one transaction; pg_cron's jobs are synchronised afterwards."""
     report = InstallReport()
-    with (nullcontext(conn) if conn is not None else connect(dsn)) as conn, install_lock(conn, say):
-        check_not_newer(conn)
-        if config and config.get("sources") and not with_ledger:
-            mapping_mod.check_database(conn, {"sources": config["sources"]})  # before anything changes
-        elif not (config and config.get("sources")) and not with_ledger and not stored_mapping(conn):
-            raise UsageError("no source mapping: pass --with-ledger (reference ledger) or --config FILE "
-                             "(your tables)")
-        fresh = applied_ids(conn) is None
-        ledger_existed = db.value(conn, "ledger_exists")
-        try:
-            conn.execute(query("ensure_roles"))  # cluster-wide: safe against a concurrent install elsewhere
-            db.run(conn, "create_monitor_schema")
-            ledger_installed = bool(set(applied_ids(conn) or []) & set(resources.migration_ids("ledger")))
-            report.applied += apply_migrations(dsn, "monitor")
-            if with_ledger or ledger_installed:  # an upgrade brings the reference ledger up to date too
-                report.applied += apply_migrations(dsn, "ledger")
-            for mid in report.applied:
-                say(f"applied migration {mid}")
-            mapping = resolve_mapping(conn, with_ledger, config)
-            mapping_mod.check_database(conn, mapping)
-            with conn.transaction():
-                conn.execute(query("store_mapping"), (Jsonb(mapping),))
-                for name, text in render_sql(conn, mapping_mod.template_context(conn, mapping)):
-                    try:
-                        conn.execute(text)
-                    except Exception as exc:
-                        raise MonitorError(f"install failed in sql/{name}: {str(exc).splitlines()[0]}") from exc
-                problem = conn.execute(query("sources_problem")).fetchone()[0]
-                if problem:  # behind the views just made: nothing of another role's (docs/security.md)
-                    raise UsageError(f"config: sources: {problem}")
-                for detector, params in ((config or {}).get("detectors") or {}).items():
-                    set_params(conn, detector, params, where=f"config: [detectors.{detector}]: ")
-                conn.execute(query("set_scheduling"), (do_schedule,))
-                conn.execute(query("mark_installed"), (Jsonb(resources.schema_version()),))
-        except BaseException:
-            if fresh:  # a first install that failed leaves nothing behind
-                db.run(conn, "drop_monitor_schema")
-                if with_ledger and not ledger_existed:
-                    db.run(conn, "drop_ledger_schema")
-            raise
-        say(f"installed monitor schema {resources.schema_version()} and {len(render_sql_names())} SQL files")
-        stale = conn.execute(query("unregistered_custom")).fetchone()[0]
-        if stale:
-            say(f"note: custom detectors {stale} must be registered again (monitorctl detectors add ...): their runs "
-                "are refused until then (docs/security.md)")
-        if do_schedule:
-            report.scheduling, report.scheduling_off = schedule.sync(conn, dsn)
-        else:
-            report.scheduling_off = ("--no-schedule was given: pg_cron's jobs are left as they are, also by later "
-                                     "`monitorctl detectors` changes, until an install without it")
+    with (nullcontext(conn) if conn is not None else connect(dsn)) as conn:
+        check_not_newer(conn)  # at once, rather than after waiting for another install's lock
+        with install_lock(conn, say):
+            report = _install(conn, dsn, with_ledger, config, do_schedule, say, report)
+    return report
+
+
+def _install(conn, dsn, with_ledger, config, do_schedule, say, report) -> InstallReport:
+    """install() under the install lock."""
+    check_not_newer(conn)
+    if config and config.get("sources") and not with_ledger:
+        mapping_mod.check_database(conn, {"sources": config["sources"]})  # before anything changes
+    elif not (config and config.get("sources")) and not with_ledger and not stored_mapping(conn):
+        raise UsageError("no source mapping: pass --with-ledger (reference ledger) or --config FILE "
+                         "(your tables)")
+    fresh = applied_ids(conn) is None
+    ledger_existed = db.value(conn, "ledger_exists")
+    try:
+        conn.execute(query("ensure_roles"))  # cluster-wide: safe against a concurrent install elsewhere
+        db.run(conn, "create_monitor_schema")
+        ledger_installed = bool(set(applied_ids(conn) or []) & set(resources.migration_ids("ledger")))
+        report.applied += apply_migrations(dsn, "monitor")
+        if with_ledger or ledger_installed:  # an upgrade brings the reference ledger up to date too
+            report.applied += apply_migrations(dsn, "ledger")
+        for mid in report.applied:
+            say(f"applied migration {mid}")
+        mapping = resolve_mapping(conn, with_ledger, config)
+        mapping_mod.check_database(conn, mapping)
+        with conn.transaction():
+            conn.execute(query("store_mapping"), (Jsonb(mapping),))
+            for name, text in render_sql(conn, mapping_mod.template_context(conn, mapping)):
+                try:
+                    conn.execute(text)
+                except Exception as exc:
+                    raise MonitorError(f"install failed in sql/{name}: {str(exc).splitlines()[0]}") from exc
+            problem = conn.execute(query("sources_problem")).fetchone()[0]
+            if problem:  # behind the views just made: nothing of another role's (docs/security.md)
+                raise UsageError(f"config: sources: {problem}")
+            for detector, params in ((config or {}).get("detectors") or {}).items():
+                set_params(conn, detector, params, where=f"config: [detectors.{detector}]: ")
+            conn.execute(query("set_scheduling"), (do_schedule,))
+            conn.execute(query("mark_installed"), (Jsonb(resources.schema_version()),))
+    except BaseException:
+        if fresh:  # a first install that failed leaves nothing behind
+            db.run(conn, "drop_monitor_schema")
+            if with_ledger and not ledger_existed:
+                db.run(conn, "drop_ledger_schema")
+        raise
+    say(f"installed monitor schema {resources.schema_version()} and {len(render_sql_names())} SQL files")
+    stale = conn.execute(query("unregistered_custom")).fetchone()[0]
+    if stale:
+        say(f"note: custom detectors {stale} must be registered again (monitorctl detectors add ...): their runs "
+            "are refused until then (docs/security.md)")
+    if do_schedule:
+        report.scheduling, report.scheduling_off = schedule.sync(conn, dsn)
+    else:
+        report.scheduling_off = ("--no-schedule was given: pg_cron's jobs are left as they are, also by later "
+                                 "`monitorctl detectors` changes, until an install without it")
     return report
 
 
