@@ -1,4 +1,7 @@
-"""Connections: which database (README.md, "Connecting"), how to reach it, and the named queries."""
+"""Connections: which database (README.md, "Connecting"), how to reach it, and the named queries.
+
+Every statement monitorctl's Python runs is a named query of monitorctl/queries.sql, run through
+``value``, ``row``, ``rows`` or ``stream`` (rows as dicts, one way)."""
 
 from __future__ import annotations
 
@@ -8,8 +11,11 @@ from functools import lru_cache
 from importlib import resources
 from urllib.parse import urlencode
 
+from collections.abc import Iterator
+
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.rows import dict_row
 
 from .errors import DatabaseUnavailable, MonitorError, UsageError
 
@@ -105,3 +111,35 @@ def query(name: str) -> str:
         return _queries()[name]
     except KeyError:
         raise MonitorError(f"internal: no query named {name!r}")
+
+
+def value(conn, name: str, params=None):
+    """The first column of the first row of a named query (None when it returns no row)."""
+    found = conn.execute(query(name), params).fetchone()
+    return found[0] if found else None
+
+
+def row(conn, name: str, params=None) -> dict | None:
+    """The first row of a named query as a dict, or None."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(query(name), params).fetchone()
+
+
+def rows(conn, name: str, params=None) -> list[dict]:
+    """Every row of a named query, as dicts."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(query(name), params).fetchall()
+
+
+def run(conn, name: str, params=None) -> int:
+    """Run a named statement; the number of rows it touched."""
+    return conn.execute(query(name), params).rowcount
+
+
+def stream(conn, name: str, params=None, batch: int = 1000) -> Iterator[dict]:
+    """The rows of a named query from a server-side cursor, ``batch`` at a time, as dicts: memory stays
+    flat whatever their number. Iterate it inside a transaction."""
+    with conn.cursor(name=f"monitorctl_{name}", row_factory=dict_row) as cur:
+        cur.itersize = batch
+        cur.execute(query(name), params)
+        yield from cur

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
-from . import mapping as mapping_mod
+from . import db, mapping as mapping_mod
 from .db import query
 
 # (relation, logical columns that should lead an index, who needs it)
@@ -90,7 +90,7 @@ def partial_advice(conn, mapping: dict) -> list[Advice]:
                      sql.SQL("{} = {}").format(sql.Identifier(status_map), sql.Literal(status)))
         suggestion = sql.SQL("CREATE INDEX ON {} ({}) WHERE {}").format(
             sql.SQL(relation), sql.Identifier(column), predicate).as_string(conn)
-        served = partial_index_serves(conn, query(probe))
+        served = partial_index_serves(conn, probe)
         out.append(Advice(spec["relation"], (f"{column} where status = {status}",), who,
                           {True: "ok", False: "missing", None: "unknown"}[served],
                           "" if served else suggestion if served is False else
@@ -99,12 +99,12 @@ def partial_advice(conn, mapping: dict) -> list[Advice]:
 
 
 def partial_index_serves(conn, probe: str) -> bool | None:
-    """Whether the planner reads the detector's filter through a partial index (None: this role may
+    """Whether the planner reads the detector's filter (the named query ``probe``, its EXPLAIN) through a partial index (None: this role may
     not ask, e.g. monitor_reader, which cannot read the source views)."""
     try:
         with conn.transaction(force_rollback=True):
-            conn.execute("set local enable_seqscan = off")
-            plan = conn.execute("explain (format json) " + probe).fetchone()[0]
+            db.value(conn, "planner_no_seqscan")
+            plan = db.value(conn, probe)
     except psycopg.errors.InsufficientPrivilege:
         return None
     names = set()

@@ -17,3 +17,11 @@ class DatabaseUnavailable(MonitorError):
     """The database cannot be reached, is not installed, or is too new. Exit 3."""
 
     exit_code = 3
+
+
+class UnknownDetector(UsageError):
+    """A detector name that is not registered. Exit 2."""
+
+    def __init__(self, name: str, known: str):
+        self.name, self.known = name, known
+        super().__init__(f"unknown detector {name} (known: {known or 'none'})")

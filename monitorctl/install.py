@@ -6,7 +6,7 @@ lock, so concurrent installs serialise and a stale yoyo lock left by a killed in
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 
 import jinja2
@@ -14,9 +14,10 @@ import psycopg
 from psycopg.types.json import Jsonb
 from yoyo import get_backend, read_migrations
 
-from . import __version__, mapping as mapping_mod, resources, schedule
+from . import __version__, db, mapping as mapping_mod, resources, schedule
 from .db import connect, query, yoyo_uri
 from .errors import DatabaseUnavailable, MonitorError, UsageError
+from .registry import require_detector
 
 INSTALL_LOCK = (472101, 1)  # advisory lock keys held for the whole install / uninstall
 MIGRATION_TABLE = "_yoyo_migration"
@@ -32,27 +33,24 @@ class InstallReport:
 @contextmanager
 def install_lock(conn, say=lambda msg: None):
     """The install lock of this database; while another session holds it, say who before waiting."""
-    def take() -> bool:
-        return conn.execute("select pg_try_advisory_lock(%s, %s)", INSTALL_LOCK).fetchone()[0]
-
-    if not take():
+    if not db.value(conn, "install_lock_try", INSTALL_LOCK):
         row = conn.execute(query("install_lock_holder"), INSTALL_LOCK).fetchone()
-        if not (row is None and take()):  # (a holder that let go in between: nothing to wait for)
-            who = (f"pid {row[0]}, user {row[1]}, application {row[2]!r}, "
+        if not (row is None and db.value(conn, "install_lock_try", INSTALL_LOCK)):  # (a holder that let go
+            who = (f"pid {row[0]}, user {row[1]}, application {row[2]!r}, "  # in between: nothing to wait for)
                    f"connected since {row[3]:%Y-%m-%d %H:%M:%S}" if row and row[1]
                    else f"pid {row[0]}" if row else "a session that just let go")
             say(f"waiting for the install lock of this database, held by {who}: another install or uninstall, "
                 f"or a session holding pg_advisory_lock{INSTALL_LOCK} (ends when it does)")
-            conn.execute("select pg_advisory_lock(%s, %s)", INSTALL_LOCK)
+            db.value(conn, "install_lock_wait", INSTALL_LOCK)
     try:
         yield
     finally:
-        conn.execute("select pg_advisory_unlock(%s, %s)", INSTALL_LOCK)
+        db.value(conn, "install_lock_release", INSTALL_LOCK)
 
 
 def applied_ids(conn) -> list[str] | None:
     """Migration ids recorded in this database, or None when monitor was never installed."""
-    if conn.execute("select to_regclass('monitor._yoyo_migration')").fetchone()[0] is None:
+    if not db.value(conn, "monitor_installed"):
         return None
     return [r[0] for r in conn.execute(query("applied_migrations"))]
 
@@ -123,10 +121,9 @@ def _apply_one(backend, migration) -> None:
 
 
 def stored_mapping(conn) -> dict | None:
-    if conn.execute("select to_regclass('monitor.settings')").fetchone()[0] is None:
+    if not db.value(conn, "has_settings"):
         return None
-    row = conn.execute("select value from monitor.settings where key = 'sources.mapping'").fetchone()
-    return row[0] if row else None
+    return db.value(conn, "stored_mapping")
 
 
 def resolve_mapping(conn, with_ledger: bool, config: dict | None) -> dict:
@@ -153,58 +150,71 @@ def render_sql(conn, context: dict) -> list[tuple[str, str]]:
 
 
 def install(dsn: str, with_ledger: bool = False, config: dict | None = None, do_schedule: bool = True,
-            say=lambda msg: None) -> InstallReport:
+            say=lambda msg: None, conn=None) -> InstallReport:
+    """Install or upgrade, on ``conn`` (an autocommit connection to ``dsn``) or a connection of its own.
+
+    Migrations are applied by yoyo on its own connection, each in one transaction with its record;
+    the re-runnable sql/ files, the mapping, the parameters of ``config`` and the install mark are
+    committed together in one transaction; pg_cron's jobs are synchronised afterwards."""
     report = InstallReport()
-    with connect(dsn) as conn, install_lock(conn, say):
-        check_not_newer(conn)
-        if config and config.get("sources") and not with_ledger:
-            mapping_mod.check_database(conn, {"sources": config["sources"]})  # before anything changes
-        elif not (config and config.get("sources")) and not with_ledger and not stored_mapping(conn):
-            raise UsageError("no source mapping: pass --with-ledger (reference ledger) or --config FILE "
-                             "(your tables)")
-        fresh = applied_ids(conn) is None
-        ledger_existed = conn.execute("select to_regnamespace('ledger') is not null").fetchone()[0]
-        try:
-            conn.execute(query("ensure_roles"))  # cluster-wide: safe against a concurrent install elsewhere
-            conn.execute("create schema if not exists monitor")
-            ledger_installed = bool(set(applied_ids(conn) or []) & set(resources.migration_ids("ledger")))
-            report.applied += apply_migrations(dsn, "monitor")
-            if with_ledger or ledger_installed:  # an upgrade brings the reference ledger up to date too
-                report.applied += apply_migrations(dsn, "ledger")
-            for mid in report.applied:
-                say(f"applied migration {mid}")
-            mapping = resolve_mapping(conn, with_ledger, config)
-            mapping_mod.check_database(conn, mapping)
-            with conn.transaction():
-                conn.execute(query("store_mapping"), (Jsonb(mapping),))
-                for name, text in render_sql(conn, mapping_mod.template_context(conn, mapping)):
-                    try:
-                        conn.execute(text)
-                    except Exception as exc:
-                        raise MonitorError(f"install failed in sql/{name}: {str(exc).splitlines()[0]}") from exc
-                problem = conn.execute(query("sources_problem")).fetchone()[0]
-                if problem:  # behind the views just made: nothing of another role's (docs/security.md)
-                    raise UsageError(f"config: sources: {problem}")
-                for detector, params in ((config or {}).get("detectors") or {}).items():
-                    set_params(conn, detector, params, where=f"config: [detectors.{detector}]: ")
-                conn.execute(query("set_scheduling"), (do_schedule,))
-                conn.execute(query("mark_installed"), (Jsonb(resources.schema_version()),))
-        except BaseException:
-            if fresh:  # a first install that failed leaves nothing behind
-                conn.execute("drop schema if exists monitor cascade")
-                if with_ledger and not ledger_existed:
-                    conn.execute("drop schema if exists ledger cascade")
-            raise
-        say(f"installed monitor schema {resources.schema_version()} and {len(render_sql_names())} SQL files")
-        stale = conn.execute(query("unregistered_custom")).fetchone()[0]
-        if stale:
-            say(f"note: custom detectors {stale} must be registered again (monitorctl detectors add ...): their runs "
-                "are refused until then (docs/security.md)")
-        if do_schedule:
-            report.scheduling, report.scheduling_off = schedule.sync(conn, dsn)
-        else:
-            report.scheduling_off = ("--no-schedule was given: pg_cron's jobs are left as they are, also by later "
-                                     "`monitorctl detectors` changes, until an install without it")
+    with (nullcontext(conn) if conn is not None else connect(dsn)) as conn:
+        check_not_newer(conn)  # at once, rather than after waiting for another install's lock
+        with install_lock(conn, say):
+            report = _install(conn, dsn, with_ledger, config, do_schedule, say, report)
+    return report
+
+
+def _install(conn, dsn, with_ledger, config, do_schedule, say, report) -> InstallReport:
+    """install() under the install lock."""
+    check_not_newer(conn)
+    if config and config.get("sources") and not with_ledger:
+        mapping_mod.check_database(conn, {"sources": config["sources"]})  # before anything changes
+    elif not (config and config.get("sources")) and not with_ledger and not stored_mapping(conn):
+        raise UsageError("no source mapping: pass --with-ledger (reference ledger) or --config FILE "
+                         "(your tables)")
+    fresh = applied_ids(conn) is None
+    ledger_existed = db.value(conn, "ledger_exists")
+    try:
+        conn.execute(query("ensure_roles"))  # cluster-wide: safe against a concurrent install elsewhere
+        db.run(conn, "create_monitor_schema")
+        ledger_installed = bool(set(applied_ids(conn) or []) & set(resources.migration_ids("ledger")))
+        report.applied += apply_migrations(dsn, "monitor")
+        if with_ledger or ledger_installed:  # an upgrade brings the reference ledger up to date too
+            report.applied += apply_migrations(dsn, "ledger")
+        for mid in report.applied:
+            say(f"applied migration {mid}")
+        mapping = resolve_mapping(conn, with_ledger, config)
+        mapping_mod.check_database(conn, mapping)
+        with conn.transaction():
+            conn.execute(query("store_mapping"), (Jsonb(mapping),))
+            for name, text in render_sql(conn, mapping_mod.template_context(conn, mapping)):
+                try:
+                    conn.execute(text)
+                except Exception as exc:
+                    raise MonitorError(f"install failed in sql/{name}: {str(exc).splitlines()[0]}") from exc
+            problem = conn.execute(query("sources_problem")).fetchone()[0]
+            if problem:  # behind the views just made: nothing of another role's (docs/security.md)
+                raise UsageError(f"config: sources: {problem}")
+            for detector, params in ((config or {}).get("detectors") or {}).items():
+                set_params(conn, detector, params, where=f"config: [detectors.{detector}]: ")
+            conn.execute(query("set_scheduling"), (do_schedule,))
+            conn.execute(query("mark_installed"), (Jsonb(resources.schema_version()),))
+    except BaseException:
+        if fresh:  # a first install that failed leaves nothing behind
+            db.run(conn, "drop_monitor_schema")
+            if with_ledger and not ledger_existed:
+                db.run(conn, "drop_ledger_schema")
+        raise
+    say(f"installed monitor schema {resources.schema_version()} and {len(render_sql_names())} SQL files")
+    stale = conn.execute(query("unregistered_custom")).fetchone()[0]
+    if stale:
+        say(f"note: custom detectors {stale} must be registered again (monitorctl detectors add ...): their runs "
+            "are refused until then (docs/security.md)")
+    if do_schedule:
+        report.scheduling, report.scheduling_off = schedule.sync(conn, dsn)
+    else:
+        report.scheduling_off = ("--no-schedule was given: pg_cron's jobs are left as they are, also by later "
+                                 "`monitorctl detectors` changes, until an install without it")
     return report
 
 
@@ -216,7 +226,10 @@ def set_params(conn, detector: str, params: dict, where: str = "") -> dict:
     """Merge and validate parameters of one detector (monitor.set_params); bad ones exit 2."""
     try:
         with conn.transaction():
-            return conn.execute("select monitor.set_params(%s, %s)", (detector, Jsonb(params))).fetchone()[0]
+            require_detector(conn, detector)
+            return db.value(conn, "set_params", {"name": detector, "params": Jsonb(params)})
+    except UsageError as exc:
+        raise UsageError(where + str(exc))
     except psycopg.errors.InvalidParameterValue as exc:
         raise UsageError(where + (exc.diag.message_primary or str(exc)))
 
@@ -232,16 +245,17 @@ def uninstall_summary(conn) -> dict:
     return {"events": row[0], "alert_history": row[1], "detectors": row[2]}
 
 
-def uninstall(dsn: str, say=lambda msg: None) -> int:
-    with connect(dsn) as conn, install_lock(conn, say):
+def uninstall(dsn: str, say=lambda msg: None, conn=None) -> int:
+    """Remove pg_cron's jobs, then schema monitor (autocommit: each step is committed at once)."""
+    with (nullcontext(conn) if conn is not None else connect(dsn)) as conn, install_lock(conn, say):
         removed = schedule.remove_all(conn, dsn)
-        conn.execute("drop schema if exists monitor cascade")
+        db.run(conn, "drop_monitor_schema")
         say(f"dropped schema monitor and its migration records; removed {removed} pg_cron jobs")
         return removed
 
 
-def migration_status(dsn: str, show_sql: bool = False) -> list[dict]:
-    with connect(dsn) as conn:
+def migration_status(dsn: str, show_sql: bool = False, conn=None) -> list[dict]:
+    with nullcontext(conn) if conn is not None else connect(dsn) as conn:
         applied = set(applied_ids(conn) or [])
         check_not_newer(conn)
     rows = []

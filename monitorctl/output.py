@@ -19,7 +19,6 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 
-SEVERITIES = ("critical", "high", "medium", "low")  # most severe first
 SEVERITY_STYLE = {
     "critical": "\x1b[1;31m",  # bold red
     "high": "\x1b[31m",  # red
@@ -317,10 +316,13 @@ def emit_lines(lines: Iterable[str]) -> None:
         _write("\n".join(batch) + "\n")
 
 
-def severity_rank(severity: str) -> int:
-    return SEVERITIES.index(severity)
-
-
-def at_least(severity: str) -> list[str]:
-    """The severities at least as severe as ``severity``: 'high' -> ['critical', 'high']."""
-    return list(SEVERITIES[: severity_rank(severity) + 1])
+def document(doc, fmt: str, text, rows: list[dict] | None = None, keys: list[str] | None = None) -> None:
+    """Print one result that is not a list of rows: ``doc`` as one JSON document, ``rows`` (``keys``)
+    as CSV, or ``text()`` for people."""
+    if fmt == "json":
+        emit(dumps(doc))
+    elif fmt == "csv":
+        rows = [doc] if rows is None else rows
+        emit(csv_text(rows, keys or (list(rows[0]) if rows else [])))
+    else:
+        emit(text())

@@ -1,4 +1,5 @@
--- Named queries the CLI runs (procrastinate style): `-- name: NAME` then the SQL.
+-- Every SQL statement monitorctl's Python runs, by name (monitorctl/db.py: query, rows, row, value,
+-- stream): `-- name: NAME` then the SQL. docs/architecture.md, "Layers".
 
 -- name: applied_migrations
 select migration_id from monitor._yoyo_migration order by applied_at_utc, migration_id
@@ -87,8 +88,10 @@ update monitor.settings set value = to_jsonb(%s::boolean) where key = 'schedulin
 select extversion from pg_extension where extname = 'pg_cron'
 
 -- name: enabled_detectors
-select name, schedule, monitor.interval_ms(coalesce(params ->> 'timeout', '50 seconds')) from monitor.detectors
-where enabled order by name
+-- and whether each runs every N seconds (monitor.schedule_seconds: the one pattern of such schedules)
+select name, schedule, monitor.interval_ms(coalesce(params ->> 'timeout', '50 seconds')),
+       monitor.schedule_seconds(schedule) is not null
+from monitor.detectors where enabled order by name
 
 -- name: cron_jobs
 -- this database's jobs (monitorctl/schedule.py): the prefix, then a name without dots; run in this
@@ -151,9 +154,9 @@ where e.status <> 'resolved' and e.severity = any (%(severities)s::text[])
 group by e.severity
 
 -- name: detector_known
+-- a registered detector, or one whose events remain
 select exists (select from monitor.detectors where name = %(name)s)
-    or exists (select from monitor.events where detector = %(name)s),
-       (select string_agg(name, ', ' order by name) from monitor.detectors)
+    or exists (select from monitor.events where detector = %(name)s)
 
 -- name: event_one
 select e.event_id, e.detector, e.kind, e.severity, e.status, e.subject, e.dedup_key, e.txn_id, e.amount,
@@ -192,11 +195,12 @@ select s.severity,
        (select count(*) from monitor.events e where e.severity = s.severity and e.status = 'open') as open,
        (select count(*) from monitor.events e where e.severity = s.severity and e.status = 'acknowledged')
            as acknowledged
-from unnest(array['critical', 'high', 'medium', 'low']) with ordinality as s(severity, n)
+from unnest(%(severities)s::text[]) with ordinality as s(severity, n)
 order by s.n
 
 -- name: status_misc
-select now(), current_database(), current_user, (select value from monitor.settings where key = 'sources.mapping')
+select now() as checked_at, current_database() as database, current_user as "user",
+       (select value from monitor.settings where key = 'sources.mapping') as mapping
 
 -- name: detectors_list
 select d.name, d.enabled, d.severity, d.kind, d.schedule, d.params, d.param_defaults, d.description,
@@ -251,7 +255,7 @@ select detector, status, events_opened, events_updated, events_resolved, rows_ex
 from monitor.detector_runs where detector = %s order by run_id desc limit 1
 
 -- name: detector_health_now
-select h.subject, h.evidence ->> 'problem', h.summary from monitor.detector_problems() h
+select h.subject, h.evidence ->> 'problem' as problem, h.summary from monitor.detector_problems() h
 
 -- name: index_columns
 -- the leading columns of each full (not partial) index of a relation, in index order
@@ -261,16 +265,16 @@ select array(select a.attname::text from unnest(i.indkey) with ordinality k(attn
 from pg_index i where i.indrelid = %s and i.indpred is null
 
 -- name: doctor_probe_pending_created
--- stuck_pending's filter, for doctor to EXPLAIN
-select 1 from monitor.src_transactions t where t.status = 'pending' and t.created_at < now()
+-- the plan of stuck_pending's filter (doctor)
+explain (format json) select 1 from monitor.src_transactions t where t.status = 'pending' and t.created_at < now()
 
 -- name: doctor_probe_failed_created
--- failed_debit's and consecutive_failures' filter on new rows, for doctor to EXPLAIN
-select 1 from monitor.src_transactions t where t.status = 'failed' and t.created_at >= now()
+-- the plan of failed_debit's and consecutive_failures' filter on new rows (doctor)
+explain (format json) select 1 from monitor.src_transactions t where t.status = 'failed' and t.created_at >= now()
 
 -- name: doctor_probe_failed_updated
--- the same filter on changed rows
-select 1 from monitor.src_transactions t where t.status = 'failed' and t.updated_at >= now()
+-- the plan of the same filter on changed rows
+explain (format json) select 1 from monitor.src_transactions t where t.status = 'failed' and t.updated_at >= now()
 
 -- name: partial_indexes
 -- whether one of these indexes (by name, as EXPLAIN shows them) is a partial index
@@ -305,6 +309,87 @@ where c.oid = %s and (c.relkind in ('v', 'm', 'f') or c.relrowsecurity)
 
 -- name: relation_columns
 select attname from pg_attribute where attrelid = %s and attnum > 0 and not attisdropped
+
+-- Install, uninstall and scheduling (monitorctl/install.py, monitorctl/schedule.py).
+
+-- name: install_lock_try
+select pg_try_advisory_lock(%s, %s)
+
+-- name: install_lock_wait
+select pg_advisory_lock(%s, %s)
+
+-- name: install_lock_release
+select pg_advisory_unlock(%s, %s)
+
+-- name: monitor_installed
+-- whether monitor's migration records exist (NULL: never installed)
+select to_regclass('monitor._yoyo_migration') is not null
+
+-- name: has_settings
+select to_regclass('monitor.settings') is not null
+
+-- name: has_detectors
+select to_regclass('monitor.detectors') is not null
+
+-- name: stored_mapping
+select value from monitor.settings where key = 'sources.mapping'
+
+-- name: ledger_exists
+select to_regnamespace('ledger') is not null
+
+-- name: create_monitor_schema
+create schema if not exists monitor
+
+-- name: drop_monitor_schema
+drop schema if exists monitor cascade
+
+-- name: drop_ledger_schema
+drop schema if exists ledger cascade
+
+-- name: set_params
+select monitor.set_params(%(name)s, %(params)s::jsonb)
+
+-- name: cron_database
+select monitor.cron_database()
+
+-- name: cron_schedule
+select cron.schedule(%(name)s, %(schedule)s, %(command)s)
+
+-- name: cron_schedule_in_database
+select cron.schedule_in_database(%(name)s, %(schedule)s, %(command)s, %(database)s)
+
+-- name: cron_unschedule
+select cron.unschedule(%(jobid)s::bigint)
+
+-- name: monitor_owner
+select pg_get_userbyid(nspowner) from pg_namespace where nspname = 'monitor'
+
+-- name: planner_no_seqscan
+-- for doctor's probes, in a transaction that is rolled back: does an index serve the filter?
+select set_config('enable_seqscan', 'off', true)
+
+-- Commands (monitorctl/api.py).
+
+-- name: now
+select now()
+
+-- name: statement_timeout_local
+select set_config('statement_timeout', %(timeout)s, true)
+
+-- name: run_detector
+select monitor.run_detector(%(name)s, %(since)s, %(until)s)
+
+-- name: detector_exists
+select exists (select from monitor.detectors where name = %(name)s)
+
+-- name: listen_events
+listen monitor_events
+
+-- name: festival_settings
+select set_config('festival.cards', %(cards)s, false), set_config('festival.hours', %(hours)s, false),
+       set_config('festival.seed', %(seed)s, false)
+
+-- Notifications: the delivery worker (monitorctl/notify/worker.py).
 
 -- name: notify_claim
 -- due deliveries for one worker, under a lease (sql/075_notifications.sql)

@@ -30,3 +30,8 @@ def migration_ids(which: str = "monitor") -> list[str]:
 def schema_version() -> str:
     """The schema version this build installs: the number of its newest migration."""
     return migration_ids()[-1].split(".", 1)[0]
+
+
+def festival_sql() -> str:
+    """The demo's synthetic festival (monitorctl/festival.sql)."""
+    return (resources.files("monitorctl") / "festival.sql").read_text()

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import psycopg
 from psycopg import sql
 
+from . import db
 from .db import connect, query, with_dbname
 from .errors import MonitorError
 
@@ -27,7 +28,6 @@ MAINTENANCE = {
     "refresh": ("3 * * * *", "SELECT monitor.refresh()"),
 }
 CRON_PRUNE_BATCH = 50000  # rows of pg_cron's run records the daily prune-cron job deletes at most
-SECONDS = re.compile(r"^\s*\d+\s+seconds?\s*$")
 
 
 @dataclass
@@ -73,7 +73,7 @@ def cron_database(conn) -> str | None:
     """cron.database_name. Only superusers (and pg_read_all_settings) may read that setting: once
     monitor is installed, monitor.cron_database() reads it with the rights of monitor's owner."""
     if conn.execute(query("has_cron_database_function")).fetchone()[0]:
-        return conn.execute("select monitor.cron_database()").fetchone()[0]
+        return db.value(conn, "cron_database")
     try:
         with conn.transaction():
             return conn.execute(query("cron_database_setting")).fetchone()[0] or None
@@ -110,8 +110,8 @@ def locate(conn, dsn: str) -> tuple[CronSite | None, str]:
 def desired_jobs(conn, site: CronSite) -> dict[str, tuple[str, str, str]]:
     """Job name -> (schedule, command, database it runs in)."""
     jobs = {}
-    for name, sched, timeout in conn.execute(query("enabled_detectors")):
-        if SECONDS.match(sched) and version_tuple(site.version) < (1, 5):
+    for name, sched, timeout, sub_minute in conn.execute(query("enabled_detectors")):
+        if sub_minute and version_tuple(site.version) < (1, 5):
             sched = "* * * * *"  # pg_cron before 1.5 has minute granularity only
         command = sql.SQL("SET statement_timeout = {}; SELECT monitor.run_detector({})").format(
             sql.Literal(timeout), sql.Literal(name)).as_string(conn)
@@ -122,9 +122,8 @@ def desired_jobs(conn, site: CronSite) -> dict[str, tuple[str, str, str]]:
         # monitor.prune cannot reach pg_cron's run records from the monitored database: this job
         # deletes this database's jobs' records in the cron database itself, in a bounded batch a day
         # (the query `monitorctl prune` runs, with its values written in)
-        days = conn.execute(query("cron_runs_days")).fetchone()[0]
-        command = psycopg.ClientCursor(conn).mogrify(
-            query("cron_runs_prune"), site.jobs_filter() | {"days": int(days), "batch": CRON_PRUNE_BATCH})
+        days, _batch = conn.execute(query("cron_runs_days")).fetchone()
+        command = psycopg.ClientCursor(conn).mogrify(query("cron_runs_prune"), cron_runs_args(site, days, CRON_PRUNE_BATCH))
         jobs[site.prefix + "prune-cron"] = ("27 3 * * *", PIN + " ".join(command.split()), site.database)
     return jobs
 
@@ -135,10 +134,48 @@ def existing_jobs(site: CronSite) -> dict[str, tuple]:
 
 
 def _schedule(site: CronSite, name: str, sched: str, command: str, database: str) -> None:
-    if database == site.database:
-        site.conn.execute("select cron.schedule(%s, %s, %s)", (name, sched, command))
-    else:
-        site.conn.execute("select cron.schedule_in_database(%s, %s, %s, %s)", (name, sched, command, database))
+    args = {"name": name, "schedule": sched, "command": command, "database": database}
+    db.value(site.conn, "cron_schedule" if database == site.database else "cron_schedule_in_database", args)
+
+
+def _unschedule(site: CronSite, jobid: int) -> None:
+    db.value(site.conn, "cron_unschedule", {"jobid": jobid})
+
+
+def cron_runs_args(site: CronSite, days: int, batch: int) -> dict:
+    """The parameters of cron_runs_count and cron_runs_prune: this database's jobs' run records older
+    than ``days``, ``batch`` at a time."""
+    return site.jobs_filter() | {"days": int(days), "batch": int(batch)}
+
+
+def prune_runs(conn, dsn: str, dry_run: bool = False) -> tuple[int | None, str]:
+    """pg_cron's run records of this database's jobs older than retention.cron_runs_days, deleted (or
+    counted) in the cron database when it is another one, in batches of retention.batch_size, each
+    committed: the same query the daily prune-cron job runs there (desired_jobs). When pg_cron lives
+    in this database, monitor.prune does it itself (docs/operations.md, "Retention").
+
+    Returns (rows, note): rows is None when there is nothing to do here (pg_cron absent or local, or
+    its records not ours to delete; the note says why)."""
+    site, why = locate(conn, dsn)
+    if site is None:
+        return None, why
+    try:
+        if site.local:
+            return None, ""
+        days, batch = conn.execute(query("cron_runs_days")).fetchone()
+        args = cron_runs_args(site, days, batch)
+        if dry_run:
+            return db.value(site.conn, "cron_runs_count", args), ""
+        total = 0
+        while True:  # bounded batches, each committed (the connection is in autocommit)
+            n = db.run(site.conn, "cron_runs_prune", args)
+            total += n
+            if n < batch:
+                return total, ""
+    except psycopg.errors.InsufficientPrivilege as exc:
+        return None, f"pg_cron's run records in {site.database} were left alone: {exc.diag.message_primary}"
+    finally:
+        site.close()
 
 
 def mark_scheduled(conn, names: list[str]) -> None:
@@ -165,14 +202,14 @@ def sync(conn, dsn: str) -> tuple[SyncReport | None, str]:
                 report.unchanged.append(name)
                 continue
             if row:  # unschedule by id: 1.4's upsert does not move a job between databases
-                site.conn.execute("select cron.unschedule(%s::bigint)", (row[0],))
+                _unschedule(site, row[0])
                 report.updated.append(name)
             else:
                 report.created.append(name)
             _schedule(site, name, sched, command, database)
         for name, row in have.items():
             if name not in want:
-                site.conn.execute("select cron.unschedule(%s::bigint)", (row[0],))
+                _unschedule(site, row[0])
                 report.removed.append(name)
         mark_scheduled(conn, [n[len(site.prefix):] for n in want if n[len(site.prefix):] not in MAINTENANCE])
         return report, ""
@@ -187,8 +224,8 @@ def remove_all(conn, dsn: str) -> int:
     try:
         have = existing_jobs(site)
         for row in have.values():
-            site.conn.execute("select cron.unschedule(%s::bigint)", (row[0],))
-        if conn.execute("select to_regclass('monitor.detectors')").fetchone()[0]:
+            _unschedule(site, row[0])
+        if db.value(conn, "has_detectors"):
             mark_scheduled(conn, [])
         return len(have)
     finally:

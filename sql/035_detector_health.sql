@@ -53,8 +53,8 @@ DECLARE
     gap integer := 0;
     i integer;
 BEGIN
-    IF p_schedule ~ '^\s*\d+\s+seconds?\s*$' THEN
-        RETURN make_interval(secs => substring(p_schedule from '\d+')::integer);
+    IF monitor.schedule_seconds(p_schedule) IS NOT NULL THEN  -- (sql/050_registry.sql: the one pattern)
+        RETURN make_interval(secs => monitor.schedule_seconds(p_schedule));
     END IF;
     f := regexp_split_to_array(trim(CASE lower(trim(p_schedule))
         WHEN '@hourly' THEN '0 * * * *' WHEN '@daily' THEN '0 0 * * *' WHEN '@weekly' THEN '0 0 * * 0'

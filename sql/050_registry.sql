@@ -1,12 +1,20 @@
 -- The detector registry: built-in rows (defaults never overwrite a user's changes on re-install)
 -- and monitor.register_detector for custom detectors (docs/custom-detectors.md).
 
+-- The seconds of an 'N seconds' schedule (1 to 59, pg_cron 1.5+), else NULL: the one pattern of
+-- such schedules, which monitorctl asks for too (monitorctl/schedule.py) instead of keeping its own.
+CREATE OR REPLACE FUNCTION monitor.schedule_seconds(p_schedule text) RETURNS integer
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, monitor, pg_temp AS $$
+    SELECT CASE WHEN p_schedule ~ '^[ \t]*([1-9]|[1-5][0-9])[ \t]+seconds?[ \t]*$'
+                THEN substring(p_schedule from '[0-9]+')::integer END
+$$;
+
 CREATE OR REPLACE FUNCTION monitor.valid_schedule(p_schedule text) RETURNS boolean
 LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, monitor, pg_temp AS $$
     -- five cron fields, a macro, or 1-59 seconds (pg_cron 1.5+); spaces and tabs only, never a newline
     SELECT p_schedule ~ '^[ \t]*[0-9*,/-]+([ \t]+[0-9A-Za-z*,/-]+){4}[ \t]*$'
         OR p_schedule ~ '^[ \t]*@(yearly|annually|monthly|weekly|daily|hourly|reboot)[ \t]*$'
-        OR p_schedule ~ '^[ \t]*([1-9]|[1-5][0-9])[ \t]+seconds?[ \t]*$'
+        OR monitor.schedule_seconds(p_schedule) IS NOT NULL
 $$;
 
 -- A detector function runs inside monitor.run_detector, with the rights of monitor's owner (pg_cron

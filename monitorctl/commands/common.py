@@ -1,4 +1,8 @@
-"""What commands share: the connection, the output format, progress on stderr."""
+"""What commands share: the API object, the output format, progress on stderr.
+
+A command parses its arguments, calls monitorctl.api (one Monitor per command, from ``monitor_of``),
+and hands the result to monitorctl.output; it runs no SQL of its own (docs/architecture.md, "Layers").
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,7 @@ import enum
 
 import typer
 
-from ..db import connect, resolve_dsn
-from ..install import ensure_installed
+from ..api import Monitor
 
 
 class Format(str, enum.Enum):
@@ -25,19 +28,10 @@ def root_obj(ctx: typer.Context) -> dict:
     return ctx.find_root().obj or {}
 
 
-def dsn_of(ctx: typer.Context) -> str:
-    return resolve_dsn(root_obj(ctx).get("dsn"))
-
-
-def installed_connection(ctx: typer.Context, autocommit: bool = True):
-    """A connection to an installed, current monitor schema (else exit 3 naming install)."""
-    conn = connect(dsn_of(ctx), autocommit=autocommit)
-    try:
-        ensure_installed(conn)
-    except Exception:
-        conn.close()
-        raise
-    return conn
+def monitor_of(ctx: typer.Context) -> Monitor:
+    """The API for the database of --dsn (or MONITOR_DSN, ...), saying its progress on stderr; use it in
+    ``with``, which closes its connection."""
+    return Monitor(root_obj(ctx).get("dsn"), say=say)
 
 
 def say(message: str) -> None:

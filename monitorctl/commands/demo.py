@@ -10,35 +10,20 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
-from importlib import resources
 
 import typer
 
-from .. import embedded, install as inst, output, schedule
-from ..db import connect
+from .. import embedded, output
+from ..api import Monitor, RunSlice
 from ..errors import MonitorError
+from ..model import SEVERITIES
 from .common import FORMAT_OPTION, Format, say
-from .events import EVENT_COLUMNS, EVENT_KEYS, fetch
+from .events import EVENT_COLUMNS, EVENT_KEYS
 
 DATABASE = "festival"
 # Detectors the festival's injected incidents must trigger (detector_health stays quiet).
 EXPECTED = ["failed_debit", "balance_mismatch", "consecutive_failures", "negative_balance", "stuck_pending",
             "failure_rate", "duplicate_scan", "concurrent_txn", "volume_anomaly"]
-
-
-def generate(conn, cards: int, hours: int, seed: float) -> dict:
-    """Load the festival (monitorctl/festival.sql) into the empty reference ledger."""
-    conn.execute("select set_config('festival.cards', %s, false), set_config('festival.hours', %s, false),"
-                 " set_config('festival.seed', %s, false)", (str(cards), str(hours), str(seed)))
-    with conn.transaction():
-        cur = conn.execute((resources.files("monitorctl") / "festival.sql").read_text())
-        counts = None
-        while True:
-            if cur.description:
-                counts = dict(zip([d.name for d in cur.description], cur.fetchone()))
-            if not cur.nextset():
-                break
-    return counts
 
 
 class Progress:
@@ -63,16 +48,21 @@ class Progress:
         say(line)
 
 
-def detect(conn) -> None:
-    names = [r[0] for r in conn.execute("select name from monitor.detectors where enabled order by name")]
-    progress = Progress(len(names))
-    for name in names:
-        progress.step(name)
+def detect(monitor: Monitor) -> None:
+    """Run every enabled detector, one line of progress each."""
+    progress = None
+    started = time.monotonic()
+
+    def step(at: RunSlice) -> None:
+        nonlocal progress, started
+        progress = progress or Progress(at.of)
+        progress.step(at.detector)
         started = time.monotonic()
-        with conn.transaction():
-            conn.execute("select set_config('statement_timeout', '60s', true)")
-            opened = conn.execute("select monitor.run_detector(%s)", (name,)).fetchone()[0]
-        progress.finished(name, opened, time.monotonic() - started)
+
+    def finished(result: dict) -> None:
+        progress.finished(result["detector"], result["events_opened"], time.monotonic() - started)
+
+    monitor.run(progress=step, done=finished)
 
 
 def stop_command(server: embedded.Server) -> str:
@@ -83,11 +73,11 @@ def stop_command(server: embedded.Server) -> str:
     return f"{' '.join(pg_ctl)} && rm -rf {stopper.base}"
 
 
-def keep(server: embedded.Server, dsn: str, conn) -> dict:
+def keep(server: embedded.Server, dsn: str, monitor: Monitor) -> dict:
     """Leave the server running: schedule the detectors, forget the clean-up, say how to use it."""
     import atexit
 
-    report, why = schedule.sync(conn, dsn)
+    report, why = monitor.sync_schedule()
     stop = stop_command(server)
     atexit.unregister(server.stop)
     server._stop.clear()
@@ -122,21 +112,21 @@ def demo(
     kept = None
     try:
         dsn = server.create_database(DATABASE)
-        inst.install(dsn, with_ledger=True, do_schedule=False)
-        say(f"  installed monitor and the reference ledger in database {DATABASE}")
-        with connect(dsn) as conn:
-            counts = generate(conn, cards, hours, seed)
+        with Monitor(dsn) as monitor:
+            monitor.install(with_ledger=True, schedule_jobs=False)
+            say(f"  installed monitor and the reference ledger in database {DATABASE}")
+            counts = monitor.load_festival(cards, hours, seed)
             say(f"  festival: {counts['cards']:,} cards, {counts['transactions']:,} transactions and "
                 f"{counts['scans']:,} scans over {hours} hours, {counts['incidents']} injected incidents")
             say(f"  baseline: {counts['baseline_transactions']:,} transactions in the same hour of the 4 weeks "
                 "before (what volume_anomaly compares with)")
-            detect(conn)
-            events = fetch(conn, "events_list", {"statuses": None, "severities": None, "detector": None,
-                                                 "subject": None, "since": None, "since_ts": None, "limit": None})
+            detect(monitor)
+            with monitor.events(status="all", limit=None) as rows:
+                events = list(rows)
             if keep_server:
-                kept = keep(server, dsn, conn)
+                kept = keep(server, dsn, monitor)
         missed = [d for d in EXPECTED if d not in {e["detector"] for e in events}]
-        by_severity = {s: sum(1 for e in events if e["severity"] == s) for s in output.SEVERITIES}
+        by_severity = {s: sum(1 for e in events if e["severity"] == s) for s in SEVERITIES}
         show(events, by_severity, fmt, kept)
         if missed:
             say(f"warning: no event from {', '.join(missed)}, which the festival should have triggered")
@@ -181,7 +171,7 @@ def next_steps(kept: dict | None) -> None:
     say("  monitorctl ack ID                  # someone is on it")
     say("  monitorctl resolve ID --note '...'")
     say("  monitorctl status")
-    say(f"  psql \"$MONITOR_DSN\"                # or look at monitor.events yourself")
+    say("  psql \"$MONITOR_DSN\"                # or look at monitor.events yourself")
     if kept["stop"]:
         say("When done, stop and delete it with:")
         say(f"  {kept['stop']}")

@@ -1,27 +1,25 @@
 """detectors list|enable|disable|set|add|remove: inspect and tune detectors (docs/detectors.md, docs/cli.md).
 
-Every change is made through SQL (monitor.configure_detector, monitor.register_detector) and then
-pg_cron's jobs are brought in line at once (a disabled detector is unscheduled, a new schedule
+Every change is made by monitorctl.api (monitor.configure_detector, monitor.register_detector in the
+database) and pg_cron's jobs are brought in line at once, in the same transaction (a disabled detector is unscheduled, a new schedule
 rescheduled). The registry keeps the change, so a later `monitorctl install` keeps it too.
 """
 
 from __future__ import annotations
 
-import enum
 import math
 import re
 from decimal import Decimal
 from typing import List, Optional
 
-import psycopg
 import typer
-from psycopg.types.json import Jsonb
 
-from .. import output, schedule
-from ..db import query
+from .. import output
+from ..api import Change
 from ..errors import UsageError
+from ..model import SEVERITIES, Kind, Severity, check_severity
 from ..output import Column
-from .common import FORMAT_OPTION, Format, dsn_of, installed_connection, say
+from .common import FORMAT_OPTION, Format, monitor_of, say
 
 NUMBER = re.compile(r"^-?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?$")
 SETTINGS = ("schedule", "severity")
@@ -30,18 +28,6 @@ COMMON_PARAMS = ("timeout", "lock_timeout", "late_window", "first_lookback")  # 
 app = typer.Typer(help="Inspect and tune detectors: list, enable, disable, set, add, remove.\n\n"
                        "Example: monitorctl detectors set duplicate_scan window='3 seconds'",
                   no_args_is_help=True, rich_markup_mode=None)
-
-
-class Severity(str, enum.Enum):
-    critical = "critical"
-    high = "high"
-    medium = "medium"
-    low = "low"
-
-
-class Kind(str, enum.Enum):
-    finding = "finding"
-    condition = "condition"
 
 
 LIST_COLUMNS = [
@@ -88,8 +74,8 @@ def parse_assignments(items: list[str], allow_settings: bool = True) -> tuple[di
             settings[key] = value.strip()
         else:
             params[key] = parse_value(value, key)
-    if "severity" in settings and settings["severity"] not in [s.value for s in Severity]:
-        raise UsageError(f"severity must be one of critical, high, medium, low, not {settings['severity']!r}")
+    if "severity" in settings:
+        check_severity(settings["severity"])
     return params, settings
 
 
@@ -103,49 +89,15 @@ def shown_params(row: dict) -> str:
     return " ".join(parts)
 
 
-def sync_cron(conn, ctx: typer.Context) -> None:
-    """Bring pg_cron's jobs in line with the registry and say what changed (stderr)."""
-    try:
-        report, why = schedule.sync(conn, dsn_of(ctx))
-    except psycopg.errors.InvalidParameterValue as exc:
-        raise UsageError(f"pg_cron refused it: {exc.diag.message_primary}")
+def said(change: Change) -> None:
+    """Say what a change did to pg_cron's jobs (stderr)."""
+    report = change.scheduling
     if report is None:
-        say(f"scheduling is off: {why}")
+        say(f"scheduling is off: {change.scheduling_off}")
         return
     changes = [("scheduled", report.created), ("rescheduled", report.updated), ("unscheduled", report.removed)]
     done = "; ".join(f"{verb} {', '.join(names)}" for verb, names in changes if names)
     say(f"pg_cron ({report.cron_database}): {done or 'jobs already in line'}")
-
-
-def _change(ctx: typer.Context, work) -> None:
-    """Run ``work(conn)`` and the pg_cron sync in one transaction; a refusal changes nothing (exit 2)."""
-    with installed_connection(ctx, autocommit=False) as conn:
-        try:
-            work(conn)
-            sync_cron(conn, ctx)
-            conn.commit()
-        except BaseException as exc:
-            conn.rollback()
-            restore_cron(conn, ctx)
-            if isinstance(exc, psycopg.errors.InvalidParameterValue):
-                raise UsageError(exc.diag.message_primary or str(exc))
-            raise
-
-
-def restore_cron(conn, ctx: typer.Context) -> None:
-    """After a refused change: pg_cron in another database may have been half-changed; re-align it."""
-    try:
-        schedule.sync(conn, dsn_of(ctx))
-    except Exception:  # the original error is the one to report
-        pass
-
-
-def configure(conn, name: str, params: dict | None = None, schedule_: str | None = None,
-              severity: str | None = None, enabled: bool | None = None) -> dict:
-    cur = conn.execute(query("configure_detector"), {
-        "name": name, "params": Jsonb(params) if params else None, "schedule": schedule_,
-        "severity": severity, "enabled": enabled})
-    return dict(zip([d.name for d in cur.description], cur.fetchone()))
 
 
 @app.command("list")
@@ -155,9 +107,8 @@ def list_(ctx: typer.Context, fmt: Format = FORMAT_OPTION) -> None:
 
     Example: monitorctl detectors list --format json
     """
-    with installed_connection(ctx) as conn:
-        cur = conn.execute(query("detectors_list"))
-        rows = [dict(zip([d.name for d in cur.description], r)) for r in cur.fetchall()]
+    with monitor_of(ctx) as monitor:
+        rows = monitor.detectors()
     for r in rows:
         r["shown_params"] = shown_params(r)
     output.render(rows, LIST_COLUMNS, fmt.value, LIST_KEYS)
@@ -170,7 +121,8 @@ def enable(ctx: typer.Context,
 
     Example: monitorctl detectors enable volume_anomaly
     """
-    _change(ctx, lambda conn: [configure(conn, n, enabled=True) for n in names])
+    with monitor_of(ctx) as monitor:
+        said(monitor.enable(names))
     say(f"enabled {', '.join(names)}")
 
 
@@ -182,7 +134,8 @@ def disable(ctx: typer.Context,
 
     Example: monitorctl detectors disable failure_rate
     """
-    _change(ctx, lambda conn: [configure(conn, n, enabled=False) for n in names])
+    with monitor_of(ctx) as monitor:
+        said(monitor.disable(names))
     say(f"disabled {', '.join(names)}")
 
 
@@ -193,7 +146,7 @@ def set_(
     assignments: List[str] = typer.Argument(
         ..., metavar="KEY=VALUE...",
         help="Parameters (intervals as PostgreSQL interval text, numbers as numbers), or schedule=CRON, "
-             "severity=critical|high|medium|low."),
+             f"severity={'|'.join(SEVERITIES)}."),
 ) -> None:
     """Change a detector's parameters, schedule or severity. Values are validated: an unknown key or a
     value of the wrong kind changes nothing and exits 2. A new schedule takes effect in pg_cron at once;
@@ -202,9 +155,10 @@ def set_(
     Example: monitorctl detectors set duplicate_scan window='3 seconds' min_count=3 schedule='*/2 * * * *'
     """
     params, settings = parse_assignments(assignments)
-    result = {}
-    _change(ctx, lambda conn: result.update(configure(conn, name, params, settings.get("schedule"),
-                                                      settings.get("severity"))))
+    with monitor_of(ctx) as monitor:
+        change = monitor.configure(name, params, settings.get("schedule"), settings.get("severity"))
+    said(change)
+    result = change.detectors[0]
     changed = [f"{k}={result['params'][k]}" for k in params] + [f"{k}={result[k]}" for k in settings]
     say(f"{name}: {' '.join(changed)}")
 
@@ -230,13 +184,8 @@ def add(
     --kind finding --param limit=500
     """
     params, _ = parse_assignments(param or [], allow_settings=False)
-
-    def work(conn):
-        conn.execute(query("register_detector"), {
-            "name": name, "function": function, "severity": severity.value, "kind": kind.value,
-            "schedule": schedule_, "params": Jsonb(params), "description": description})
-
-    _change(ctx, work)
+    with monitor_of(ctx) as monitor:
+        said(monitor.add(name, function, severity.value, kind.value, schedule_, params, description))
     say(f"registered detector {name} ({function}, {severity.value}, {kind.value}, {schedule_})")
 
 
@@ -247,14 +196,8 @@ def remove(ctx: typer.Context, name: str = typer.Argument(..., metavar="NAME", h
 
     Example: monitorctl detectors remove big_refund
     """
-    def work(conn):
-        known = conn.execute("select exists (select from monitor.detectors where name = %s)", (name,)).fetchone()[0]
-        if not known:
-            names = conn.execute(query("detector_names")).fetchone()[0]
-            raise UsageError(f"unknown detector {name!r} (known: {names or 'none'})")
-        conn.execute(query("unregister_detector"), {"name": name})
-
-    _change(ctx, work)
+    with monitor_of(ctx) as monitor:
+        said(monitor.remove(name))
     say(f"removed detector {name}")
 
 

@@ -5,10 +5,8 @@ from __future__ import annotations
 import typer
 
 from .. import output
-from ..doctor import index_advice
 from ..errors import MonitorError
-from ..install import stored_mapping
-from .common import FORMAT_OPTION, Format, installed_connection
+from .common import FORMAT_OPTION, Format, monitor_of
 
 COLUMNS = [
     output.Column("status", "STATUS"),
@@ -25,12 +23,10 @@ def doctor(ctx: typer.Context, fmt: Format = FORMAT_OPTION) -> None:
 
     Example: monitorctl doctor
     """
-    with installed_connection(ctx) as conn:
-        advice = index_advice(conn, stored_mapping(conn))
-    rows = [{"status": a.status, "relation": a.relation, "columns": ", ".join(a.columns),
-             "needed_by": a.needed_by, "suggestion": a.suggestion} for a in advice]
+    with monitor_of(ctx) as monitor:
+        rows = monitor.doctor()
     output.render(rows, COLUMNS, fmt.value)
-    missing = [a for a in advice if a.status == "missing"]
+    missing = [r for r in rows if r["status"] == "missing"]
     if missing:
         raise MonitorError(f"{len(missing)} index(es) missing: detectors would scan whole tables "
                            "(see SUGGESTION)")

@@ -3,38 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
-import enum
 import json
 import re
 import signal
 from typing import List, Optional
 
-import psycopg
 import typer
 
 from .. import output
-from ..db import query
-from ..errors import DatabaseUnavailable, MonitorError, UsageError
+from ..errors import UsageError
+from ..model import Severity, StatusFilter
 from ..output import Column
-from .common import FORMAT_OPTION, Format, installed_connection, say
-
-
-class Severity(str, enum.Enum):
-    critical = "critical"
-    high = "high"
-    medium = "medium"
-    low = "low"
-
-
-class Status(str, enum.Enum):
-    open = "open"
-    acknowledged = "acknowledged"
-    resolved = "resolved"
-    active = "active"
-    all = "all"
-
-
-STATUSES = {"active": ["open", "acknowledged"], "all": None}
+from .common import FORMAT_OPTION, Format, monitor_of, say
 
 # The columns of monitor.events that JSON and CSV carry (docs/operations.md).
 EVENT_KEYS = ["event_id", "detector", "kind", "severity", "status", "subject", "dedup_key", "txn_id", "amount",
@@ -63,9 +43,6 @@ SINCE = re.compile(r"^\s*(\d+)\s*([a-z]+)\s*$")
 MAX_SINCE_DAYS = 36500  # 100 years: a longer duration overflows Python's and PostgreSQL's times
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1_000_000_000
-FOLLOW_WINDOW = "15 minutes"  # how far back --follow looks when it starts, for the state it compares with
-FOLLOW_SLACK = dt.timedelta(seconds=3)  # each look also re-reads the changes of the seconds before the
-# previous look: one stamped just before it may have committed just after (NOTIFY names any later one)
 
 
 def parse_since(text: str | None, option: str = "--since") -> tuple[dt.timedelta | None, dt.datetime | None]:
@@ -92,51 +69,12 @@ def parse_since(text: str | None, option: str = "--since") -> tuple[dt.timedelta
     return None, ts
 
 
-def filters(severity, status, detector, subject, since) -> dict:
-    since_iv, since_ts = parse_since(since)
-    return {
-        "statuses": STATUSES.get(status.value, [status.value]) if status else None,
-        "severities": [s.value for s in severity] if severity else None,
-        "detector": detector,
-        "subject": subject,
-        "since": since_iv,
-        "since_ts": since_ts,
-    }
-
-
-def check_detector(conn, name: str | None) -> None:
-    if name is None:
-        return
-    known, names = conn.execute(query("detector_known"), {"name": name}).fetchone()
-    if not known:
-        raise UsageError(f"--detector: unknown detector {name!r} (known: {names or 'none'})")
-
-
-def stream(conn, name: str, params: dict, batch: int = 1000):
-    """The rows of a named query from a server-side cursor, ``batch`` at a time: memory stays flat
-    whatever their number. Call it inside a transaction."""
-    cur = conn.cursor(name=f"monitorctl_{name}")
-    cur.itersize = batch
-    cur.execute(query(name), params)
-    cols = None
-    for row in cur:
-        cols = cols or [d.name for d in cur.description]
-        yield dict(zip(cols, row))
-    cur.close()
-
-
-def fetch(conn, name: str, params: dict) -> list[dict]:
-    cur = conn.execute(query(name), params)
-    cols = [d.name for d in cur.description]
-    return [dict(zip(cols, row)) for row in cur.fetchall()]
-
-
 def events(
     ctx: typer.Context,
     severity: Optional[List[Severity]] = typer.Option(
         None, "--severity", "-s", case_sensitive=False,
         help="Only this severity; repeat for several (--severity critical --severity high)."),
-    status: Status = typer.Option(Status.active, "--status", case_sensitive=False,
+    status: StatusFilter = typer.Option(StatusFilter.active, "--status", case_sensitive=False,
                                   help="open, acknowledged, resolved, active (open + acknowledged) or all."),
     detector: Optional[str] = typer.Option(None, "--detector", "-d", help="Only events of this detector."),
     subject: Optional[str] = typer.Option(None, "--subject", help="Only events about this subject (an account "
@@ -161,49 +99,23 @@ def events(
     """
     if follow and fail_on is not None:
         raise UsageError("--fail-on and --follow do not go together: --fail-on needs the command to end")
-    params = filters(severity, status, detector, subject, since)
-    conn = installed_connection(ctx)
-    with conn:
-        check_detector(conn, detector)
-        params["limit"] = limit or None
+    since_iv, since_ts = parse_since(since)
+    which = {"status": status.value, "severities": [s.value for s in severity] if severity else None,
+             "detector": detector, "subject": subject, "since": since_ts or since_iv, "limit": limit}
+    with monitor_of(ctx) as monitor:
         if follow:
-            follow_events(conn, params, fetch(conn, "events_list", params), fmt, interval)
+            follow_events(monitor.follow(**which, interval=interval, on_ready=lambda: say(
+                "following events (Ctrl-C to stop)")), fmt)
             return
-        with conn.transaction():  # a server-side cursor lives in a transaction
-            shown = output.render(stream(conn, "events_list", params), EVENT_COLUMNS, fmt.value, EVENT_KEYS,
-                                  empty="no events match")
+        with monitor.events(**which) as rows:
+            shown = output.render(rows, EVENT_COLUMNS, fmt.value, EVENT_KEYS, empty="no events match")
         if fmt is Format.table and limit and shown == limit:
             say(f"(the newest {limit} events; --limit 0 shows all)")
         if fail_on is not None:
-            fail_if_active(conn, fail_on.value, detector, subject)
-
-
-def fail_if_active(conn, severity: str, detector: str | None, subject: str | None) -> None:
-    counts = dict(conn.execute(query("events_fail_on"), {"severities": output.at_least(severity),
-                                                         "detector": detector, "subject": subject}).fetchall())
-    if counts:
-        what = ", ".join(f"{counts[s]} {s}" for s in output.SEVERITIES if s in counts)
-        raise MonitorError(f"active events of severity {severity} or worse: {what}")
+            monitor.fail_on(fail_on.value, detector, subject)
 
 
 # -- follow ----------------------------------------------------------------------------------------
-
-def signature(row: dict) -> tuple:
-    """What makes a change worth printing: not a mere last_seen or occurrences bump, nor a condition's
-    summary that restates how long it has held; a finding's summary changes when it grows."""
-    summary = row["summary"] if row["kind"] == "finding" else None
-    return (row["status"], row["severity"], row["amount"], row["resolution_note"], summary)
-
-
-def change_of(row: dict, before: tuple | None) -> str:
-    if before is None:
-        return "opened" if row["status"] == "open" else row["status"]
-    if before[0] != row["status"]:
-        return row["status"]
-    if before[1] != row["severity"]:
-        return "severity_changed"
-    return "updated"
-
 
 FOLLOW_COLUMNS = [Column("change", "CHANGE")] + [c for c in EVENT_COLUMNS if c.key != "last_seen"]
 FOLLOW_WIDTHS = {"change": 25, "event_id": 6, "severity": 8, "status": 12, "detector": 20, "subject": 14,
@@ -214,30 +126,8 @@ class _Stop(Exception):
     pass
 
 
-def event_id_of(payload: str) -> int | None:
-    """The event a monitor_events notification names (anyone may send one: anything else is ignored)."""
-    try:
-        value = json.loads(payload).get("event_id")
-    except (ValueError, AttributeError):
-        return None
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def follow_events(conn, params: dict, initial: list[dict], fmt: Format, interval: float) -> None:
-    """Print the matching events, oldest first, then every new or changed one until interrupted.
-
-    The runner's NOTIFY monitor_events wakes the loop at once and names the events; polling every
-    ``interval`` seconds is the fallback (a pooler may swallow notifications). Each look reads only the
-    events changed since the last one (an index on changed_at), so an idle follow costs next to nothing
-    however many events are open.
-    """
-    wanted = set(params["statuses"]) if params["statuses"] else None
-    watch = {k: params[k] for k in ("severities", "detector", "subject")}
-    after = conn.execute("select now()").fetchone()[0] - FOLLOW_SLACK
-    with conn.transaction():  # what each event looks like now, to tell a change from a re-read
-        seen: dict[int, tuple] = {r["event_id"]: signature(r)
-                                  for r in stream(conn, "events_changed", watch | {"window": FOLLOW_WINDOW})}
-    shown: set[int] = set()
+def follow_events(changes, fmt: Format) -> None:
+    """Print each (change, event) of Monitor.follow as it comes, until Ctrl-C or SIGTERM."""
     printer = _Printer(fmt)
 
     def stop(signum, frame):
@@ -245,32 +135,10 @@ def follow_events(conn, params: dict, initial: list[dict], fmt: Format, interval
 
     previous = signal.signal(signal.SIGTERM, stop)
     try:
-        conn.execute("listen monitor_events")
-        for row in reversed(initial):
-            printer.row(row, "existing")
-            shown.add(row["event_id"])
-            seen[row["event_id"]] = signature(row)
-        say("following events (Ctrl-C to stop)")
-        while True:
-            notes = list(conn.notifies(timeout=interval, stop_after=1))
-            if notes:
-                notes += conn.notifies(timeout=0.1)  # a run announces its events together: take them all
-            ids = sorted({event_id_of(n.payload) for n in notes} - {None})
-            looked_at = conn.execute("select now()").fetchone()[0]
-            for row in fetch(conn, "events_changed_since", watch | {"after": after, "ids": ids}):
-                eid, sig = row["event_id"], signature(row)
-                before = seen.get(eid, None)
-                if before == sig:
-                    continue
-                seen[eid] = sig
-                if eid in shown or wanted is None or row["status"] in wanted:
-                    printer.row(row, change_of(row, before))
-                    shown.add(eid)
-            after = max(after, looked_at - FOLLOW_SLACK)
+        for change, row in changes:
+            printer.row(row, change)
     except (KeyboardInterrupt, _Stop):
         say("stopped")
-    except psycopg.OperationalError as exc:
-        raise DatabaseUnavailable(f"lost the database connection while following: {' '.join(str(exc).split())}")
     finally:
         signal.signal(signal.SIGTERM, previous)
 
@@ -326,19 +194,10 @@ def show(
 
     Example: monitorctl show 42
     """
-    with installed_connection(ctx) as conn:
-        events_ = fetch(conn, "event_one", {"id": event_id})
-        history = fetch(conn, "event_history", {"id": event_id})
-    if not events_ and not history:
-        raise MonitorError(f"event {event_id} does not exist")
-    event = events_[0] if events_ else None
-    if fmt is Format.json:
-        output.emit(output.dumps({"event": event and {k: event[k] for k in EVENT_KEYS}, "history": history}))
-        return
-    if fmt is Format.csv:
-        output.emit(output.csv_text(history, HISTORY_KEYS))
-        return
-    output.emit(describe(event, history, event_id, output.use_colour()))
+    with monitor_of(ctx) as monitor:
+        event, history = monitor.event(event_id)
+    output.document({"event": event and {k: event[k] for k in EVENT_KEYS}, "history": history}, fmt.value,
+                    lambda: describe(event, history, event_id, output.use_colour()), history, HISTORY_KEYS)
 
 
 def describe(event: dict | None, history: list[dict], event_id: int, colour: bool) -> str:

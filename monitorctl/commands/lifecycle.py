@@ -1,38 +1,21 @@
 """ack and resolve: lifecycle transitions made by people (docs/operations.md, docs/cli.md).
 
-Both go through monitor.acknowledge / monitor.resolve (SECURITY DEFINER, callable by monitor_operator),
-which are all-or-nothing over the ids: an unknown id, or resolving a resolved event, changes nothing
-and exits 1. The actor recorded in monitor.alert_history is the database user, or --as NAME.
+Both call Monitor.acknowledge / Monitor.resolve (monitorctl.api), which run monitor.acknowledge /
+monitor.resolve (SECURITY DEFINER, callable by monitor_operator): all or nothing over the ids, so an
+unknown id, or resolving a resolved event, changes nothing and exits 1. The actor recorded in monitor.alert_history is the database user, or --as NAME.
 """
 
 from __future__ import annotations
 
 from typing import List, Optional
 
-import psycopg
 import typer
 
-from ..db import query
-from ..errors import MonitorError
-from .common import installed_connection, say
+from .common import monitor_of, say
 
 IDS = typer.Argument(..., metavar="ID...", help="Event ids (the ID column of monitorctl events).")
 ACTOR = typer.Option(None, "--as", envvar="MONITOR_ACTOR", metavar="NAME",
                      help="Who to record in the history (default: the database user).")
-
-
-def _transition(ctx: typer.Context, name: str, params: dict) -> tuple[int, dict[int, str]]:
-    ids = sorted(set(params["ids"]))
-    params = params | {"ids": ids}
-    with installed_connection(ctx, autocommit=False) as conn:
-        try:
-            before = dict(conn.execute(query("event_statuses"), {"ids": ids}).fetchall())
-            changed = conn.execute(query(name), params).fetchone()[0]
-            conn.commit()
-        except (psycopg.errors.NoDataFound, psycopg.errors.InvalidParameterValue) as exc:
-            conn.rollback()
-            raise MonitorError(f"{exc.diag.message_primary}; nothing was changed")
-    return changed, before
 
 
 def ack(
@@ -45,10 +28,11 @@ def ack(
 
     Example: monitorctl ack 42 43 --as alice
     """
-    changed, before = _transition(ctx, "acknowledge", {"ids": event_ids, "actor": actor})
-    already = sum(1 for s in before.values() if s == "acknowledged")
+    with monitor_of(ctx) as monitor:
+        done = monitor.acknowledge(event_ids, actor=actor)
+    already = done.already_acknowledged
     tail = f" ({already} already acknowledged)" if already else ""
-    say(f"acknowledged {changed} event{'s' if changed != 1 else ''}{tail}")
+    say(f"acknowledged {done.changed} event{'s' if done.changed != 1 else ''}{tail}")
 
 
 def resolve(
@@ -63,8 +47,9 @@ def resolve(
 
     Example: monitorctl resolve 42 --note "refunded card C-0042"
     """
-    changed, _before = _transition(ctx, "resolve", {"ids": event_ids, "note": note, "actor": actor})
-    say(f"resolved {changed} event{'s' if changed != 1 else ''}")
+    with monitor_of(ctx) as monitor:
+        done = monitor.resolve(event_ids, note=note, actor=actor)
+    say(f"resolved {done.changed} event{'s' if done.changed != 1 else ''}")
 
 
 def register(app: typer.Typer) -> None:

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from .. import install as inst, mapping
-from ..db import connect
-from .common import FORMAT_OPTION, Format, dsn_of, say
+from .. import output
+from .common import FORMAT_OPTION, Format, monitor_of, say
+
 
 
 def install(
@@ -27,8 +26,8 @@ def install(
 
     Example: monitorctl install --with-ledger
     """
-    cfg = mapping.load(config) if config else None
-    report = inst.install(dsn_of(ctx), with_ledger=with_ledger, config=cfg, do_schedule=not no_schedule, say=say)
+    with monitor_of(ctx) as monitor:
+        report = monitor.install(with_ledger=with_ledger, config=config, schedule_jobs=not no_schedule)
     if report.scheduling:
         s = report.scheduling
         say(f"pg_cron {s.version} in database {s.cron_database}: {len(s.created)} jobs created, "
@@ -47,16 +46,16 @@ def uninstall(
 
     Example: monitorctl uninstall --yes
     """
-    dsn = dsn_of(ctx)
-    with connect(dsn) as conn:
-        summary = inst.uninstall_summary(conn)
-    say(f"this drops schema monitor with {summary['events']} events, {summary['alert_history']} history rows "
-        f"and {summary['detectors']} detectors, and removes its pg_cron jobs")
-    if not yes:
-        if not os.isatty(0):
-            raise typer.BadParameter("refusing to uninstall without --yes when not on a terminal", param_hint="--yes")
-        typer.confirm("Uninstall?", abort=True, err=True)
-    inst.uninstall(dsn, say=say)
+    with monitor_of(ctx) as monitor:
+        summary = monitor.uninstall_summary()
+        say(f"this drops schema monitor with {summary['events']} events, {summary['alert_history']} history rows "
+            f"and {summary['detectors']} detectors, and removes its pg_cron jobs")
+        if not yes:
+            if not os.isatty(0):
+                raise typer.BadParameter("refusing to uninstall without --yes when not on a terminal",
+                                         param_hint="--yes")
+            typer.confirm("Uninstall?", abort=True, err=True)
+        monitor.uninstall()
 
 
 migrate = typer.Typer(help="Migration state.", no_args_is_help=True, rich_markup_mode=None)
@@ -72,19 +71,18 @@ def migrate_status(
 
     Example: monitorctl migrate status --show-sql
     """
-    rows = inst.migration_status(dsn_of(ctx.parent), show_sql=show_sql)
-    if fmt is Format.json:
-        typer.echo(json.dumps(rows, indent=2))
-        return
-    if fmt is Format.csv:
-        typer.echo("set,id,applied")
-        for r in rows:
-            typer.echo(f"{r['set']},{r['id']},{str(r['applied']).lower()}")
-        return
+    with monitor_of(ctx) as monitor:
+        rows = monitor.migrations(show_sql=show_sql)
+    output.document(rows, fmt.value, lambda: migrations_text(rows, show_sql), rows, ["set", "id", "applied"])
+
+
+def migrations_text(rows: list[dict], show_sql: bool) -> str:
+    lines = []
     for r in rows:
-        typer.echo(f"{'applied' if r['applied'] else 'pending':8} {r['set']:8} {r['id']}")
+        lines.append(f"{'applied' if r['applied'] else 'pending':8} {r['set']:8} {r['id']}")
         if show_sql:
-            typer.echo("\n".join("    " + line for line in r["sql"].rstrip().splitlines()) + "\n")
+            lines.append("\n".join("    " + line for line in r["sql"].rstrip().splitlines()) + "\n")
+    return "\n".join(lines)
 
 
 def register(app: typer.Typer) -> None:

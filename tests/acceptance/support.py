@@ -2,7 +2,7 @@
 
 `Monitor` drives one installed database: through the installed `monitorctl` as a subprocess (the
 acceptance tests) or in-process through Typer's CliRunner (tests/integration/test_cli_*.py, faster).
-Events come from tiny custom detectors registered by the tests (contract §3): each returns the rows
+Events come from tiny custom detectors registered by the tests (docs/custom-detectors.md): each returns the rows
 of test.findings that carry its name, so a test says exactly what a run finds.
 """
 

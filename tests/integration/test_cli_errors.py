@@ -158,10 +158,10 @@ def test_a_message_with_a_newline_stays_one_line(db):
 
 
 def test_a_database_error_with_a_newline_stays_one_line(monkeypatch, db):
-    from monitorctl.commands import events
+    from monitorctl.api import Monitor
 
-    def fails(ctx, autocommit=True):
+    def fails(self, *args, **kwargs):
         raise psycopg.errors.DataError("value out of range\nDETAIL: the limit is 42")
-    monkeypatch.setattr(events, "installed_connection", fails)
+    monkeypatch.setattr(Monitor, "events", fails)
     err = one_line(invoke("events", dsn=db), 1, "value out of range")
     assert err.rstrip("\n").endswith("value out of range\\nDETAIL: the limit is 42")

@@ -2059,6 +2059,14 @@ CREATE FUNCTION monitor.run_since(p_detector monitor.detectors, p_override times
         now() - coalesce(monitor.param_interval(p_detector.params, 'first_lookback'), interval '24 hours'))
 $$;
 
+CREATE FUNCTION monitor.schedule_seconds(p_schedule text) RETURNS integer
+    LANGUAGE sql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
+    AS $_$
+    SELECT CASE WHEN p_schedule ~ '^[ \t]*([1-9]|[1-5][0-9])[ \t]+seconds?[ \t]*$'
+                THEN substring(p_schedule from '[0-9]+')::integer END
+$_$;
+
 CREATE FUNCTION monitor.schema_problem(p_schema text) RETURNS text
     LANGUAGE sql STABLE
     SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
@@ -2247,7 +2255,7 @@ CREATE FUNCTION monitor.valid_schedule(p_schedule text) RETURNS boolean
     -- five cron fields, a macro, or 1-59 seconds (pg_cron 1.5+); spaces and tabs only, never a newline
     SELECT p_schedule ~ '^[ \t]*[0-9*,/-]+([ \t]+[0-9A-Za-z*,/-]+){4}[ \t]*$'
         OR p_schedule ~ '^[ \t]*@(yearly|annually|monthly|weekly|daily|hourly|reboot)[ \t]*$'
-        OR p_schedule ~ '^[ \t]*([1-9]|[1-5][0-9])[ \t]+seconds?[ \t]*$'
+        OR monitor.schedule_seconds(p_schedule) IS NOT NULL
 $_$;
 
 CREATE FUNCTION monitor.validate_params(p_detector text, p_defaults jsonb, p_params jsonb) RETURNS jsonb

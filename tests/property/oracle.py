@@ -1,7 +1,7 @@
 """An independent model of the detector rules of docs/detectors.md, for a static ledger.
 
 Given plain rows and the run time, it says which events one run of each detector opens when
-`since` reaches back before every row. It is written from the contract text:
+`since` reaches back before every row. It is written from the rules of docs/detectors.md, read as:
 
 * "within W" is inclusive: a difference of exactly W counts;
 * "the trailing W" is the closed range [now - W, now];

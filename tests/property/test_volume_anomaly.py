@@ -81,7 +81,7 @@ def simulate(conn, weeks: int, seed: int):
 SEED = 1
 
 
-def test_verdicts_follow_the_contract_formula_and_an_80_percent_drop_fires(conn):
+def test_verdicts_follow_the_documented_formula_and_an_80_percent_drop_fires(conn):
     with conn.transaction():  # one now(): the last complete hour does not move under the test
         counts, last, evaluated, got = simulate(conn, weeks=8, seed=SEED)  # asserts DB == formula
         assert len(evaluated) == 6 * HOURS_PER_WEEK and sum(got) > 0
@@ -97,9 +97,9 @@ def test_verdicts_follow_the_contract_formula_and_an_80_percent_drop_fires(conn)
         assert oracle.volume_anomalous(samples_of(counts, len(counts) - 1), kept)
 
 
-# The contract's band alone, 3 * max(sd, sqrt(mean), 1), fires on 0.5-1.1% of stationary Poisson
+# The band without its factor, 3 * max(sd, sqrt(mean), 1), fires on 0.5-1.1% of stationary Poisson
 # hours (0.91-1.86 events per week for 4-2 baseline samples) because it ignores how uncertain a mean
-# of 2-4 samples is; with the prediction-interval factor sqrt(1 + 1/n) (CHANGELOG.md) it opens about
+# of 2-4 samples is; with the prediction-interval factor sqrt(1 + 1/n) (docs/detectors.md) it opens about
 # 0.4 events per week. "Events per simulated week" is a rate: it is measured over many simulated
 # ledgers, not read off one seed (one seed's two to four weeks hold only a handful of events).
 # The database's verdicts equal the model's hour by hour (the test above checks 1,008 hours of a

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from monitorctl import output
+from monitorctl import model, output
 from monitorctl.commands.detectors import parse_assignments, parse_value
 from monitorctl.commands.events import parse_since
 from monitorctl.errors import UsageError
@@ -72,8 +72,8 @@ def test_colour_only_on_a_terminal_and_never_with_no_color(monkeypatch):
 
 
 def test_severity_order():
-    assert output.at_least("critical") == ["critical"]
-    assert output.at_least("medium") == ["critical", "high", "medium"]
+    assert model.at_least("critical") == ["critical"]
+    assert model.at_least("medium") == ["critical", "high", "medium"]
 
 
 @pytest.mark.parametrize("text, expected", [
