@@ -493,7 +493,7 @@ $_$;
 CREATE FUNCTION monitor.cron_max_gap(p_schedule text) RETURNS interval
     LANGUAGE plpgsql IMMUTABLE
     SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
-    AS $_$
+    AS $$
 DECLARE
     f text[];
     minutes integer[];
@@ -507,8 +507,8 @@ DECLARE
     gap integer := 0;
     i integer;
 BEGIN
-    IF p_schedule ~ '^\s*\d+\s+seconds?\s*$' THEN
-        RETURN make_interval(secs => substring(p_schedule from '\d+')::integer);
+    IF monitor.schedule_seconds(p_schedule) IS NOT NULL THEN  -- (sql/050_registry.sql: the one pattern)
+        RETURN make_interval(secs => monitor.schedule_seconds(p_schedule));
     END IF;
     f := regexp_split_to_array(trim(CASE lower(trim(p_schedule))
         WHEN '@hourly' THEN '0 * * * *' WHEN '@daily' THEN '0 0 * * *' WHEN '@weekly' THEN '0 0 * * 0'
@@ -543,7 +543,7 @@ BEGIN
     END LOOP;
     RETURN make_interval(mins => gap);
 END
-$_$;
+$$;
 
 COMMENT ON FUNCTION monitor.cron_max_gap(p_schedule text) IS 'Longest gap between consecutive ticks of a cron schedule (or N seconds), for detector_health.';
 
