@@ -37,6 +37,7 @@ SETTINGS = settings(max_examples=60, deadline=None, print_blob=True,
                                            HealthCheck.data_too_large])
 
 CLEAR = ("truncate ledger.scans, ledger.transactions, ledger.accounts, monitor.events, monitor.alert_history,"
+         " monitor.deliveries, monitor.delivery_attempts,"
          " monitor.watermarks, monitor.account_totals, monitor.detector_runs")
 
 
