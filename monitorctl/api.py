@@ -35,6 +35,7 @@ from . import __version__, db, install as inst, mapping, resources, schedule
 from .doctor import index_advice
 from .errors import DatabaseUnavailable, MonitorError, UsageError
 from .model import SEVERITIES, at_least, check_severity, statuses_of
+from .notify.manage import Notifications
 from .registry import require_detector
 
 __all__ = ["Monitor", "RunSlice", "Change", "PruneResult", "Transition", "Rows", "SEVERITIES"]
@@ -44,7 +45,7 @@ DEFAULT_SLICE = dt.timedelta(days=1)
 FOLLOW_WINDOW = "15 minutes"  # how far back follow() looks when it starts, for the state it compares with
 FOLLOW_SLACK = dt.timedelta(seconds=3)  # each look also re-reads the changes of the seconds before the
 # previous look: one stamped just before it may have committed just after (NOTIFY names any later one)
-PRUNE_TABLES = ["events", "alert_history", "health_snapshots", "detector_runs", "cron_job_run_details"]
+PRUNE_TABLES = ["events", "alert_history", "deliveries", "health_snapshots", "detector_runs", "cron_job_run_details"]
 
 
 @dataclass
@@ -112,7 +113,7 @@ class Rows(Iterator[dict]):
         self.close()
 
 
-class Monitor:
+class Monitor(Notifications):
     """The monitor installed in one database.
 
     ``Monitor(dsn)`` connects on first use (``dsn`` as README.md "Connecting" says: None means
@@ -499,6 +500,15 @@ class Monitor:
         if events["critical"]["open"]:
             problems.append(f"{events['critical']['open']} critical event(s) open")
         problems += [d["problem"] for d in detectors if d["problem"] and d["enabled"]]
+        receivers = db.rows(conn, "receivers_list", {"name": None})
+        notifications = {
+            "routes": db.value(conn, "routes_count"),
+            "receivers": [{k: r[k] for k in ("name", "type", "secret", "circuit", "failures", "open_until",
+                                             "pending", "failed", "dead", "last_sent")} for r in receivers]}
+        problems += [f"receiver {r['name']}: circuit open after {r['failures']} failures"
+                     for r in receivers if r["circuit"] == "open"]
+        problems += [f"receiver {r['name']}: {r['dead']} delivery(ies) given up (monitorctl deliveries --status dead)"
+                     for r in receivers if r["dead"]]
         return {
             "database": misc["database"],
             "user": misc["user"],
@@ -510,6 +520,7 @@ class Monitor:
             "detectors": [{k: d.get(k) for k in STATUS_DETECTOR_KEYS} for d in detectors],
             "events": events,
             "sources": {"notes": _source_notes(misc["mapping"], full_pass)},
+            "notifications": notifications,
             "health": {"healthy": not problems, "problems": problems},
         }
 

@@ -405,3 +405,89 @@ select monitor.enqueue_due()
 
 -- name: notify_listen
 listen monitor_events
+
+-- Notifications: receivers, routes, silences, deliveries (monitorctl/notify/manage.py).
+
+-- name: receiver_add
+select monitor.add_receiver(%(name)s::text, %(type)s::text, %(config)s::jsonb, %(secret_env)s::text, %(secret)s::text)
+
+-- name: receiver_remove
+select monitor.remove_receiver(%(name)s::text)
+
+-- name: receivers_list
+-- never the secret: whether one is set, and the name of its environment variable
+select r.name, r.type, r.config, r.secret_env,
+       case when r.secret_env is not null then 'env ' || r.secret_env
+            when r.has_secret then 'set (literal)' else 'none' end as secret,
+       case when r.open_until > now() then 'open' when r.failures >= 5 then 'half-open' else 'closed' end as circuit,
+       r.failures, r.open_until,
+       (select count(*) from monitor.deliveries d where d.receiver = r.name and d.status = 'pending') as pending,
+       (select count(*) from monitor.deliveries d where d.receiver = r.name and d.status = 'failed') as failed,
+       (select count(*) from monitor.deliveries d where d.receiver = r.name and d.status = 'dead') as dead,
+       (select max(d.sent_at) from monitor.deliveries d where d.receiver = r.name) as last_sent
+  from (select r.name, r.type, r.config, r.secret_env, r.failures, r.open_until, r.created_at,
+               monitor.receiver_has_secret(r.name) as has_secret
+          from monitor.receivers r) r
+ where %(name)s::text is null or r.name = %(name)s::text
+ order by r.name
+
+-- name: receiver_for_test
+-- a receiver as the worker claims it, for `receivers test` (monitor's owner only: the secret)
+select r.name as receiver, r.type as receiver_type, r.config as receiver_config, r.secret_env, r.secret
+  from monitor.receivers r where r.name = %(name)s::text
+
+-- name: routes_list
+select r.route_id, r.position, r.receiver, r.min_severity, r.detectors, r.subject_glob,
+       coalesce(r.repeat_every::text, 'default') as repeat, r.send_resolved, r.continue_after,
+       r.escalate_after, r.escalate_to
+  from monitor.routes r
+ order by r.position, r.route_id
+
+-- name: routes_count
+select count(*) from monitor.routes
+
+-- name: route_add
+select monitor.add_route(%(receiver)s::text, %(min_severity)s::text, %(detectors)s::text[], %(subject)s::text,
+                         %(repeat)s::interval, %(send_resolved)s::boolean, %(continue)s::boolean,
+                         %(escalate_after)s::interval, %(escalate_to)s::text)
+
+-- name: route_remove
+select monitor.remove_route(%(id)s::bigint)
+
+-- name: silences_list
+select s.silence_id, s.detector, s.subject_glob, s.starts_at, s.ends_at, s.comment, s.created_by,
+       case when s.starts_at > now() then 'coming' when s.ends_at > now() then 'active' else 'ended' end as state
+  from monitor.silences s
+ where %(all)s::boolean or s.ends_at > now()
+ order by s.starts_at, s.silence_id
+
+-- name: silence_add
+select monitor.add_silence(%(detector)s::text, %(subject)s::text, %(starts)s::timestamptz, %(ends)s::timestamptz,
+                           %(comment)s::text)
+
+-- name: silence_expire
+select monitor.expire_silence(%(id)s::bigint)
+
+-- name: deliveries_list
+select d.delivery_id, d.event_id, d.detector, d.transition, d.receiver, d.status, d.attempts, d.created_at,
+       d.due_at, d.sent_at, d.last_error,
+       (select count(*) from monitor.deliveries m where m.digest_id = d.delivery_id) as digest_of
+  from monitor.deliveries d
+ where (%(status)s::text is null or d.status = %(status)s::text)
+   and (%(event)s::bigint is null or d.event_id = %(event)s::bigint
+        or d.delivery_id = (select m.digest_id from monitor.deliveries m
+                             where m.event_id = %(event)s::bigint and m.digest_id is not null limit 1))
+ order by d.delivery_id desc
+ limit %(limit)s
+
+-- name: delivery_retry
+select monitor.retry_delivery(%(id)s::bigint)
+
+-- name: event_attempts
+-- who was told of one event, when, and how each attempt went (monitorctl show)
+select d.delivery_id, d.transition, d.receiver, d.status, a.started_at, a.ok, a.status_code, a.latency_ms, a.reply
+  from monitor.deliveries d
+  left join monitor.delivery_attempts a
+         on a.delivery_id = coalesce(case when d.status = 'digested' then d.digest_id end, d.delivery_id)
+ where d.event_id = %(id)s::bigint
+ order by d.delivery_id, a.attempt_id

@@ -13,3 +13,4 @@ DROP FUNCTION IF EXISTS monitor.find_bursts(text, interval, integer, timestamptz
 
 -- 0.2.0
 DROP FUNCTION IF EXISTS monitor.find_bursts(text, interval, integer, timestamptz, timestamptz);
+DROP PROCEDURE IF EXISTS monitor.prune(boolean, integer, integer, bigint, bigint, bigint, bigint, bigint);  -- now also deliveries

@@ -12,11 +12,12 @@ $$;
 CREATE OR REPLACE FUNCTION monitor.retention_cut(p_table text, p_days integer) RETURNS timestamptz
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, monitor, pg_temp AS $$
 DECLARE
-    v_key text := CASE p_table WHEN 'events' THEN 'events_days' WHEN 'alert_history' THEN 'history_days'
+    v_key text := CASE p_table WHEN 'events' THEN 'events_days'
+                               WHEN 'alert_history' THEN 'history_days' WHEN 'deliveries' THEN 'history_days'
                                WHEN 'health_snapshots' THEN 'snapshots_days' WHEN 'detector_runs' THEN 'runs_days'
                                WHEN 'cron_job_run_details' THEN 'cron_runs_days' END;
     v_days integer := coalesce(p_days, (monitor.setting('retention.' || v_key) #>> '{}')::integer,
-                               CASE p_table WHEN 'alert_history' THEN 90 ELSE 30 END);
+                               CASE WHEN p_table IN ('alert_history', 'deliveries') THEN 90 ELSE 30 END);
 BEGIN
     IF v_key IS NULL THEN
         RAISE EXCEPTION 'unknown retention table %', p_table USING ERRCODE = '22023';
@@ -48,6 +49,9 @@ BEGIN
             v_where := $w$t.status = 'resolved' AND t.resolved_at < $1$w$;
         WHEN 'alert_history' THEN
             v_table := 'monitor.alert_history'; v_key := 'history_id'; v_where := 't.created_at < $1';
+        WHEN 'deliveries' THEN  -- the notifications sent (or given up) with their attempts
+            v_table := 'monitor.deliveries'; v_key := 'delivery_id';
+            v_where := $w$t.created_at < $1 AND t.status NOT IN ('pending', 'failed')$w$;
         WHEN 'health_snapshots' THEN
             v_table := 'monitor.health_snapshots'; v_key := 'snapshot_id'; v_where := 't.taken_at < $1';
         WHEN 'detector_runs' THEN
@@ -87,7 +91,8 @@ CREATE OR REPLACE PROCEDURE monitor.prune(
     INOUT alert_history bigint DEFAULT NULL,
     INOUT health_snapshots bigint DEFAULT NULL,
     INOUT detector_runs bigint DEFAULT NULL,
-    INOUT cron_job_run_details bigint DEFAULT NULL)
+    INOUT cron_job_run_details bigint DEFAULT NULL,
+    INOUT deliveries bigint DEFAULT NULL)
 LANGUAGE plpgsql AS $$
 DECLARE
     v_tables text[];
@@ -98,15 +103,17 @@ DECLARE
     i integer;
 BEGIN
     PERFORM pg_catalog.set_config('search_path', 'pg_catalog, monitor, pg_temp', true);
-    v_tables := ARRAY['events', 'alert_history', 'health_snapshots', 'detector_runs', 'cron_job_run_details'];
-    v_counts := ARRAY[0, 0, 0, 0, 0];
+    v_tables := ARRAY['events', 'alert_history', 'health_snapshots', 'detector_runs', 'cron_job_run_details',
+                      'deliveries'];
+    v_counts := ARRAY[0, 0, 0, 0, 0, 0];
     v_batch := coalesce((monitor.setting('retention.batch_size') #>> '{}')::integer, 5000);
     IF v_batch NOT BETWEEN 1 AND 1000000 THEN
         RAISE EXCEPTION 'retention.batch_size must be from 1 to 1000000, not %', v_batch USING ERRCODE = '22023';
     END IF;
-    FOR i IN 1 .. 5 LOOP
+    FOR i IN 1 .. 6 LOOP
         v_cut := monitor.retention_cut(v_tables[i], CASE v_tables[i] WHEN 'events' THEN events_days
-                                                                      WHEN 'alert_history' THEN history_days END);
+                                                                      WHEN 'alert_history' THEN history_days
+                                                                      WHEN 'deliveries' THEN history_days END);
         LOOP
             n := monitor.prune_batch(v_tables[i], v_cut, v_batch, dry_run);
             v_counts[i] := v_counts[i] + n;
@@ -116,10 +123,10 @@ BEGIN
         END LOOP;
     END LOOP;
     events := v_counts[1]; alert_history := v_counts[2]; health_snapshots := v_counts[3];
-    detector_runs := v_counts[4]; cron_job_run_details := v_counts[5];
+    detector_runs := v_counts[4]; cron_job_run_details := v_counts[5]; deliveries := v_counts[6];
 END
 $$;
-COMMENT ON PROCEDURE monitor.prune(boolean, integer, integer, bigint, bigint, bigint, bigint, bigint) IS
+COMMENT ON PROCEDURE monitor.prune(boolean, integer, integer, bigint, bigint, bigint, bigint, bigint, bigint) IS
     'Retention in bounded batches (docs/operations.md); CALL monitor.prune(dry_run => true) only counts.';
 
 -- One health snapshot: the last hour of traffic, open events by severity, detector lag.

@@ -527,3 +527,10 @@ BEGIN
     RETURN p_silence_id;
 END
 $$;
+
+-- Whether a receiver has a literal secret (for `receivers list`, which the reader may run: the column
+-- itself is the owner's alone).
+CREATE OR REPLACE FUNCTION monitor.receiver_has_secret(p_name text) RETURNS boolean
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, monitor, pg_temp AS $$
+    SELECT r.secret IS NOT NULL FROM monitor.receivers r WHERE r.name = p_name
+$$;

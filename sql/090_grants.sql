@@ -24,6 +24,7 @@ GRANT EXECUTE ON FUNCTION monitor.interval_ms(text) TO monitor_operator;
 GRANT SELECT ON monitor.routes, monitor.silences, monitor.deliveries, monitor.delivery_attempts TO monitor_reader;
 REVOKE ALL ON monitor.receivers FROM monitor_reader, monitor_operator;
 GRANT SELECT (name, type, config, secret_env, failures, open_until, created_at) ON monitor.receivers TO monitor_reader;
+GRANT EXECUTE ON FUNCTION monitor.receiver_has_secret(text) TO monitor_reader;
 -- on-call people silence what they are working on (docs/notifications.md)
 GRANT EXECUTE ON FUNCTION monitor.add_silence(text, text, timestamptz, timestamptz, text),
                           monitor.expire_silence(bigint) TO monitor_operator;

@@ -196,11 +196,14 @@ def show(
     """
     with monitor_of(ctx) as monitor:
         event, history = monitor.event(event_id)
-    output.document({"event": event and {k: event[k] for k in EVENT_KEYS}, "history": history}, fmt.value,
-                    lambda: describe(event, history, event_id, output.use_colour()), history, HISTORY_KEYS)
+        attempts = monitor.event_attempts(event_id)
+    output.document({"event": event and {k: event[k] for k in EVENT_KEYS}, "history": history,
+                     "notifications": attempts}, fmt.value,
+                    lambda: describe(event, history, event_id, output.use_colour(), attempts), history, HISTORY_KEYS)
 
 
-def describe(event: dict | None, history: list[dict], event_id: int, colour: bool) -> str:
+def describe(event: dict | None, history: list[dict], event_id: int, colour: bool,
+             attempts: list[dict] | None = None) -> str:
     def shown(row: dict) -> dict:  # text from the database, control characters escaped
         return {k: output.printable(v) if isinstance(v, str) else v for k, v in row.items()}
 
@@ -248,6 +251,17 @@ def describe(event: dict | None, history: list[dict], event_id: int, colour: boo
         lines.append(f"  {output.clock(h['created_at'])}  {h['transition']:16} {who}{note}")
     if not history:
         lines.append("  (no history: it was pruned)")
+    if attempts:
+        lines.append("")
+        lines.append("Notifications:")
+        for a in (shown(a) for a in attempts):
+            head = f"  delivery {a['delivery_id']}  {a['transition']:14} to {a['receiver']:12} {a['status']}"
+            if a["started_at"] is None:
+                lines.append(head)
+                continue
+            code = f" {a['status_code']}" if a["status_code"] is not None else ""
+            lines.append(f"{head}: {output.clock(a['started_at'])} {'ok' if a['ok'] else 'failed'}{code} "
+                         f"in {float(a['latency_ms']):.0f} ms" + ("" if a["ok"] else f" ({a['reply']})"))
     return "\n".join(lines)
 
 

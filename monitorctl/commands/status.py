@@ -52,6 +52,15 @@ def describe(doc: dict) -> str:
         text = f"{sev} {n + a}" + (f" ({a} acknowledged)" if a else "")
         parts.append(output.paint(text, "severity", sev, output.use_colour() and n + a > 0))
     lines.append("active events: " + ", ".join(parts))
+    n = doc["notifications"]
+    if not n["routes"]:
+        lines.append("notifications: no routes, nothing is sent (monitorctl routes add --receiver NAME)")
+    else:
+        lines.append(f"notifications: {n['routes']} route(s)")
+        for r in n["receivers"]:
+            lines.append(f"  {r['name']} ({r['type']}): circuit {r['circuit']}, {r['pending']} pending, "
+                         f"{r['failed']} to retry, {r['dead']} given up"
+                         + (f", last sent {output.age(r['last_sent'])}" if r["last_sent"] else ""))
     h = doc["health"]
     lines.append("health: " + ("ok" if h["healthy"] else "; ".join(h["problems"])))
     return "\n".join(lines)

@@ -46,14 +46,15 @@ def counts(conn):
 def test_dry_run_counts_and_deletes_nothing_then_prune_deletes(monitor):
     scene(monitor.conn)
     doc = monitor.json("prune", "--dry-run")
-    assert doc == {"dry_run": True, "would_delete": {"events": 1, "alert_history": 1, "health_snapshots": 1,
-                                                     "detector_runs": 1, "cron_job_run_details": 0}}
+    assert doc == {"dry_run": True, "would_delete": {"events": 1, "alert_history": 1, "deliveries": 0,
+                                                     "health_snapshots": 1, "detector_runs": 1,
+                                                     "cron_job_run_details": 0}}
     assert keys(monitor.conn) == {k for k, _, _ in EVENTS} and counts(monitor.conn) == (2, 2, 2)
 
     r = monitor.ok("prune")
     table = dict(line.split() for line in r.stdout.splitlines()[1:])
-    assert table == {"events": "1", "alert_history": "1", "health_snapshots": "1", "detector_runs": "1",
-                     "cron_job_run_details": "0"}
+    assert table == {"events": "1", "alert_history": "1", "deliveries": "0", "health_snapshots": "1",
+                     "detector_runs": "1", "cron_job_run_details": "0"}
     assert "deleted 4 rows" in r.stderr
     # the event resolved 31 days ago is gone; the open and acknowledged ones stay, whatever their age
     assert keys(monitor.conn) == {"resolved_29d", "open_40d", "acked_40d", "open_new"}

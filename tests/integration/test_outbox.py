@@ -286,3 +286,19 @@ def test_the_reader_sees_deliveries_but_never_a_secret(conn, db):
                 r.execute("select * from monitor.claim_deliveries('x', 1, '1 minute')")
     finally:
         conn.execute("drop owned by outbox_reader; drop role outbox_reader")
+
+
+def test_deliveries_follow_the_history_retention(ledger, conn):
+    receivers(conn, "hook")
+    route(conn, "hook")
+    ledger.account("A", balance=-1)
+    ledger.account("B", balance=-2)
+    ledger.run("negative_balance")
+    (a, *_), (b, *_) = claim(conn)
+    attempt(conn, a, True, 200, "ok")
+    conn.execute("update monitor.deliveries set created_at = now() - interval '91 days'")
+    # a sent delivery 91 days old goes with its attempts; one still waiting to be sent stays
+    row = conn.execute("call monitor.prune()").fetchone()
+    assert row[-1] == 1
+    assert conn.execute("select delivery_id from monitor.deliveries").fetchall() == [(b,)]
+    assert conn.execute("select count(*) from monitor.delivery_attempts").fetchone()[0] == 0

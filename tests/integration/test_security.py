@@ -29,6 +29,7 @@ _roles = itertools.count()
 READER_CALLS = {
     "monitor.cron_database()": "select monitor.cron_database()",
     "monitor.detector_problems()": "select count(*) from monitor.detector_problems()",
+    "monitor.receiver_has_secret(text)": "select monitor.receiver_has_secret('hook')",
 }
 OPERATOR_CALLS = READER_CALLS | {
     "monitor.acknowledge(bigint[],text)": "select monitor.acknowledge(array[{event}]::bigint[], 'x')",

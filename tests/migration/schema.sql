@@ -1572,7 +1572,7 @@ BEGIN
 END
 $$;
 
-CREATE PROCEDURE monitor.prune(IN dry_run boolean DEFAULT false, IN events_days integer DEFAULT NULL::integer, IN history_days integer DEFAULT NULL::integer, INOUT events bigint DEFAULT NULL::bigint, INOUT alert_history bigint DEFAULT NULL::bigint, INOUT health_snapshots bigint DEFAULT NULL::bigint, INOUT detector_runs bigint DEFAULT NULL::bigint, INOUT cron_job_run_details bigint DEFAULT NULL::bigint)
+CREATE PROCEDURE monitor.prune(IN dry_run boolean DEFAULT false, IN events_days integer DEFAULT NULL::integer, IN history_days integer DEFAULT NULL::integer, INOUT events bigint DEFAULT NULL::bigint, INOUT alert_history bigint DEFAULT NULL::bigint, INOUT health_snapshots bigint DEFAULT NULL::bigint, INOUT detector_runs bigint DEFAULT NULL::bigint, INOUT cron_job_run_details bigint DEFAULT NULL::bigint, INOUT deliveries bigint DEFAULT NULL::bigint)
     LANGUAGE plpgsql
     AS $$
 DECLARE
@@ -1584,15 +1584,17 @@ DECLARE
     i integer;
 BEGIN
     PERFORM pg_catalog.set_config('search_path', 'pg_catalog, monitor, pg_temp', true);
-    v_tables := ARRAY['events', 'alert_history', 'health_snapshots', 'detector_runs', 'cron_job_run_details'];
-    v_counts := ARRAY[0, 0, 0, 0, 0];
+    v_tables := ARRAY['events', 'alert_history', 'health_snapshots', 'detector_runs', 'cron_job_run_details',
+                      'deliveries'];
+    v_counts := ARRAY[0, 0, 0, 0, 0, 0];
     v_batch := coalesce((monitor.setting('retention.batch_size') #>> '{}')::integer, 5000);
     IF v_batch NOT BETWEEN 1 AND 1000000 THEN
         RAISE EXCEPTION 'retention.batch_size must be from 1 to 1000000, not %', v_batch USING ERRCODE = '22023';
     END IF;
-    FOR i IN 1 .. 5 LOOP
+    FOR i IN 1 .. 6 LOOP
         v_cut := monitor.retention_cut(v_tables[i], CASE v_tables[i] WHEN 'events' THEN events_days
-                                                                      WHEN 'alert_history' THEN history_days END);
+                                                                      WHEN 'alert_history' THEN history_days
+                                                                      WHEN 'deliveries' THEN history_days END);
         LOOP
             n := monitor.prune_batch(v_tables[i], v_cut, v_batch, dry_run);
             v_counts[i] := v_counts[i] + n;
@@ -1602,11 +1604,11 @@ BEGIN
         END LOOP;
     END LOOP;
     events := v_counts[1]; alert_history := v_counts[2]; health_snapshots := v_counts[3];
-    detector_runs := v_counts[4]; cron_job_run_details := v_counts[5];
+    detector_runs := v_counts[4]; cron_job_run_details := v_counts[5]; deliveries := v_counts[6];
 END
 $$;
 
-COMMENT ON PROCEDURE monitor.prune(IN dry_run boolean, IN events_days integer, IN history_days integer, INOUT events bigint, INOUT alert_history bigint, INOUT health_snapshots bigint, INOUT detector_runs bigint, INOUT cron_job_run_details bigint) IS 'Retention in bounded batches (docs/operations.md); CALL monitor.prune(dry_run => true) only counts.';
+COMMENT ON PROCEDURE monitor.prune(IN dry_run boolean, IN events_days integer, IN history_days integer, INOUT events bigint, INOUT alert_history bigint, INOUT health_snapshots bigint, INOUT detector_runs bigint, INOUT cron_job_run_details bigint, INOUT deliveries bigint) IS 'Retention in bounded batches (docs/operations.md); CALL monitor.prune(dry_run => true) only counts.';
 
 CREATE FUNCTION monitor.prune_batch(p_table text, p_cut timestamp with time zone, p_limit integer, p_dry_run boolean) RETURNS bigint
     LANGUAGE plpgsql
@@ -1625,6 +1627,9 @@ BEGIN
             v_where := $w$t.status = 'resolved' AND t.resolved_at < $1$w$;
         WHEN 'alert_history' THEN
             v_table := 'monitor.alert_history'; v_key := 'history_id'; v_where := 't.created_at < $1';
+        WHEN 'deliveries' THEN  -- the notifications sent (or given up) with their attempts
+            v_table := 'monitor.deliveries'; v_key := 'delivery_id';
+            v_where := $w$t.created_at < $1 AND t.status NOT IN ('pending', 'failed')$w$;
         WHEN 'health_snapshots' THEN
             v_table := 'monitor.health_snapshots'; v_key := 'snapshot_id'; v_where := 't.taken_at < $1';
         WHEN 'detector_runs' THEN
@@ -1651,6 +1656,13 @@ BEGIN
     RETURN n;
 END
 $_$;
+
+CREATE FUNCTION monitor.receiver_has_secret(p_name text) RETURNS boolean
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
+    AS $$
+    SELECT r.secret IS NOT NULL FROM monitor.receivers r WHERE r.name = p_name
+$$;
 
 CREATE FUNCTION monitor.record_attempt(p_delivery_id bigint, p_worker text, p_ok boolean, p_started timestamp with time zone, p_latency_ms numeric, p_status_code integer DEFAULT NULL::integer, p_reply text DEFAULT NULL::text, p_retry boolean DEFAULT true, p_retry_after interval DEFAULT NULL::interval) RETURNS text
     LANGUAGE plpgsql
@@ -1859,11 +1871,12 @@ CREATE FUNCTION monitor.retention_cut(p_table text, p_days integer) RETURNS time
     SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
     AS $$
 DECLARE
-    v_key text := CASE p_table WHEN 'events' THEN 'events_days' WHEN 'alert_history' THEN 'history_days'
+    v_key text := CASE p_table WHEN 'events' THEN 'events_days'
+                               WHEN 'alert_history' THEN 'history_days' WHEN 'deliveries' THEN 'history_days'
                                WHEN 'health_snapshots' THEN 'snapshots_days' WHEN 'detector_runs' THEN 'runs_days'
                                WHEN 'cron_job_run_details' THEN 'cron_runs_days' END;
     v_days integer := coalesce(p_days, (monitor.setting('retention.' || v_key) #>> '{}')::integer,
-                               CASE p_table WHEN 'alert_history' THEN 90 ELSE 30 END);
+                               CASE WHEN p_table IN ('alert_history', 'deliveries') THEN 90 ELSE 30 END);
 BEGIN
     IF v_key IS NULL THEN
         RAISE EXCEPTION 'unknown retention table %', p_table USING ERRCODE = '22023';
