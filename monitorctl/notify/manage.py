@@ -107,8 +107,8 @@ class Notifications:
         try:
             receiver = db.row(conn, "receiver_for_test", {"name": name})
         except psycopg.errors.InsufficientPrivilege:
-            raise MonitorError("sending a test needs monitor's owner (the role the worker runs as): it reads "
-                               "the receiver's secret")
+            raise MonitorError("permission denied: sending a test needs monitor's owner (the role the worker "
+                               "runs as), which may read the receiver's secret")
         if receiver is None:
             raise UsageError(f"unknown receiver {name} (monitorctl receivers list shows them)")
         now = dt.datetime.now(dt.timezone.utc)

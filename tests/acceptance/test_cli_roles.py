@@ -23,11 +23,16 @@ READ_COMMANDS = [
     ["events"], ["events", "--format", "json"], ["events", "--status", "all", "--format", "csv"],
     ["show", "{event}"], ["show", "{event}", "--format", "json"],
     ["status"], ["status", "--format", "json"], ["detectors", "list"], ["migrate", "status"], ["doctor"],
+    ["receivers", "list"], ["receivers", "list", "--format", "json"], ["routes", "list"], ["silence", "list"],
+    ["deliveries"], ["deliveries", "--status", "dead", "--format", "csv"],
 ]
-OPERATOR_COMMANDS = [["run", "failed_debit"], ["run"], ["ack", "{event}"], ["resolve", "{event}", "--note", "done"]]
+OPERATOR_COMMANDS = [["run", "failed_debit"], ["run"], ["ack", "{event}"], ["resolve", "{event}", "--note", "done"],
+                     ["silence", "add", "--detector", "failed_debit", "--for", "1h", "--comment", "on it"]]
 ADMIN_COMMANDS = [
     ["detectors", "set", "failure_rate", "min_volume=10"], ["detectors", "disable", "failure_rate"],
-    ["prune"], ["install"], ["uninstall", "--yes"],
+    ["prune"], ["receivers", "add", "other", "--type", "webhook", "--url", "http://127.0.0.1:9/"],
+    ["receivers", "remove", "hook"], ["receivers", "test", "hook"], ["routes", "add", "--receiver", "hook"],
+    ["notify", "--once"], ["install"], ["uninstall", "--yes"],
 ]
 
 
@@ -61,6 +66,9 @@ def as_role(dsn: str, role: str, args: list[str], event: int):
 
 
 def assert_roles_work(dsn: str, roles: dict) -> None:
+    for args in (["receivers", "add", "hook", "--type", "webhook", "--url", "http://127.0.0.1:9/"],
+                 ["routes", "add", "--receiver", "hook"]):
+        assert run_cli(*args, dsn=dsn).returncode == 0
     event = with_event(dsn)
     for args in READ_COMMANDS:
         for kind in ("reader", "operator"):
@@ -84,6 +92,9 @@ def assert_roles_work(dsn: str, roles: dict) -> None:
             assert "permission denied" in r.stderr or "must be owner" in r.stderr, (kind, args, r.stderr)
     with psycopg.connect(dsn) as c:
         assert c.execute("select status from monitor.events where event_id = %s", (event,)).fetchone() == ("open",)
+        assert c.execute("select array_agg(name) from monitor.receivers").fetchone()[0] == ["hook"]
+        assert c.execute("select count(*) from monitor.routes").fetchone()[0] == 1
+        assert c.execute("select count(*) from monitor.delivery_attempts").fetchone()[0] == 0
         assert c.execute("select params ->> 'min_volume', enabled from monitor.detectors"
                          " where name = 'failure_rate'").fetchone() == ("20", True)
 
