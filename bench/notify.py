@@ -13,71 +13,15 @@ worker (monitorctl.notify.worker, in a thread) drains the outbox.
 
 from __future__ import annotations
 
-import json
-import statistics
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import psycopg
-
+from monitorctl.notify.local import LocalReceiver as Receiver
 from monitorctl.notify.worker import Worker
 
 from .common import connect, say, sql_blocks
 
 QUERIES = dict(sql_blocks("notify.sql", "query"))
-
-
-class Receiver:
-    """A local webhook receiver that keeps (arrival time, body) of every request."""
-
-    def __init__(self):
-        self.arrivals: list[tuple[float, dict]] = []
-        self.lock = threading.Lock()
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True  # headers and body leave at once (no delayed-ACK stalls)
-
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                with outer.lock:
-                    outer.arrivals.append((time.time(), json.loads(body)))
-                self.send_response(200)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"ok")
-
-            def log_message(self, *args):
-                pass
-
-        ThreadingHTTPServer.request_queue_size = 128  # the worker's threads connect at once
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
-
-    def count(self) -> int:
-        with self.lock:
-            return len(self.arrivals)
-
-    def wait_for(self, n: int, timeout: float = 60.0) -> bool:
-        deadline = time.time() + timeout
-        while self.count() < n and time.time() < deadline:
-            time.sleep(0.002)
-        return self.count() >= n
 
 
 def percentile(values: list[float], p: float) -> float | None:
@@ -132,7 +76,7 @@ def notify(dsn: str, latency_reps: int, throughput_deliveries: int, storm_events
                 conn.execute(QUERIES["negative_accounts"], {"prefix": "st", "n": storm_events})
                 conn.execute("select monitor.run_detector('negative_balance')")
             time.sleep(3.0)
-            got = [body for _t, body in receiver.arrivals[before:]]
+            got = [a[1] for a in receiver.arrivals[before:]]
             out["storm"] = {"events": storm_events, "requests": len(got),
                             "digests": sum(1 for b in got if b["transition"] == "digest"),
                             "digest_events": sum(b["digest"]["events"] for b in got if b["transition"] == "digest")}

@@ -7,15 +7,19 @@ in pg_cron) and prints how to connect and how to stop it.
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import os
 import sys
 import time
 
 import typer
+from standardwebhooks.webhooks import Webhook
 
 from .. import embedded, output
 from ..api import Monitor, RunSlice
 from ..errors import MonitorError
+from ..notify.local import LocalReceiver
 from ..model import SEVERITIES
 from .common import FORMAT_OPTION, Format, say
 from .events import EVENT_COLUMNS, EVENT_KEYS
@@ -63,6 +67,20 @@ def detect(monitor: Monitor) -> None:
         progress.finished(result["detector"], result["events_opened"], time.monotonic() - started)
 
     monitor.run(progress=step, done=finished)
+
+
+def notified(receiver: LocalReceiver, secret: str, told: dict) -> None:
+    """Say what reached the demo's webhook receiver, checking each signature as a receiver would."""
+    for _at, _body, headers, raw in receiver.arrivals:
+        Webhook(secret).verify(raw, headers)  # raises on a forged or altered message
+    say(f"  notifications: {told['sent']} critical event(s) sent to a local webhook receiver, every signature "
+        "verified (Standard Webhooks; docs/notifications.md)")
+    for _at, body, _headers, _raw in receiver.arrivals[:3]:
+        if body.get("digest"):
+            say(f"    received a digest: {body['digest']['events']} new {body['event'] or 'events'}")
+            continue
+        e = body["event"]
+        say(f"    received: {e['detector']} {e['subject']}: {output.printable(e['summary'])}")
 
 
 def stop_command(server: embedded.Server) -> str:
@@ -120,7 +138,15 @@ def demo(
                 f"{counts['scans']:,} scans over {hours} hours, {counts['incidents']} injected incidents")
             say(f"  baseline: {counts['baseline_transactions']:,} transactions in the same hour of the 4 weeks "
                 "before (what volume_anomaly compares with)")
-            detect(monitor)
+            with LocalReceiver() as receiver:
+                secret = "whsec_" + base64.b64encode(os.urandom(24)).decode()
+                monitor.add_receiver("demo-webhook", "webhook", url=receiver.url, secret=secret)
+                monitor.add_route("demo-webhook", min_severity="critical")
+                detect(monitor)
+                told = monitor.notify(once=True, say=lambda message: None)
+                notified(receiver, secret, told)
+                monitor.remove_route(monitor.routes()[0]["route_id"])
+                monitor.remove_receiver("demo-webhook")
             with monitor.events(status="all", limit=None) as rows:
                 events = list(rows)
             if keep_server:

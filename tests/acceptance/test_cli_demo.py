@@ -31,6 +31,11 @@ def test_demo_finds_every_injected_incident_and_cleans_up():
     assert all(e["status"] == "open" for e in doc["events"]) and doc["dsn"] is None
     assert re.search(r"festival: [\d,]+ cards, [\d,]+ transactions", r.stderr)
     assert "[10/10]" in r.stderr and "demo --keep" in r.stderr
+    # the critical events reached the demo's own webhook receiver, signatures verified
+    m = re.search(r"notifications: (\d+) critical event\(s\) sent to a local webhook receiver, every signature "
+                  r"verified", r.stderr)
+    assert m and int(m.group(1)) >= 3, r.stderr
+    assert "received: balance_mismatch" in r.stderr or "received: failed_debit" in r.stderr
     where = cluster_dir(r.stderr)
     if where:  # the local backend: the cluster is gone
         assert not os.path.exists(where)
