@@ -214,3 +214,44 @@ def test_the_severity_list_is_written_once():
     found = [p.relative_to(ROOT).as_posix() for p in (ROOT / "monitorctl").rglob("*.py")
              if pattern.search(p.read_text())]
     assert found == ["monitorctl/model.py"]
+
+
+# -- notifications ------------------------------------------------------------------------------------
+
+def test_notifications_from_python_route_send_and_report(scene, api, httpserver):
+    httpserver.expect_request("/hook").respond_with_data("ok")
+    api.add_receiver("hook", "webhook", url=httpserver.url_for("/hook"), secret="whsec_" + "QUJDREVGR0g=")
+    route_id = api.add_route("hook", min_severity="high", detectors=["crit"], repeat=dt.timedelta(0))
+    assert [(r["route_id"], r["receiver"], r["detectors"], r["repeat"]) for r in api.routes()] == [
+        (route_id, "hook", ["crit"], "00:00:00")]
+    scene.find("crit", "k1", amount=12)
+    scene.find("warn", "w1")                       # medium: below the route's severity
+    api.run(["crit", "warn"])
+    counts = api.notify(once=True)
+    assert counts == {"sent": 1, "failed": 0, "dead": 0}
+    [d] = api.deliveries()
+    assert (d["transition"], d["status"], d["receiver"]) == ("opened", "sent", "hook")
+    [a] = api.event_attempts(d["event_id"])
+    assert a["ok"] and a["status_code"] == 200
+    [r] = api.receivers()
+    assert (r["secret"], r["circuit"], r["pending"], r["dead"]) == ("set (literal)", "closed", 0, 0)
+    assert "QUJDREVGR0g" not in repr(r)           # the secret itself is never returned
+    assert api.test_receiver("hook").ok and httpserver.log[-1][0].get_json()["test"] is True
+    assert api.status()["notifications"]["routes"] == 1
+
+
+def test_notification_errors_are_usage_errors_naming_the_value(api):
+    with pytest.raises(UsageError, match="unknown receiver nobody"):
+        api.add_route("nobody")
+    with pytest.raises(UsageError, match="a webhook receiver needs --url"):
+        api.add_receiver("hook", "webhook")
+    with pytest.raises(UsageError, match="--for DURATION or --until TIME"):
+        api.add_silence("why")
+    silence = api.add_silence("deploy", duration=dt.timedelta(hours=1), detector="failed_debit")
+    assert [s["silence_id"] for s in api.silences()] == [silence]
+    api.expire_silence(silence)
+    assert api.silences() == [] and [s["state"] for s in api.silences(all=True)] == ["ended"]
+    with pytest.raises(UsageError, match="no active or coming silence"):
+        api.expire_silence(silence)
+    with pytest.raises(UsageError, match="--status must be one of"):
+        api.deliveries(status="lost")
