@@ -92,6 +92,8 @@ def receivers_add(
                                                        "integration's routing key."),
     dashboard_url: Optional[str] = typer.Option(None, "--dashboard-url", metavar="URL",
                                                 help="Link each event to URL/events/ID (slack, email, pagerduty)."),
+    rate_per_minute: Optional[int] = typer.Option(None, "--rate-per-minute", metavar="N", min=1, max=100000,
+                                                  help="Send it at most N notifications a minute (default: no limit)."),
 ) -> None:
     """Add a receiver, or replace the one of that name. Secrets are best named by an environment
     variable of the worker: they never enter the database, and no command prints them.
@@ -104,7 +106,7 @@ def receivers_add(
         monitor.add_receiver(name, type_, url=url, secret_env=secret_env, secret=secret, smtp=smtp, to=to or [],
                              sender=sender, security="starttls" if starttls else "tls" if tls else None, user=user,
                              password_env=password_env, routing_key_env=routing_key_env,
-                             dashboard_url=dashboard_url)
+                             dashboard_url=dashboard_url, rate_per_minute=rate_per_minute)
         routes = monitor.routes_configured()
     say(f"receiver {name} added" + ("" if routes else "; add a route to send it anything: "
                                     f"monitorctl routes add --receiver {name}"))

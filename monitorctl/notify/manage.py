@@ -54,7 +54,8 @@ class Notifications:
                      secret: str | None = None, smtp: str | None = None, to: Iterable[str] = (),
                      sender: str | None = None, security: str | None = None, user: str | None = None,
                      password_env: str | None = None, routing_key_env: str | None = None,
-                     dashboard_url: str | None = None, templates: str | None = None) -> str:
+                     dashboard_url: str | None = None, templates: str | None = None,
+                     rate_per_minute: int | None = None) -> str:
         """Add (or replace) a receiver; one transaction. Secrets: the name of an environment variable of
         the worker (secret_env, password_env, routing_key_env), or a literal ``secret``."""
         if type not in RECEIVER_TYPES:
@@ -66,6 +67,8 @@ class Notifications:
             config["url"] = url
         if dashboard_url:
             config["dashboard_url"] = dashboard_url
+        if rate_per_minute is not None:
+            config["rate_per_minute"] = rate_per_minute
         if type == "email":
             if smtp:
                 config["host"], port = smtp_address(smtp)

@@ -302,3 +302,24 @@ def test_deliveries_follow_the_history_retention(ledger, conn):
     assert row[-1] == 1
     assert conn.execute("select delivery_id from monitor.deliveries").fetchall() == [(b,)]
     assert conn.execute("select count(*) from monitor.delivery_attempts").fetchone()[0] == 0
+
+
+def test_a_receivers_rate_limit_holds_across_claims_and_workers(ledger, conn):
+    conn.execute("insert into monitor.receivers (name, type, config) values"
+                 " ('slow', 'webhook', '{\"url\": \"http://x\", \"rate_per_minute\": 3}'), ('fast', 'webhook', '{\"url\": \"http://y\"}')")
+    route(conn, "slow", 1, continue_after=True)
+    route(conn, "fast", 2)
+    conn.execute("update monitor.settings set value = '1000' where key = 'notify.digest_threshold'")
+    for i in range(5):
+        ledger.account(f"A{i}", balance=-1)
+    ledger.run("negative_balance")
+    first = claim(conn, "w1")
+    assert sorted(r[1] for r in first).count("slow") == 3 and sorted(r[1] for r in first).count("fast") == 5
+    assert [r for r in claim(conn, "w2") if r[1] == "slow"] == []      # 3 in flight: the minute's allowance
+    for d, receiver, *_ in first:
+        attempt(conn, d, True, 200, "ok")
+    assert [r for r in claim(conn, "w2") if r[1] == "slow"] == []      # 3 sent within the minute
+    conn.execute("update monitor.delivery_attempts set started_at = started_at - interval '61 seconds'")
+    assert len(claim(conn, "w2")) == 2                                 # a new minute: the last two
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="rate per minute"):
+        conn.execute("""select monitor.add_receiver('r', 'webhook', '{"url": "http://x", "rate_per_minute": 0}')""")

@@ -87,6 +87,11 @@ BEGIN
         RAISE EXCEPTION 'secret environment variable must be a name such as HOOK_SECRET, not %', p_secret_env
             USING ERRCODE = '22023';
     END IF;
+    IF p_config ? 'rate_per_minute' AND (jsonb_typeof(p_config -> 'rate_per_minute') <> 'number'
+       OR (p_config ->> 'rate_per_minute') !~ '^[0-9]+$' OR (p_config ->> 'rate_per_minute')::numeric NOT BETWEEN 1 AND 100000) THEN
+        RAISE EXCEPTION 'rate per minute must be a whole number from 1 to 100000, not %', p_config -> 'rate_per_minute'
+            USING ERRCODE = '22023';
+    END IF;
     IF url IS NOT NULL AND url !~ '^https?://[^\s/]+' THEN
         RAISE EXCEPTION 'url must be an http:// or https:// URL, not %', url USING ERRCODE = '22023';
     END IF;
@@ -357,8 +362,9 @@ CREATE FUNCTION monitor.claim_deliveries(p_worker text, p_limit integer, p_lease
     SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
     AS $$
 DECLARE
-    v_probes bigint[] := '{}';
+    v_probes bigint[] := '{}';  -- the deliveries claimed one receiver at a time (probes, rate limits)
     v_name text;
+    v_allowed integer;
 BEGIN
     IF p_limit NOT BETWEEN 1 AND 10000 OR p_lease NOT BETWEEN interval '1 second' AND interval '1 hour' THEN
         RAISE EXCEPTION 'claim: limit must be from 1 to 10000 and lease from 1 second to 1 hour'
@@ -382,12 +388,38 @@ BEGIN
                                   ORDER BY q.due_at, q.delivery_id LIMIT 1
                                     FOR UPDATE SKIP LOCKED);
     END LOOP;
+    -- receivers with a rate limit (config rate_per_minute): no more than that many attempts in any
+    -- minute, counting those made and those in flight; their row is locked, so workers take turns
+    FOR v_name, v_allowed IN
+        SELECT r.name, (r.config ->> 'rate_per_minute')::integer FROM monitor.receivers r
+         WHERE r.config ? 'rate_per_minute' AND r.failures < 5
+           AND (r.open_until IS NULL OR r.open_until <= clock_timestamp())
+           AND EXISTS (SELECT FROM monitor.deliveries q
+                        WHERE q.receiver = r.name AND q.status IN ('pending', 'failed') AND q.due_at <= clock_timestamp())
+         ORDER BY r.name
+           FOR UPDATE OF r
+    LOOP
+        v_allowed := v_allowed
+                     - (SELECT count(*) FROM monitor.delivery_attempts a
+                         WHERE a.receiver = v_name AND a.started_at > clock_timestamp() - interval '1 minute')
+                     - (SELECT count(*) FROM monitor.deliveries q
+                         WHERE q.receiver = v_name AND q.lease_until > clock_timestamp()
+                           AND q.status IN ('pending', 'failed'));
+        CONTINUE WHEN v_allowed <= 0;
+        v_probes := v_probes || ARRAY(SELECT q.delivery_id FROM monitor.deliveries q
+                                       WHERE q.receiver = v_name AND q.status IN ('pending', 'failed')
+                                         AND q.due_at <= clock_timestamp()
+                                         AND (q.lease_until IS NULL OR q.lease_until < clock_timestamp())
+                                       ORDER BY q.due_at, q.delivery_id LIMIT least(v_allowed, p_limit)
+                                         FOR UPDATE SKIP LOCKED);
+    END LOOP;
     RETURN QUERY
     WITH picked AS (
         SELECT q.delivery_id FROM monitor.deliveries q JOIN monitor.receivers r ON r.name = q.receiver
          WHERE q.status IN ('pending', 'failed') AND q.due_at <= clock_timestamp()
            AND (q.lease_until IS NULL OR q.lease_until < clock_timestamp())
            AND r.failures < 5 AND (r.open_until IS NULL OR r.open_until <= clock_timestamp())
+           AND NOT r.config ? 'rate_per_minute'
          ORDER BY q.due_at, q.delivery_id
          LIMIT greatest(p_limit - cardinality(array_remove(v_probes, NULL)), 0)
            FOR UPDATE OF q SKIP LOCKED
