@@ -36,13 +36,15 @@ class Scale:
     notify_latency_reps: int = 50  # detections timed from commit to the receiver (bench/notify.py)
     notify_deliveries: int = 5_000  # deliveries one worker drains for the throughput figure
     notify_storm: int = 10_000  # events opened by one run for the notification storm
+    stream_events: tuple = (100_000, 1_000_000)  # events listed for the streaming-memory figure
 
 
 SCALES: dict[str, Scale] = {s.name: s for s in (
     Scale("tiny", 100, 500, 500, anomalies=3),
     Scale("small", 1_000, 5_000, 5_000, anomalies=3, ref="tiny", delta_transactions=500, delta_scans=500,
           reps=3, full_reps=2, pgbench_seconds=3, pgbench_rounds=3, pgbench_clients=2, storm_findings=2_000,
-          storm_reps=2, notify_latency_reps=5, notify_deliveries=200, notify_storm=300),
+          storm_reps=2, notify_latency_reps=5, notify_deliveries=200, notify_storm=300,
+          stream_events=(1_000, 2_000)),
     Scale("100k", 10_000, 100_000, 100_000),
     Scale("1m", 100_000, 1_000_000, 1_000_000, ref="100k"),
     Scale("10m", 1_000_000, 10_000_000, 10_000_000, ref="1m"),

@@ -52,6 +52,7 @@ FIGURES = [
     "notify.latency_ms.p95",
     "notify.throughput.per_second",
     "notify.storm.requests",
+    "stream.peak_rss_mb",
     "mapped.idle.main.ms.median",
     "mapped.idle.ref.ms.median",
     "mapped.idle_size_ratio",
@@ -159,6 +160,11 @@ def goals(result: dict) -> list[dict]:
         for g in out[-3:]:
             g["met"] = False
             g["note"] = "; ".join(f"{k}: {v}" for k, v in result["notify"]["errors"].items())
+    goal(f"events listed in every format, peak memory up to {lookup(result, 'stream.largest') or 0:,} events",
+         lookup(result, "stream.peak_rss_mb"), "<=", 100, " MB")
+    if lookup(result, "stream.errors"):
+        out[-1]["met"] = False
+        out[-1]["note"] = "; ".join(f"{k}: {v}" for k, v in result["stream"]["errors"].items())
     gen = lookup(result, "generation.main.seconds")
     goal("ledger generation time", round(gen / 60, 1) if gen is not None else None, "<=", 60, " min")
     if errors:
@@ -242,6 +248,9 @@ def table(result: dict) -> str:
     rows.append((f"notifications: a storm of {g(result, 'notify.storm.events') or 0:,} events", "",
                  f"{g(result, 'notify.storm.requests')} request(s)",
                  f"{g(result, 'notify.storm.digests')} digest(s)", ""))
+    for run in (g(result, "stream.runs") or {}).values():
+        rows.append((f"events --format {run['format']}, {run['events']:,} events: peak memory", "",
+                     f"{run['peak_rss_mb']} MB", f"{run['seconds']} s", ""))
     gen = g(result, "generation.main.seconds")
     rows.append(("ledger generation", "", f"{gen / 60:.1f} min" if gen is not None else "n/a", "", ""))
     widths = [max(len(str(r[i])) for r in rows) for i in range(5)]

@@ -30,7 +30,7 @@ import psycopg  # noqa: E402
 from monitorctl import embedded  # noqa: E402
 from monitorctl.install import install  # noqa: E402
 
-from . import mapped, measure, notify, report, storm, writeload  # noqa: E402
+from . import mapped, measure, notify, report, storm, stream, writeload  # noqa: E402
 from .common import CHOICES, DEFAULT_SCALE, SCALES, connect, say  # noqa: E402
 
 SETTINGS = ("shared_buffers", "work_mem", "maintenance_work_mem", "effective_cache_size", "max_connections",
@@ -139,6 +139,13 @@ def run(args) -> dict:
             install(notify_dsn, with_ledger=True, do_schedule=False)
             result["notify"] = notify.notify(notify_dsn, scale.notify_latency_reps, scale.notify_deliveries,
                                              scale.notify_storm)
+            say(f"listing events: peak memory of `monitorctl events` at {', '.join(f'{n:,}' for n in scale.stream_events)}"
+                " events")
+            names["stream"] = "bench_stream"
+            stream_dsn = server.create_database(names["stream"])
+            install(stream_dsn, with_ledger=True, do_schedule=False)
+            result["stream"] = stream.stream(stream_dsn, list(scale.stream_events))
+            server.drop_database(names.pop("stream"))
         if server.backend == "external" and not args.keep:
             for name in names.values():
                 server.drop_database(name)
@@ -149,7 +156,7 @@ def run(args) -> dict:
     report.derive(result)
     result["goals"] = report.goals(result)
     result["missing_figures"] = report.missing_figures(
-        result, only=("storm.", "notify.") if args.storm_only else "mapped." if args.mapped_only else None)
+        result, only=("storm.", "notify.", "stream.") if args.storm_only else "mapped." if args.mapped_only else None)
     return result
 
 
@@ -230,7 +237,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pgbench-rate", type=int, metavar="TPS",
                     help="run pgbench at this many payments a second (pgbench -R) instead of flat out")
     ap.add_argument("--skip-write", action="store_true", help="skip the pgbench write-overhead runs")
-    ap.add_argument("--storm-only", action="store_true", help="measure only the event storm and the notifications"
+    ap.add_argument("--storm-only", action="store_true", help="measure only the event storm, the notifications and"
+                    " the listing of events"
                     " (minutes, not the whole run); other figures are then reported missing")
     ap.add_argument("--mapped-only", action="store_true",
                     help="measure only the mapped ledger with doctor's indexes (idle and steady cycles at two"

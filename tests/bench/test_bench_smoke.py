@@ -41,7 +41,7 @@ def test_bench_small_scale_produces_every_figure(tmp_path):
     assert rules["failed_debit"]["findings"] == 3 and rules["stuck_pending"]["findings"] == 3
     assert len(result["write_overhead"]["runs"]) == 6
     goals = {g["goal"] for g in result["goals"]}
-    assert len(goals) == 13
+    assert len(goals) == 14
     assert result["backfill"]["errors"] == {} and result["backfill"]["slices"] == 30
     assert "steady-state cycle" in proc.stdout  # the table was printed
     # the storm folded every finding, and saw every open condition again, within the default timeout
@@ -52,6 +52,10 @@ def test_bench_small_scale_produces_every_figure(tmp_path):
     nt = result["notify"]
     assert nt["errors"] == {} and nt["latency_ms"]["n"] == 5 and nt["throughput"]["deliveries"] == 200
     assert nt["storm"] == {"events": 300, "requests": 1, "digests": 1, "digest_events": 300}
+    # every format listed every event, and the peak memory of each run was measured
+    st = result["stream"]
+    assert st["errors"] == {} and sorted(st["runs"]) == [f"{n}.{f}" for n in (1000, 2000) for f in ("csv", "json", "table")]
+    assert all(r["peak_rss_mb"] > 10 for r in st["runs"].values())
 
 
 def test_bench_mapped_ledger_with_doctors_indexes_produces_its_figures(tmp_path):
