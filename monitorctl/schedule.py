@@ -118,13 +118,12 @@ def desired_jobs(conn, site: CronSite) -> dict[str, tuple[str, str, str]]:
         jobs[site.prefix + name] = (sched, PIN + command, site.dbname)
     for name, (sched, command) in MAINTENANCE.items():
         jobs[site.prefix + name] = (sched, PIN + command, site.dbname)
-    if not site.local:
-        # monitor.prune cannot reach pg_cron's run records from the monitored database: this job
-        # deletes this database's jobs' records in the cron database itself, in a bounded batch a day
-        # (the query `monitorctl prune` runs, with its values written in)
-        days, _batch = conn.execute(query("cron_runs_days")).fetchone()
-        command = psycopg.ClientCursor(conn).mogrify(query("cron_runs_prune"), cron_runs_args(site, days, CRON_PRUNE_BATCH))
-        jobs[site.prefix + "prune-cron"] = ("27 3 * * *", PIN + " ".join(command.split()), site.database)
+    # pg_cron's run records of this database's jobs: deleted in the cron database itself, in a bounded
+    # batch a day, by the query `monitorctl prune` runs (with its values written in), wherever pg_cron
+    # lives; monitor.prune leaves them alone (it cannot reach another database)
+    days, _batch = conn.execute(query("cron_runs_days")).fetchone()
+    command = psycopg.ClientCursor(conn).mogrify(query("cron_runs_prune"), cron_runs_args(site, days, CRON_PRUNE_BATCH))
+    jobs[site.prefix + "prune-cron"] = ("27 3 * * *", PIN + " ".join(command.split()), site.database)
     return jobs
 
 
@@ -150,18 +149,16 @@ def cron_runs_args(site: CronSite, days: int, batch: int) -> dict:
 
 def prune_runs(conn, dsn: str, dry_run: bool = False) -> tuple[int | None, str]:
     """pg_cron's run records of this database's jobs older than retention.cron_runs_days, deleted (or
-    counted) in the cron database when it is another one, in batches of retention.batch_size, each
-    committed: the same query the daily prune-cron job runs there (desired_jobs). When pg_cron lives
-    in this database, monitor.prune does it itself (docs/operations.md, "Retention").
+    counted) in pg_cron's database (this one or another), in batches of retention.batch_size, each
+    committed: the same query the daily prune-cron job runs there (desired_jobs), the one place
+    these records are pruned (docs/operations.md, "Retention").
 
-    Returns (rows, note): rows is None when there is nothing to do here (pg_cron absent or local, or
-    its records not ours to delete; the note says why)."""
+    Returns (rows, note): rows is None when there is nothing to do (pg_cron absent, or its records
+    not ours to delete; the note says why)."""
     site, why = locate(conn, dsn)
     if site is None:
         return None, why
     try:
-        if site.local:
-            return None, ""
         days, batch = conn.execute(query("cron_runs_days")).fetchone()
         args = cron_runs_args(site, days, batch)
         if dry_run:

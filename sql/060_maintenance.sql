@@ -14,8 +14,7 @@ LANGUAGE plpgsql STABLE SET search_path = pg_catalog, monitor, pg_temp AS $$
 DECLARE
     v_key text := CASE p_table WHEN 'events' THEN 'events_days'
                                WHEN 'alert_history' THEN 'history_days' WHEN 'deliveries' THEN 'history_days'
-                               WHEN 'health_snapshots' THEN 'snapshots_days' WHEN 'detector_runs' THEN 'runs_days'
-                               WHEN 'cron_job_run_details' THEN 'cron_runs_days' END;
+                               WHEN 'health_snapshots' THEN 'snapshots_days' WHEN 'detector_runs' THEN 'runs_days' END;
     v_days integer := coalesce(p_days, (monitor.setting('retention.' || v_key) #>> '{}')::integer,
                                CASE WHEN p_table IN ('alert_history', 'deliveries') THEN 90 ELSE 30 END);
 BEGIN
@@ -30,9 +29,9 @@ END
 $$;
 
 -- One bounded batch of retention for one table: deletes (with p_dry_run, counts all) rows older than
--- the cut. Open and acknowledged events are never pruned. pg_cron's run records are this database's
--- own jobs' (monitor.<name>), when pg_cron lives here; jobs of other databases are pruned by their
--- monitor.<db>.prune-cron job.
+-- the cut. Open and acknowledged events are never pruned. pg_cron's run records are not pruned here:
+-- the prune-cron job does it in pg_cron's database, and `monitorctl prune` runs the same query
+-- (monitorctl/schedule.py).
 CREATE OR REPLACE FUNCTION monitor.prune_batch(p_table text, p_cut timestamptz, p_limit integer, p_dry_run boolean)
 RETURNS bigint
 LANGUAGE plpgsql SET search_path = pg_catalog, monitor, pg_temp AS $$
@@ -56,14 +55,6 @@ BEGIN
             v_table := 'monitor.health_snapshots'; v_key := 'snapshot_id'; v_where := 't.taken_at < $1';
         WHEN 'detector_runs' THEN
             v_table := 'monitor.detector_runs'; v_key := 'run_id'; v_where := 't.started_at < $1';
-        WHEN 'cron_job_run_details' THEN
-            IF to_regclass('cron.job_run_details') IS NULL
-               OR NOT has_table_privilege('cron.job_run_details', 'DELETE') THEN
-                RETURN 0;
-            END IF;
-            v_table := 'cron.job_run_details'; v_key := 'runid'; v_join := ' JOIN cron.job j ON j.jobid = t.jobid';
-            v_where := $w$j.database = current_database() AND j.jobname ~ '^monitor\.[a-z][a-z0-9_-]*$'
-                          AND t.end_time < $1$w$;
         ELSE
             RAISE EXCEPTION 'unknown retention table %', p_table USING ERRCODE = '22023';
     END CASE;
@@ -91,7 +82,6 @@ CREATE OR REPLACE PROCEDURE monitor.prune(
     INOUT alert_history bigint DEFAULT NULL,
     INOUT health_snapshots bigint DEFAULT NULL,
     INOUT detector_runs bigint DEFAULT NULL,
-    INOUT cron_job_run_details bigint DEFAULT NULL,
     INOUT deliveries bigint DEFAULT NULL)
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -103,14 +93,13 @@ DECLARE
     i integer;
 BEGIN
     PERFORM pg_catalog.set_config('search_path', 'pg_catalog, monitor, pg_temp', true);
-    v_tables := ARRAY['events', 'alert_history', 'health_snapshots', 'detector_runs', 'cron_job_run_details',
-                      'deliveries'];
-    v_counts := ARRAY[0, 0, 0, 0, 0, 0];
+    v_tables := ARRAY['events', 'alert_history', 'health_snapshots', 'detector_runs', 'deliveries'];
+    v_counts := ARRAY[0, 0, 0, 0, 0];
     v_batch := coalesce((monitor.setting('retention.batch_size') #>> '{}')::integer, 5000);
     IF v_batch NOT BETWEEN 1 AND 1000000 THEN
         RAISE EXCEPTION 'retention.batch_size must be from 1 to 1000000, not %', v_batch USING ERRCODE = '22023';
     END IF;
-    FOR i IN 1 .. 6 LOOP
+    FOR i IN 1 .. 5 LOOP
         v_cut := monitor.retention_cut(v_tables[i], CASE v_tables[i] WHEN 'events' THEN events_days
                                                                       WHEN 'alert_history' THEN history_days
                                                                       WHEN 'deliveries' THEN history_days END);
@@ -123,10 +112,10 @@ BEGIN
         END LOOP;
     END LOOP;
     events := v_counts[1]; alert_history := v_counts[2]; health_snapshots := v_counts[3];
-    detector_runs := v_counts[4]; cron_job_run_details := v_counts[5]; deliveries := v_counts[6];
+    detector_runs := v_counts[4]; deliveries := v_counts[5];
 END
 $$;
-COMMENT ON PROCEDURE monitor.prune(boolean, integer, integer, bigint, bigint, bigint, bigint, bigint, bigint) IS
+COMMENT ON PROCEDURE monitor.prune(boolean, integer, integer, bigint, bigint, bigint, bigint, bigint) IS
     'Retention in bounded batches (docs/operations.md); CALL monitor.prune(dry_run => true) only counts.';
 
 -- One health snapshot: the last hour of traffic, open events by severity, detector lag.

@@ -87,8 +87,9 @@ def drop_cron_jobs(server: embedded.Server, database: str) -> None:
 
 
 def expected_job_names(server: embedded.Server, database: str, detectors=DETECTORS) -> set[str]:
-    prefix = "monitor." if database == server.cron_database else f"monitor.{database}."
-    return {prefix + n for n in set(detectors) | MAINTENANCE}
+    local = database == server.cron_database
+    prefix = "monitor." if local else f"monitor.{database}."
+    return {prefix + n for n in set(detectors) | MAINTENANCE | ({"prune-cron"} if local else set())}
 
 
 def applied_migrations(conn) -> list[str]:
