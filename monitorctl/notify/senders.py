@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
+import http.client
 import os
 import smtplib
-import socket
 import ssl
+import threading
 import time
-import urllib.error
-import urllib.request
+import urllib.parse
 from dataclasses import dataclass
 from email.message import EmailMessage
 
@@ -72,18 +72,59 @@ def judge_http(code: int, reply: str, headers) -> Outcome:
     return Outcome(False, code, reply, retry=not permanent, retry_after=retry_after)
 
 
+_pool = threading.local()  # each sending thread keeps its connections open between requests
+
+
+def _connection(parts: urllib.parse.SplitResult, timeout: float) -> tuple[http.client.HTTPConnection, bool]:
+    """This thread's open connection to the URL's host (made now: fresh is True)."""
+    conns = _pool.__dict__.setdefault("conns", {})
+    key = (parts.scheme, parts.hostname, parts.port)
+    conn = conns.get(key)
+    if conn is not None:
+        conn.timeout = timeout
+        if conn.sock is not None:
+            conn.sock.settimeout(timeout)
+        return conn, False
+    if parts.scheme == "https":
+        conn = http.client.HTTPSConnection(parts.hostname, parts.port, timeout=timeout,
+                                           context=ssl.create_default_context())
+    else:
+        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+    conns[key] = conn
+    return conn, True
+
+
+def _drop(parts: urllib.parse.SplitResult) -> None:
+    conn = _pool.__dict__.get("conns", {}).pop((parts.scheme, parts.hostname, parts.port), None)
+    if conn is not None:
+        conn.close()
+
+
 def post_json(url: str, body: str, headers: dict[str, str], timeout: float | None = None) -> Outcome:
-    request = urllib.request.Request(url, data=body.encode(), method="POST",
-                                     headers={"Content-Type": "application/json", "User-Agent": "monitorctl",
-                                              **headers})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout or TIMEOUT) as response:
-            return judge_http(response.status, response.read(300).decode(errors="replace"), response.headers)
-    except urllib.error.HTTPError as exc:
-        return judge_http(exc.code, exc.read(300).decode(errors="replace"), exc.headers)
-    except (urllib.error.URLError, TimeoutError, socket.timeout, ConnectionError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        return Outcome(False, None, f"{type(reason).__name__}: {reason}"[:300])
+    """POST over a kept-alive connection (a TLS handshake per notification would cost more than the
+    notification). A kept connection the receiver closed meanwhile is replaced once, silently."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return Outcome(False, None, "not an http(s) URL", retry=False)
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    all_headers = {"Content-Type": "application/json", "User-Agent": "monitorctl", **headers}
+    for _try in range(2):
+        conn, fresh = _connection(parts, timeout or TIMEOUT)
+        try:
+            conn.request("POST", path, body=body.encode(), headers=all_headers)
+            response = conn.getresponse()
+            reply = response.read()
+            if response.will_close:
+                _drop(parts)
+            return judge_http(response.status, reply[:300].decode(errors="replace"), response.headers)
+        except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError) as exc:
+            _drop(parts)
+            if fresh:
+                return Outcome(False, None, f"{type(exc).__name__}: {exc}"[:300])
+        except (OSError, http.client.HTTPException) as exc:  # refused, timed out, unreachable, a bad reply
+            _drop(parts)
+            return Outcome(False, None, f"{type(exc).__name__}: {exc}"[:300])
+    return Outcome(False, None, "the receiver closed the connection")
 
 
 def send_webhook(d: dict, receiver: dict) -> Outcome:
