@@ -8,6 +8,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
 import pytest
@@ -70,12 +71,13 @@ def assert_roles_work(dsn: str, roles: dict) -> None:
                  ["routes", "add", "--receiver", "hook"]):
         assert run_cli(*args, dsn=dsn).returncode == 0
     event = with_event(dsn)
-    for args in READ_COMMANDS:
-        for kind in ("reader", "operator"):
-            r = as_role(dsn, roles[kind], args, event)
-            assert r.returncode == 0 or (args == ["doctor"] and r.returncode == 1 and "index" in r.stderr), \
-                (kind, args, r.stderr)
-            assert "permission denied" not in r.stderr, (kind, args, r.stderr)
+    reads = [(kind, args) for args in READ_COMMANDS for kind in ("reader", "operator")]
+    with ThreadPoolExecutor(4) as pool:  # read-only: they may run side by side
+        results = list(pool.map(lambda ka: as_role(dsn, roles[ka[0]], ka[1], event), reads))
+    for (kind, args), r in zip(reads, results):
+        assert r.returncode == 0 or (args == ["doctor"] and r.returncode == 1 and "index" in r.stderr), \
+            (kind, args, r.stderr)
+        assert "permission denied" not in r.stderr, (kind, args, r.stderr)
     for args in OPERATOR_COMMANDS:
         r = as_role(dsn, roles["operator"], args, event)
         assert r.returncode == 0, (args, r.stderr)
@@ -84,12 +86,15 @@ def assert_roles_work(dsn: str, roles: dict) -> None:
                          (event,)).fetchone() == ("resolved", roles["operator"], "done")
     # what a role may not do: one line, exit 1, nothing changed
     event = with_event(dsn)
-    for kind, commands in (("reader", OPERATOR_COMMANDS + ADMIN_COMMANDS), ("operator", ADMIN_COMMANDS),
-                           ("nobody", READ_COMMANDS[:1] + OPERATOR_COMMANDS[2:])):
-        for args in commands:
-            r = as_role(dsn, roles[kind], args, event)
-            assert r.returncode == 1 and len(r.stderr.splitlines()) == 1, (kind, args, r.stderr)
-            assert "permission denied" in r.stderr or "must be owner" in r.stderr, (kind, args, r.stderr)
+    denied = [(kind, args) for kind, commands in (("reader", OPERATOR_COMMANDS + ADMIN_COMMANDS),
+                                                  ("operator", ADMIN_COMMANDS),
+                                                  ("nobody", READ_COMMANDS[:1] + OPERATOR_COMMANDS[2:]))
+              for args in commands]
+    with ThreadPoolExecutor(4) as pool:  # each is refused and changes nothing, so they may overlap
+        results = list(pool.map(lambda ka: as_role(dsn, roles[ka[0]], ka[1], event), denied))
+    for (kind, args), r in zip(denied, results):
+        assert r.returncode == 1 and len(r.stderr.splitlines()) == 1, (kind, args, r.stderr)
+        assert "permission denied" in r.stderr or "must be owner" in r.stderr, (kind, args, r.stderr)
     with psycopg.connect(dsn) as c:
         assert c.execute("select status from monitor.events where event_id = %s", (event,)).fetchone() == ("open",)
         assert c.execute("select array_agg(name) from monitor.receivers").fetchone()[0] == ["hook"]
