@@ -36,6 +36,7 @@ from .doctor import index_advice
 from .errors import DatabaseUnavailable, MonitorError, UsageError
 from .model import SEVERITIES, at_least, check_severity, statuses_of
 from .notify.manage import Notifications
+from .observe import Observation
 from .registry import require_detector
 
 __all__ = ["Monitor", "RunSlice", "Change", "PruneResult", "Transition", "Rows", "SEVERITIES"]
@@ -113,7 +114,7 @@ class Rows(Iterator[dict]):
         self.close()
 
 
-class Monitor(Notifications):
+class Monitor(Notifications, Observation):
     """The monitor installed in one database.
 
     ``Monitor(dsn)`` connects on first use (``dsn`` as README.md "Connecting" says: None means

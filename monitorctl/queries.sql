@@ -491,3 +491,35 @@ select d.delivery_id, d.transition, d.receiver, d.status, a.started_at, a.ok, a.
          on a.delivery_id = coalesce(case when d.status = 'digested' then d.digest_id end, d.delivery_id)
  where d.event_id = %(id)s::bigint
  order by d.delivery_id, a.attempt_id
+
+-- The server's metrics (monitorctl/observe.py): a few indexed reads, whatever the number of events.
+
+-- name: metrics_active_events
+-- active events by severity, detector and status (the partial index of active events)
+select e.severity, e.detector, e.status, count(*) as n
+  from monitor.events e
+ where e.status <> 'resolved'
+ group by 1, 2, 3
+ order by 1, 2, 3
+
+-- name: metrics_events_opened
+-- events opened since install: the events' id sequence (a counter that never goes back)
+select coalesce((select last_value from monitor.events_event_id_seq where is_called), 0) as opened
+
+-- name: metrics_snapshot
+select s.taken_at, s.txn_last_hour, s.successes, s.failures, s.success_rate
+  from monitor.health_snapshots s order by s.taken_at desc limit 1
+
+-- name: metrics_deliveries
+select r.name as receiver,
+       case when r.open_until > now() then 'open' when r.failures >= 5 then 'half-open' else 'closed' end as circuit,
+       (select count(*) from monitor.deliveries d where d.receiver = r.name and d.status = 'pending') as pending,
+       (select count(*) from monitor.deliveries d where d.receiver = r.name and d.status = 'failed') as failed,
+       (select count(*) from monitor.deliveries d where d.receiver = r.name and d.status = 'dead') as dead
+  from monitor.receivers r
+ order by r.name
+
+-- name: snapshots_since
+select s.taken_at, s.txn_last_hour, s.successes, s.failures, s.success_rate, s.open_critical, s.open_high,
+       s.open_medium, s.open_low
+  from monitor.health_snapshots s where s.taken_at >= now() - %(window)s::interval order by s.taken_at

@@ -28,3 +28,5 @@ GRANT EXECUTE ON FUNCTION monitor.receiver_has_secret(text) TO monitor_reader;
 -- on-call people silence what they are working on (docs/notifications.md)
 GRANT EXECUTE ON FUNCTION monitor.add_silence(text, text, timestamptz, timestamptz, text),
                           monitor.expire_silence(bigint) TO monitor_operator;
+-- the server's counter of events opened (docs/metrics.md): the events' id sequence
+GRANT SELECT ON SEQUENCE monitor.events_event_id_seq TO monitor_reader;

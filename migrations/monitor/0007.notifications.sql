@@ -78,6 +78,8 @@ CREATE INDEX deliveries_due ON monitor.deliveries (due_at) WHERE status IN ('pen
 CREATE INDEX deliveries_event ON monitor.deliveries (event_id, receiver);
 CREATE INDEX deliveries_created_at ON monitor.deliveries (created_at);
 CREATE INDEX deliveries_digest ON monitor.deliveries (digest_id) WHERE digest_id IS NOT NULL;
+-- each receiver's backlog (receivers list, status, metrics), counted without reading what was sent
+CREATE INDEX deliveries_backlog ON monitor.deliveries (receiver, status) WHERE status IN ('pending', 'failed', 'dead');
 
 CREATE TABLE monitor.delivery_attempts (
     attempt_id   bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

@@ -2764,6 +2764,8 @@ CREATE INDEX alert_history_created_at ON monitor.alert_history USING btree (crea
 
 CREATE INDEX alert_history_event ON monitor.alert_history USING btree (event_id, history_id);
 
+CREATE INDEX deliveries_backlog ON monitor.deliveries USING btree (receiver, status) WHERE (status = ANY (ARRAY['pending'::text, 'failed'::text, 'dead'::text]));
+
 CREATE INDEX deliveries_created_at ON monitor.deliveries USING btree (created_at);
 
 CREATE INDEX deliveries_digest ON monitor.deliveries USING btree (digest_id) WHERE (digest_id IS NOT NULL);
