@@ -508,8 +508,9 @@ class Monitor(Notifications, Observation):
                                              "pending", "failed", "dead", "last_sent")} for r in receivers]}
         problems += [f"receiver {r['name']}: circuit open after {r['failures']} failures"
                      for r in receivers if r["circuit"] == "open"]
-        problems += [f"receiver {r['name']}: {r['dead']} delivery(ies) given up (monitorctl deliveries --status dead)"
-                     for r in receivers if r["dead"]]
+        # deliveries given up since the receiver last took one (a later success settles them: it is up)
+        problems += [f"receiver {r['name']}: {r['dead_unsettled']} delivery(ies) given up since it last took one "
+                     "(monitorctl deliveries --status dead)" for r in receivers if r["dead_unsettled"]]
         return {
             "database": misc["database"],
             "user": misc["user"],

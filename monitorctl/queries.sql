@@ -396,7 +396,8 @@ select set_config('festival.cards', %(cards)s, false), set_config('festival.hour
 select * from monitor.claim_deliveries(%(worker)s::text, %(limit)s::integer, %(lease)s::interval)
 
 -- name: notify_record
-select monitor.record_attempt(%(delivery_id)s::bigint, %(worker)s::text, %(ok)s::boolean, %(started)s::timestamptz,
+select monitor.record_attempt(%(delivery_id)s::bigint, %(worker)s::text, %(attempt)s::integer, %(ok)s::boolean,
+                              %(started)s::timestamptz,
                               %(latency_ms)s::numeric, %(status_code)s::integer, %(reply)s::text, %(retry)s::boolean,
                               %(retry_after)s::interval)
 
@@ -424,7 +425,11 @@ select r.name, r.type, r.config, r.secret_env,
        (select count(*) from monitor.deliveries d where d.receiver = r.name and d.status = 'pending') as pending,
        (select count(*) from monitor.deliveries d where d.receiver = r.name and d.status = 'failed') as failed,
        (select count(*) from monitor.deliveries d where d.receiver = r.name and d.status = 'dead') as dead,
-       (select max(d.sent_at) from monitor.deliveries d where d.receiver = r.name) as last_sent
+       (select max(d.sent_at) from monitor.deliveries d where d.receiver = r.name and d.status = 'sent') as last_sent,
+       -- given up since the receiver last took one: what still needs someone
+       (select count(*) from monitor.deliveries d where d.receiver = r.name and d.status = 'dead'
+           and d.created_at > coalesce((select max(s.sent_at) from monitor.deliveries s
+                                         where s.receiver = r.name and s.status = 'sent'), '-infinity')) as dead_unsettled
   from (select r.name, r.type, r.config, r.secret_env, r.failures, r.open_until, r.created_at,
                monitor.receiver_has_secret(r.name) as has_secret
           from monitor.receivers r) r

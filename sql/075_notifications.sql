@@ -44,8 +44,12 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, monitor, pg_temp AS $$
 $$;
 
 -- The outbox, filled in the transaction of the transitions themselves: one delivery per transition
--- and matching route (resolutions only where the route sends them), suppressed (and so recorded in
--- the history) while a silence holds the event. A statement-level trigger: a storm's 100,000
+-- and matching route (resolutions only where the route sends them). A follow-up (severity changed,
+-- acknowledged, resolved) also goes to every receiver already told of the event, whatever the routes
+-- say now: a pager that was told of the opening hears of the resolution even after the event's
+-- severity dropped below its route. While a silence holds the event, its openings and severity
+-- changes are suppressed (and recorded in the history); its follow-ups still reach those already
+-- told, so no incident is left open elsewhere. A statement-level trigger: a storm's 100,000
 -- transitions are routed in one statement. With no route configured it costs one probe.
 CREATE OR REPLACE FUNCTION monitor.enqueue_deliveries() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, monitor, pg_temp AS $$
@@ -56,15 +60,30 @@ BEGIN
                                                                   'resolved', 'auto_resolved')) THEN
         RETURN NULL;
     END IF;
-    WITH t AS (
+    WITH t AS MATERIALIZED (
         SELECT h.history_id, h.event_id, h.transition, h.detector, h.severity, h.subject, h.summary,
-               monitor.active_silence(h.detector, h.subject) AS silence_id
+               CASE WHEN h.transition IN ('opened', 'severity_changed')
+                    THEN monitor.active_silence(h.detector, h.subject) END AS silence_id
           FROM added h
          WHERE h.transition IN ('opened', 'severity_changed', 'acknowledged', 'resolved', 'auto_resolved')
-    ), m AS (
+    ), routed AS (
         SELECT t.*, r.route_id, r.receiver
           FROM t CROSS JOIN LATERAL monitor.matching_routes(t.detector, t.severity, t.subject) r
          WHERE r.send_resolved OR t.transition NOT IN ('resolved', 'auto_resolved')
+    ), told AS (                   -- follow-ups: the receivers already told of the event
+        SELECT t.*, d.route_id, d.receiver
+          FROM t CROSS JOIN LATERAL (
+                   SELECT DISTINCT ON (d.receiver) d.receiver, d.route_id FROM monitor.deliveries d
+                    WHERE d.event_id = t.event_id AND d.status IN ('pending', 'failed', 'sent', 'digested')
+                      AND d.transition IN ('opened', 'severity_changed', 'repeat', 'escalated')
+                    ORDER BY d.receiver, d.delivery_id DESC) d
+         WHERE t.transition <> 'opened'
+           AND NOT (t.transition IN ('resolved', 'auto_resolved')   -- a route that sends no resolutions
+                    AND EXISTS (SELECT FROM monitor.routes r WHERE r.route_id = d.route_id AND NOT r.send_resolved))
+    ), m AS (
+        SELECT DISTINCT ON (x.history_id, x.receiver) x.* FROM (
+            SELECT * FROM routed UNION ALL SELECT * FROM told) x
+         ORDER BY x.history_id, x.receiver
     ), queued AS (
         INSERT INTO monitor.deliveries (event_id, detector, transition, receiver, route_id, status)
         SELECT m.event_id, m.detector, m.transition, m.receiver, m.route_id,
@@ -102,7 +121,16 @@ LANGUAGE plpgsql SET search_path = pg_catalog, monitor, pg_temp AS $$
 DECLARE
     n integer;
 BEGIN
-    IF NOT EXISTS (SELECT FROM monitor.routes) THEN
+    -- nothing can come due: no route repeats or escalates (the default repeat is for critical events)
+    IF NOT EXISTS (SELECT FROM monitor.routes r
+                    WHERE r.escalate_after IS NOT NULL OR r.repeat_every > interval '0'
+                       OR (r.repeat_every IS NULL AND EXISTS (SELECT FROM monitor.events e
+                                                               WHERE e.status = 'open' AND e.severity = 'critical'))) THEN
+        RETURN 0;
+    END IF;
+    -- one worker at a time (the others skip it): two would enqueue the same repeat twice
+    PERFORM FROM monitor.run_locks l WHERE l.detector = 'notify.enqueue_due' FOR UPDATE SKIP LOCKED;
+    IF NOT FOUND THEN
         RETURN 0;
     END IF;
     WITH open_routed AS (
@@ -127,11 +155,15 @@ BEGIN
                               AND d.transition = 'escalated')
     )
     INSERT INTO monitor.deliveries (event_id, detector, transition, receiver, route_id)
-    SELECT d.event_id, d.detector, d.transition, d.receiver, d.route_id FROM due d;
+    SELECT d.event_id, d.detector, d.transition, d.receiver, d.route_id FROM due d
+    ON CONFLICT DO NOTHING;
     GET DIAGNOSTICS n = ROW_COUNT;
     RETURN n;
 END
 $$;
+
+-- the row enqueue_due locks (made here, at install: a row being inserted would make the next look wait)
+INSERT INTO monitor.run_locks (detector) VALUES ('notify.enqueue_due') ON CONFLICT (detector) DO NOTHING;
 
 -- Storm control: when one detector's new events for one receiver, those waiting and those sent
 -- within notify.digest_window, number more than notify.digest_threshold, the waiting ones become
@@ -143,8 +175,9 @@ DECLARE
     v_window interval := coalesce((monitor.setting('notify.digest_window') #>> '{}')::interval, interval '5 minutes');
     n integer;
 BEGIN
-    WITH waiting AS MATERIALIZED ( -- new events not yet claimed, per receiver and detector
-        SELECT d.receiver, d.detector, count(*) AS n FROM monitor.deliveries d
+    WITH waiting AS MATERIALIZED ( -- new events not yet claimed, per receiver and detector; PagerDuty keeps
+        SELECT d.receiver, d.detector, count(*) AS n    -- one incident per event (acknowledged, resolved by it)
+          FROM monitor.deliveries d JOIN monitor.receivers r ON r.name = d.receiver AND r.type <> 'pagerduty'
          WHERE d.status = 'pending' AND d.transition = 'opened' AND d.attempts = 0 AND d.lease_until IS NULL
            AND d.due_at <= now()
          GROUP BY d.receiver, d.detector
@@ -207,6 +240,7 @@ LANGUAGE plpgsql SET search_path = pg_catalog, monitor, pg_temp AS $$
 DECLARE
     v_probes bigint[] := '{}';  -- the deliveries claimed one receiver at a time (probes, rate limits)
     v_name text;
+    v_probe bigint;
     v_allowed integer;
 BEGIN
     IF p_limit NOT BETWEEN 1 AND 10000 OR p_lease NOT BETWEEN interval '1 second' AND interval '1 hour' THEN
@@ -217,19 +251,20 @@ BEGIN
     -- receivers whose circuit has been open its while: one probe each, and the circuit stays shut to
     -- every other claim until that probe's outcome is recorded
     FOR v_name IN
-        UPDATE monitor.receivers r SET open_until = clock_timestamp() + p_lease
+        SELECT r.name FROM monitor.receivers r
          WHERE r.failures >= 5 AND (r.open_until IS NULL OR r.open_until <= clock_timestamp())
-           AND EXISTS (SELECT FROM monitor.deliveries q
-                        WHERE q.receiver = r.name AND q.status IN ('pending', 'failed') AND q.due_at <= clock_timestamp()
-                          AND (q.lease_until IS NULL OR q.lease_until < clock_timestamp()))
-        RETURNING r.name
+         ORDER BY r.name
+           FOR UPDATE OF r SKIP LOCKED
     LOOP
-        v_probes := v_probes || (SELECT q.delivery_id FROM monitor.deliveries q
-                                  WHERE q.receiver = v_name AND q.status IN ('pending', 'failed')
-                                    AND q.due_at <= clock_timestamp()
-                                    AND (q.lease_until IS NULL OR q.lease_until < clock_timestamp())
-                                  ORDER BY q.due_at, q.delivery_id LIMIT 1
-                                    FOR UPDATE SKIP LOCKED);
+        v_probe := (SELECT q.delivery_id FROM monitor.deliveries q
+                     WHERE q.receiver = v_name AND q.status IN ('pending', 'failed')
+                       AND q.due_at <= clock_timestamp()
+                       AND (q.lease_until IS NULL OR q.lease_until < clock_timestamp())
+                     ORDER BY q.due_at, q.delivery_id LIMIT 1
+                       FOR UPDATE SKIP LOCKED);
+        CONTINUE WHEN v_probe IS NULL;
+        UPDATE monitor.receivers r SET open_until = clock_timestamp() + p_lease WHERE r.name = v_name;
+        v_probes := v_probes || v_probe;
     END LOOP;
     -- receivers with a rate limit (config rate_per_minute): no more than that many attempts in any
     -- minute, counting those made and those in flight; their row is locked, so workers take turns
@@ -281,13 +316,14 @@ BEGIN
 END
 $$;
 
--- The outcome of one attempt, recorded by the worker that made it. Sent: the delivery is done, its
+-- The outcome of one attempt, recorded by the worker that made it (p_attempt: the delivery's attempts
+-- as that worker claimed it, which tells a late answer from the current one). Sent: the delivery is done, its
 -- events' history says who was told, and the receiver's circuit closes. Failed: retried after an
 -- exponential backoff with full jitter (or the receiver's Retry-After), unless the failure is
 -- permanent (p_retry false, a 4xx but 429) or the delivery ran out of attempts or age: then it is
 -- dead, and the history says so. Five failures in a row open the receiver's circuit for 60 s.
-CREATE OR REPLACE FUNCTION monitor.record_attempt(p_delivery_id bigint, p_worker text, p_ok boolean,
-                                                  p_started timestamptz, p_latency_ms numeric,
+CREATE OR REPLACE FUNCTION monitor.record_attempt(p_delivery_id bigint, p_worker text, p_attempt integer,
+                                                  p_ok boolean, p_started timestamptz, p_latency_ms numeric,
                                                   p_status_code integer DEFAULT NULL, p_reply text DEFAULT NULL,
                                                   p_retry boolean DEFAULT true, p_retry_after interval DEFAULT NULL)
 RETURNS text
@@ -305,10 +341,15 @@ BEGIN
     END IF;
     INSERT INTO monitor.delivery_attempts (delivery_id, receiver, started_at, latency_ms, ok, status_code, reply, worker)
     VALUES (p_delivery_id, q.receiver, p_started, round(p_latency_ms, 2), p_ok, p_status_code, v_reply, p_worker);
-    IF q.status IN ('sent', 'dead') THEN
+    IF q.status IN ('sent', 'dead') AND NOT (p_ok AND q.status = 'dead') THEN
         RETURN q.status;  -- another worker finished it after this one's lease ran out
     END IF;
-    IF p_ok THEN
+    IF NOT p_ok AND (q.leased_by IS DISTINCT FROM p_worker OR q.attempts <> p_attempt) THEN
+        -- a late failure: this worker's lease ran out and another has the delivery now (or had it and
+        -- let go): the attempt is kept, the delivery is the other worker's to judge
+        RETURN q.status;
+    END IF;
+    IF p_ok THEN  -- (a late success still counts: the receiver has it)
         v_status := 'sent';
         UPDATE monitor.deliveries d SET status = 'sent', sent_at = clock_timestamp(), lease_until = NULL,
                                         last_error = NULL
@@ -330,8 +371,8 @@ BEGIN
                    open_until = CASE WHEN r.failures + 1 >= 5 THEN clock_timestamp() + interval '60 seconds' END
              WHERE r.name = q.receiver;
         ELSE
-            -- the receiver answered and refused this one: no sign it is down, so the circuit is left as it is
-            UPDATE monitor.receivers r SET open_until = NULL WHERE r.name = q.receiver AND r.failures < 5;
+            -- the receiver answered and refused this one: it is up, so its circuit closes
+            UPDATE monitor.receivers r SET failures = 0, open_until = NULL WHERE r.name = q.receiver;
         END IF;
     END IF;
     IF v_status IN ('sent', 'dead') THEN
@@ -357,7 +398,8 @@ LANGUAGE plpgsql SET search_path = pg_catalog, monitor, pg_temp AS $$
 DECLARE
     v_status text;
 BEGIN
-    SELECT d.status INTO v_status FROM monitor.deliveries d WHERE d.delivery_id = p_delivery_id FOR UPDATE;
+    SELECT CASE WHEN d.lease_until > clock_timestamp() THEN 'being sent' ELSE d.status END INTO v_status
+      FROM monitor.deliveries d WHERE d.delivery_id = p_delivery_id FOR UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'delivery % does not exist', p_delivery_id USING ERRCODE = 'no_data_found';
     ELSIF v_status NOT IN ('dead', 'failed') THEN
@@ -445,6 +487,9 @@ BEGIN
         RAISE EXCEPTION 'unknown receiver %', p_name USING ERRCODE = '22023',
             HINT = 'monitorctl receivers list shows the receivers';
     END IF;
+    -- what it was sent stays on record; what it was still to be sent never will be
+    UPDATE monitor.deliveries d SET status = 'dead', last_error = 'receiver removed', lease_until = NULL
+     WHERE d.receiver = p_name AND d.status IN ('pending', 'failed');
     RETURN p_name;
 END
 $$;

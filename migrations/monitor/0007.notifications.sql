@@ -54,11 +54,12 @@ COMMENT ON TABLE monitor.silences IS
 CREATE TABLE monitor.deliveries (
     delivery_id     bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     idempotency_key uuid NOT NULL DEFAULT gen_random_uuid() UNIQUE,
-    event_id        bigint REFERENCES monitor.events (event_id) ON DELETE CASCADE,  -- NULL: a digest
+    -- NULL: a digest, or an event pruned since (its deliveries follow the history's retention)
+    event_id        bigint REFERENCES monitor.events (event_id) ON DELETE SET NULL,
     detector        text NOT NULL,
     transition      text NOT NULL CHECK (transition IN ('opened', 'severity_changed', 'acknowledged', 'resolved',
                                                         'auto_resolved', 'repeat', 'escalated', 'digest')),
-    receiver        text NOT NULL REFERENCES monitor.receivers (name) ON DELETE CASCADE,
+    receiver        text NOT NULL,  -- kept after the receiver is removed, for the record
     route_id        bigint REFERENCES monitor.routes (route_id) ON DELETE SET NULL,
     status          text NOT NULL DEFAULT 'pending'
                     CHECK (status IN ('pending', 'failed', 'sent', 'dead', 'suppressed', 'digested')),
@@ -80,6 +81,10 @@ CREATE INDEX deliveries_created_at ON monitor.deliveries (created_at);
 CREATE INDEX deliveries_digest ON monitor.deliveries (digest_id) WHERE digest_id IS NOT NULL;
 -- each receiver's backlog (receivers list, status, metrics), counted without reading what was sent
 CREATE INDEX deliveries_backlog ON monitor.deliveries (receiver, status) WHERE status IN ('pending', 'failed', 'dead');
+CREATE INDEX deliveries_sent ON monitor.deliveries (receiver, sent_at) WHERE status = 'sent';
+CREATE INDEX deliveries_route ON monitor.deliveries (route_id) WHERE route_id IS NOT NULL;
+-- an escalation is sent once per event and route, whichever worker enqueues it
+CREATE UNIQUE INDEX deliveries_escalated_once ON monitor.deliveries (event_id, route_id) WHERE transition = 'escalated';
 
 CREATE TABLE monitor.delivery_attempts (
     attempt_id   bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

@@ -134,7 +134,9 @@ def email_parts(d: dict, config: dict) -> tuple[str, str, str]:
     """Subject, text body and HTML body, from email.txt.j2 and email.html.j2 (a directory of the
     receiver's own, `templates` in its config, is searched first)."""
     env = _environment(config)
-    context = {"delivery": d, "event": public_event(d.get("event")), "digest": d.get("digest"),
+    shown = {k: d.get(k) for k in ("delivery_id", "idempotency_key", "transition", "detector", "attempts",
+                                   "receiver", "created_at")}  # never the receiver's secret or config
+    context = {"delivery": shown, "event": public_event(d.get("event")), "digest": d.get("digest"),
                "transition": d["transition"], "words": TRANSITION_WORDS.get(d["transition"], d["transition"]),
                "headline": headline(d), "link": event_link(config, (d.get("event") or {}).get("event_id")),
                "test": bool(d.get("test"))}

@@ -32,6 +32,7 @@ class Outcome:
     retry: bool = True  # False: the receiver refused this delivery for good (a 4xx but 408 and 429)
     retry_after: float | None = None  # seconds the receiver asked us to wait (Retry-After)
     latency_ms: float = 0.0
+    started_at: dt.datetime | None = None
 
 
 class SecretMissing(Exception):
@@ -197,6 +198,7 @@ SENDERS = {"webhook": send_webhook, "slack": send_slack, "pagerduty": send_pager
 
 def send(d: dict) -> Outcome:
     """Send one claimed delivery; never raises (a failure is an Outcome)."""
+    started_at = dt.datetime.now(dt.timezone.utc)
     started = time.perf_counter()
     try:
         outcome = SENDERS[d["receiver_type"]](d, d)
@@ -205,4 +207,5 @@ def send(d: dict) -> Outcome:
     except Exception as exc:  # a bad config or template: recorded with the attempt, retried like a failure
         outcome = Outcome(False, None, f"{type(exc).__name__}: {exc}"[:300])
     outcome.latency_ms = (time.perf_counter() - started) * 1000.0
+    outcome.started_at = started_at
     return outcome

@@ -8,14 +8,13 @@ repeats and escalations that time made due. SIGTERM or SIGINT ends it after the 
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import signal
 import socket
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 
 import psycopg
 from psycopg.rows import dict_row
@@ -23,7 +22,7 @@ from psycopg.rows import dict_row
 from ..db import connect, query
 from . import senders
 
-DUE_EVERY = 5.0  # seconds between looks for repeats and escalations
+DUE_EVERY = 30.0  # seconds between looks for repeats and escalations (one worker looks at a time)
 
 
 def default_name() -> str:
@@ -31,7 +30,7 @@ def default_name() -> str:
 
 
 class Worker:
-    def __init__(self, dsn: str, name: str | None = None, batch: int = 100, lease: float = 60.0,
+    def __init__(self, dsn: str, name: str | None = None, batch: int = 32, lease: float = 60.0,
                  poll: float = 5.0, threads: int = 8, say: Callable[[str], None] = lambda m: None):
         self.dsn, self.name, self.batch, self.lease, self.poll = dsn, name or default_name(), batch, lease, poll
         self.threads, self.say = threads, say
@@ -69,18 +68,33 @@ class Worker:
                                                        "lease": f"{self.lease} seconds"}).fetchall()
 
     def deliver(self, conn: psycopg.Connection, pool: ThreadPoolExecutor, claimed: list[dict]) -> None:
-        started = dt.datetime.now(dt.timezone.utc)
-        for d, outcome in zip(claimed, pool.map(senders.send, claimed)):
+        """Send a claimed batch on the pool's threads and record each outcome as it comes. A delivery
+        whose lease would run out before its send could time out is not sent: another worker claims it
+        when the lease expires (sending it here too would send it twice)."""
+        deadline = time.monotonic() + self.lease - min(3 * senders.TIMEOUT, self.lease / 2)
+
+        def send(d: dict):
+            if time.monotonic() > deadline:
+                return None
+            return senders.send(d)
+
+        futures = {pool.submit(send, d): d for d in claimed}
+        for future in as_completed(futures):
+            d, outcome = futures[future], future.result()
+            if outcome is None:
+                continue
             status = conn.execute(query("notify_record"), {
-                "delivery_id": d["delivery_id"], "worker": self.name, "ok": outcome.ok, "started": started,
-                "latency_ms": round(outcome.latency_ms, 2), "status_code": outcome.status_code,
-                "reply": outcome.reply, "retry": outcome.retry,
+                "delivery_id": d["delivery_id"], "worker": self.name, "attempt": d["attempts"], "ok": outcome.ok,
+                "started": outcome.started_at, "latency_ms": round(outcome.latency_ms, 2),
+                "status_code": outcome.status_code, "reply": outcome.reply, "retry": outcome.retry,
                 "retry_after": f"{outcome.retry_after} seconds" if outcome.retry_after is not None else None,
             }).fetchone()[0]
             what = (f"delivery {d['delivery_id']} ({d['transition']}"
                     + (f" of event {d['event']['event_id']}" if d.get("event") else "") + f") to {d['receiver']}")
             code = f" {outcome.status_code}" if outcome.status_code else ""
-            if status == "sent":
+            if status is None:
+                self.say(f"{what}: pruned while it was sent")
+            elif outcome.ok:
                 self.sent += 1
                 self.say(f"sent {what}:{code} in {outcome.latency_ms:.0f} ms")
             elif status == "dead":

@@ -33,8 +33,10 @@ def claim(conn, worker="w1", limit=100, lease="30 seconds"):
 
 
 def attempt(conn, delivery_id, ok, code=None, reply=None, retry=True, retry_after=None, worker="w1"):
-    return conn.execute("select monitor.record_attempt(%s, %s, %s, now(), 10, %s, %s, %s, %s)",
-                        (delivery_id, worker, ok, code, reply, retry, retry_after)).fetchone()[0]
+    """The outcome of the attempt `worker` claimed: the delivery's current one."""
+    return conn.execute("select monitor.record_attempt(%s, %s, (select attempts from monitor.deliveries"
+                        " where delivery_id = %s), %s, now(), 10, %s, %s, %s, %s)",
+                        (delivery_id, worker, delivery_id, ok, code, reply, retry, retry_after)).fetchone()[0]
 
 
 @pytest.fixture
@@ -323,3 +325,113 @@ def test_a_receivers_rate_limit_holds_across_claims_and_workers(ledger, conn):
     assert len(claim(conn, "w2")) == 2                                 # a new minute: the last two
     with pytest.raises(psycopg.errors.InvalidParameterValue, match="rate per minute"):
         conn.execute("""select monitor.add_receiver('r', 'webhook', '{"url": "http://x", "rate_per_minute": 0}')""")
+
+
+# -- what a hostile review found ----------------------------------------------------------------------
+
+def test_a_late_answer_from_a_worker_whose_lease_ran_out_changes_nothing(ledger, conn):
+    receivers(conn, "hook")
+    route(conn, "hook")
+    ledger.account("A", balance=-1)
+    ledger.run("negative_balance")
+    [(d, *_)] = claim(conn, "w1", lease="1 second")
+    conn.execute("update monitor.deliveries set lease_until = now() - interval '1 second'")
+    assert [r[0] for r in claim(conn, "w2")] == [d]                       # w2 has it now (attempt 2)
+    late = "select monitor.record_attempt(%s, %s, %s, %s, now(), 10, %s, 'x', %s)"
+    assert conn.execute(late, (d, "w1", 1, False, 500, True)).fetchone()[0] == "pending"   # ignored
+    assert conn.execute("select status, leased_by, lease_until > now() from monitor.deliveries"
+                        ).fetchone() == ("pending", "w2", True)
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="is being sent"):
+        conn.execute("select monitor.retry_delivery(%s)", (d,))               # not while it is leased
+    assert conn.execute(late, (d, "w2", 2, True, 200, True)).fetchone()[0] == "sent"
+    assert conn.execute(late, (d, "w1", 1, False, 400, False)).fetchone()[0] == "sent"  # still sent
+    assert conn.execute("select count(*) from monitor.delivery_attempts").fetchone()[0] == 3
+
+
+def test_a_late_success_rescues_a_delivery_another_worker_gave_up(ledger, conn):
+    receivers(conn, "hook")
+    route(conn, "hook")
+    ledger.account("A", balance=-1)
+    ledger.run("negative_balance")
+    [(d, *_)] = claim(conn, "w1")
+    conn.execute("update monitor.deliveries set lease_until = now() - interval '1 second'")
+    claim(conn, "w2")
+    record = "select monitor.record_attempt(%s, %s, %s, %s, now(), 10, %s, 'x', %s)"
+    assert conn.execute(record, (d, "w2", 2, False, 400, False)).fetchone()[0] == "dead"
+    assert conn.execute(record, (d, "w1", 1, True, 200, True)).fetchone()[0] == "sent"  # the receiver has it
+
+
+def test_two_workers_looking_for_due_repeats_enqueue_each_once(ledger, conn, db):
+    receivers(conn, "hook", "lead")
+    route(conn, "hook", 1, repeat_every="1 hour", escalate_after="1 minute", escalate_to="lead")
+    ledger.account("A", balance=-1)
+    ledger.run("negative_balance")
+    conn.execute("update monitor.deliveries set created_at = created_at - interval '2 hours'")
+    conn.execute("update monitor.events set first_seen = first_seen - interval '2 hours'")
+    with psycopg.connect(db) as c1, psycopg.connect(db) as c2:
+        first = c1.execute("select monitor.enqueue_due()").fetchone()[0]
+        second = c2.execute("select monitor.enqueue_due()").fetchone()[0]        # the first holds the look
+        c1.commit()
+        c2.commit()
+    assert (first, second) == (2, 0)
+    assert conn.execute("select monitor.enqueue_due()").fetchone()[0] == 0
+    assert sorted(deliveries(conn, status="pending")) == [("hook", "opened", "pending"), ("hook", "repeat", "pending"),
+                                                          ("lead", "escalated", "pending")]
+
+
+def test_a_receiver_told_of_an_opening_hears_of_what_follows_whatever_the_routes_say_now(ledger, conn):
+    receivers(conn, "pager")
+    route(conn, "pager", 1, min_severity="high")
+    ledger.account("A", balance=-1)
+    ledger.run("negative_balance")                                   # high: to the pager
+    conn.execute("update monitor.detectors set severity = 'low' where name = 'negative_balance'")
+    ledger.run("negative_balance")                                   # now low, below the route
+    conn.execute("update ledger.accounts set balance = 5")
+    ledger.run("negative_balance")                                   # resolved by itself
+    assert deliveries(conn) == [("pager", "opened", "pending"), ("pager", "severity_changed", "pending"),
+                                ("pager", "auto_resolved", "pending")]
+    ledger.account("B", balance=-1)
+    ledger.run("negative_balance")                                   # a new low event: not the pager's
+    assert len(deliveries(conn)) == 3
+
+
+def test_a_resolution_during_a_silence_reaches_those_told_of_the_opening(ledger, conn):
+    receivers(conn, "pager")
+    route(conn, "pager")
+    ledger.account("A", balance=-1)
+    ledger.run("negative_balance")
+    conn.execute("insert into monitor.silences (ends_at, comment) values (now() + interval '1 hour', 'deploy')")
+    event_id = conn.execute("select event_id from monitor.events").fetchone()[0]
+    conn.execute("select monitor.resolve(array[%s]::bigint[], 'fixed')", (event_id,))
+    assert deliveries(conn) == [("pager", "opened", "pending"), ("pager", "resolved", "pending")]
+
+
+def test_pagerduty_keeps_one_incident_per_event_in_a_storm(ledger, conn):
+    conn.execute("""insert into monitor.receivers (name, type, config, secret_env)
+                    values ('pager', 'pagerduty', '{}', 'PD_KEY')""")
+    route(conn, "pager")
+    conn.execute("insert into ledger.accounts (account_id, balance) select 'S' || g, -g from generate_series(1, 50) g")
+    ledger.run("negative_balance")
+    assert {r[2] for r in claim(conn, limit=100)} == {"opened"}     # 50 incidents, no digest
+    assert conn.execute("select count(*) from monitor.deliveries where status = 'digested'").fetchone()[0] == 0
+
+
+def test_deliveries_outlive_their_event_and_their_receiver(ledger, conn):
+    receivers(conn, "hook", "other")
+    route(conn, "hook", 1, continue_after=True)
+    route(conn, "other", 2)
+    ledger.account("A", balance=-1)
+    ledger.run("negative_balance")
+    (a, *_), (b, *_) = claim(conn)
+    attempt(conn, a, True, 200, "ok")
+    conn.execute("update ledger.accounts set balance = 1")
+    ledger.run("negative_balance")
+    conn.execute("update monitor.events set resolved_at = now() - interval '31 days'")
+    conn.execute("call monitor.prune()")                                   # the event goes after 30 days
+    assert conn.execute("select count(*) from monitor.events").fetchone()[0] == 0
+    assert conn.execute("select count(*), count(event_id) from monitor.deliveries").fetchone() == (4, 0)
+    conn.execute("delete from monitor.routes where receiver = 'other'")
+    conn.execute("select monitor.remove_receiver('other')")               # its record stays; nothing more is sent
+    assert conn.execute("select status, last_error from monitor.deliveries where receiver = 'other'"
+                        " order by delivery_id").fetchall() == [("dead", "receiver removed")] * 2
+    assert conn.execute("select count(*) from monitor.delivery_attempts").fetchone()[0] == 1
