@@ -4,6 +4,7 @@ them (docs/notifications.md). Each calls monitorctl.api.Monitor and renders what
 from __future__ import annotations
 
 import datetime as dt
+import urllib.parse
 from typing import List, Optional
 
 import typer
@@ -59,11 +60,20 @@ RECEIVER_KEYS = ["name", "type", "config", "secret", "circuit", "failures", "ope
                  "dead", "last_sent"]
 
 
+def shown_url(url: str | None) -> str | None:
+    """A URL without what may carry a token (user, path, query): scheme://host:port/..."""
+    if not url:
+        return url
+    parts = urllib.parse.urlsplit(url)
+    rest = "/…" if (parts.path not in ("", "/") or parts.query) else ""
+    return f"{parts.scheme}://{parts.hostname}{f':{parts.port}' if parts.port else ''}{rest}"
+
+
 def target(row: dict) -> str:
     c = row["config"]
     if row["type"] == "email":
         return f"{', '.join(c.get('to', []))} via {c.get('host')}:{c.get('port', '')}".rstrip(":")
-    return c.get("url") or ("(the secret's URL)" if row["type"] == "slack" else "events.pagerduty.com")
+    return shown_url(c.get("url")) or ("(the secret's URL)" if row["type"] == "slack" else "events.pagerduty.com")
 
 
 @receivers_app.command("add")
@@ -123,6 +133,8 @@ def receivers_list(ctx: typer.Context, fmt: Format = FORMAT_OPTION) -> None:
         rows = monitor.receivers()
     for r in rows:
         r["target"] = target(r)
+        if r["config"].get("url"):  # a webhook's URL may carry a token in its path or query
+            r["config"] = r["config"] | {"url": shown_url(r["config"]["url"])}
     output.render(rows, RECEIVER_COLUMNS, fmt.value, RECEIVER_KEYS, empty="no receivers: monitorctl receivers add")
 
 

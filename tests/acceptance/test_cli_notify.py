@@ -78,9 +78,9 @@ def test_a_signed_webhook_and_a_test_notification(db, conn, httpserver):
 
 def test_secrets_never_appear_in_any_output(db, conn, httpserver):
     literal = "whsec_" + "bGl0ZXJhbC1zZWNyZXQtbmV2ZXItcHJpbnRlZA=="
-    httpserver.expect_request("/hook").respond_with_data("nope", status=500)
-    ok("receivers", "add", "hook", "--type", "webhook", "--url", httpserver.url_for("/hook"), "--secret", literal,
-       dsn=db)
+    httpserver.expect_request("/hook", query_string="token=urltoken123").respond_with_data("nope", status=500)
+    ok("receivers", "add", "hook", "--type", "webhook", "--url", httpserver.url_for("/hook") + "?token=urltoken123",
+       "--secret", literal, dsn=db)
     ok("receivers", "add", "mail", "--type", "email", "--smtp", "127.0.0.1:9", "--from", "m@example.com",
        "--to", "o@example.com", "--user", "monitor", "--password-env", "SMTP_PASSWORD", dsn=db)
     ok("routes", "add", "--receiver", "hook", "--continue", dsn=db)
@@ -97,6 +97,7 @@ def test_secrets_never_appear_in_any_output(db, conn, httpserver):
     assert {r["name"]: r["secret"] for r in listing} == {"hook": "set (literal)", "mail": "env SMTP_PASSWORD"}
     for r in outputs:
         assert literal not in r.stdout + r.stderr and password not in r.stdout + r.stderr, r.args
+        assert "urltoken123" not in r.stdout + r.stderr, r.args      # a token in a URL is not shown either
 
 
 def test_a_worker_killed_mid_send_leaves_its_delivery_to_another_and_nothing_is_lost(db, conn, httpserver):
