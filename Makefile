@@ -45,6 +45,16 @@ clean:
 distclean: clean
 	rm -rf $(VENV)
 
+.PHONY: test-server
+
+## test-server: the server against a real Prometheus (and promtool) and in a real headless Chromium
+test-server: venv pgcron
+	@if ! command -v prometheus >/dev/null || ! command -v chromedriver >/dev/null; then \
+	  echo "installing prometheus, chromium and chromium-driver"; \
+	  $(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q prometheus chromium chromium-driver; \
+	fi
+	$(VENV)/bin/pytest -q -o addopts="-ra" tests/server
+
 .PHONY: bench bench-smoke
 
 ## bench: the benchmark at the default scale (10M transactions; about 20 minutes on 2 cores), see docs/benchmarks.md
