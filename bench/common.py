@@ -37,6 +37,7 @@ class Scale:
     notify_deliveries: int = 5_000  # deliveries one worker drains for the throughput figure
     notify_storm: int = 10_000  # events opened by one run for the notification storm
     stream_events: tuple = (100_000, 1_000_000)  # events listed for the streaming-memory figure
+    serve_active: int = 10_000  # of those, the active ones for the server's figure
 
 
 SCALES: dict[str, Scale] = {s.name: s for s in (
@@ -44,7 +45,7 @@ SCALES: dict[str, Scale] = {s.name: s for s in (
     Scale("small", 1_000, 5_000, 5_000, anomalies=3, ref="tiny", delta_transactions=500, delta_scans=500,
           reps=3, full_reps=2, pgbench_seconds=3, pgbench_rounds=3, pgbench_clients=2, storm_findings=2_000,
           storm_reps=2, notify_latency_reps=5, notify_deliveries=200, notify_storm=300,
-          stream_events=(1_000, 2_000)),
+          stream_events=(1_000, 2_000), serve_active=100),
     Scale("100k", 10_000, 100_000, 100_000),
     Scale("1m", 100_000, 1_000_000, 1_000_000, ref="100k"),
     Scale("10m", 1_000_000, 10_000_000, 10_000_000, ref="1m"),

@@ -53,6 +53,9 @@ FIGURES = [
     "notify.throughput.per_second",
     "notify.storm.requests",
     "stream.peak_rss_mb",
+    "serve.metrics_ms",
+    "serve.overview_ms",
+    "serve.floor_ms",
     "mapped.idle.main.ms.median",
     "mapped.idle.ref.ms.median",
     "mapped.idle_size_ratio",
@@ -165,6 +168,8 @@ def goals(result: dict) -> list[dict]:
     if lookup(result, "stream.errors"):
         out[-1]["met"] = False
         out[-1]["note"] = "; ".join(f"{k}: {v}" for k, v in result["stream"]["errors"].items())
+    goal("server: /metrics scrape, median", lookup(result, "serve.metrics_ms"), "<=", 50, " ms")
+    goal("server: overview page, median", lookup(result, "serve.overview_ms"), "<=", 50, " ms")
     gen = lookup(result, "generation.main.seconds")
     goal("ledger generation time", round(gen / 60, 1) if gen is not None else None, "<=", 60, " min")
     if errors:
@@ -251,6 +256,11 @@ def table(result: dict) -> str:
     for run in (g(result, "stream.runs") or {}).values():
         rows.append((f"events --format {run['format']}, {run['events']:,} events: peak memory", "",
                      f"{run['peak_rss_mb']} MB", f"{run['seconds']} s", ""))
+    ev = g(result, "serve.events")
+    for what, key in (("/metrics scrape", "metrics"), ("overview page", "overview")):
+        rows.append((f"server: {what}, {ev or 0:,} events, {g(result, 'serve.active') or 0:,} active", "",
+                     _fmt_ms(g(result, f"serve.{key}_ms")), "count " + _fmt_ms(g(result, "serve.floor_ms")),
+                     _fmt_x(g(result, f"serve.{key}_ratio"))))
     gen = g(result, "generation.main.seconds")
     rows.append(("ledger generation", "", f"{gen / 60:.1f} min" if gen is not None else "n/a", "", ""))
     widths = [max(len(str(r[i])) for r in rows) for i in range(5)]

@@ -30,7 +30,7 @@ import psycopg  # noqa: E402
 from monitorctl import embedded  # noqa: E402
 from monitorctl.install import install  # noqa: E402
 
-from . import mapped, measure, notify, report, storm, stream, writeload  # noqa: E402
+from . import mapped, measure, notify, report, serve, storm, stream, writeload  # noqa: E402
 from .common import CHOICES, DEFAULT_SCALE, SCALES, connect, say  # noqa: E402
 
 SETTINGS = ("shared_buffers", "work_mem", "maintenance_work_mem", "effective_cache_size", "max_connections",
@@ -145,6 +145,9 @@ def run(args) -> dict:
             stream_dsn = server.create_database(names["stream"])
             install(stream_dsn, with_ledger=True, do_schedule=False)
             result["stream"] = stream.stream(stream_dsn, list(scale.stream_events))
+            say(f"the server: /metrics and the overview with {max(scale.stream_events):,} events,"
+                f" {scale.serve_active:,} active")
+            result["serve"] = serve.serve(stream_dsn, scale.serve_active)
             server.drop_database(names.pop("stream"))
         if server.backend == "external" and not args.keep:
             for name in names.values():
@@ -156,7 +159,7 @@ def run(args) -> dict:
     report.derive(result)
     result["goals"] = report.goals(result)
     result["missing_figures"] = report.missing_figures(
-        result, only=("storm.", "notify.", "stream.") if args.storm_only else "mapped." if args.mapped_only else None)
+        result, only=("storm.", "notify.", "stream.", "serve.") if args.storm_only else "mapped." if args.mapped_only else None)
     return result
 
 

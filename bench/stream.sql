@@ -15,3 +15,11 @@ select 'failed_debit', 'finding', 'critical', 'open', 'C-' || g, 'S' || g, 'S' |
 
 -- query: count
 select count(*) from monitor.events
+
+-- query: keep_active
+-- all but the newest N events resolved, as on a ledger watched for months (the server's figure)
+update monitor.events set status = 'resolved', resolved_at = now(), resolved_by = 'bench'
+ where status <> 'resolved' and event_id <= (select max(event_id) from monitor.events) - %(active)s::integer
+
+-- query: active_floor
+select count(*) from monitor.events where status <> 'resolved'

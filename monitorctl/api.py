@@ -402,7 +402,12 @@ class Monitor(Notifications, Observation):
             if on_ready:
                 on_ready()
             while True:
-                notes = list(conn.notifies(timeout=interval, stop_after=1))
+                notes: list = []
+                waited = 0.0
+                while not notes and waited < interval:  # in slices of a second: Ctrl-C is seen at once
+                    step = min(1.0, interval - waited)
+                    notes = list(conn.notifies(timeout=step, stop_after=1))
+                    waited += step
                 if notes:
                     notes += conn.notifies(timeout=0.1)  # a run announces its events together: take them all
                 ids = sorted({_event_id_of(n.payload) for n in notes} - {None})

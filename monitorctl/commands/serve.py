@@ -22,7 +22,7 @@ def serve(
     signs in with that token may acknowledge and resolve. Connect as a role with monitor_reader (and
     monitor_operator for the writes). Stops cleanly on SIGTERM or Ctrl-C.
 
-    Example: MONITOR_SERVE_TOKEN=... monitorctl serve --host 0.0.0.0 --port 9187
+    Example: monitorctl serve --host 0.0.0.0 --port 9187   (with MONITOR_SERVE_TOKEN set, operators may write)
     """
     if log_format not in LOG_FORMATS:
         raise UsageError(f"--log-format must be text or json, not {log_format}")

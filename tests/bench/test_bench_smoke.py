@@ -41,7 +41,7 @@ def test_bench_small_scale_produces_every_figure(tmp_path):
     assert rules["failed_debit"]["findings"] == 3 and rules["stuck_pending"]["findings"] == 3
     assert len(result["write_overhead"]["runs"]) == 6
     goals = {g["goal"] for g in result["goals"]}
-    assert len(goals) == 14
+    assert len(goals) == 16
     assert result["backfill"]["errors"] == {} and result["backfill"]["slices"] == 30
     assert "steady-state cycle" in proc.stdout  # the table was printed
     # the storm folded every finding, and saw every open condition again, within the default timeout
@@ -56,6 +56,8 @@ def test_bench_small_scale_produces_every_figure(tmp_path):
     st = result["stream"]
     assert st["errors"] == {} and sorted(st["runs"]) == [f"{n}.{f}" for n in (1000, 2000) for f in ("csv", "json", "table")]
     assert all(r["peak_rss_mb"] > 10 for r in st["runs"].values())
+    # the server answered /metrics and the overview over the 2,000 events, 100 of them active
+    assert (result["serve"]["events"], result["serve"]["active"]) == (2000, 100)
 
 
 def test_bench_mapped_ledger_with_doctors_indexes_produces_its_figures(tmp_path):
