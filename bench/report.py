@@ -263,19 +263,16 @@ def table(result: dict) -> str:
                      _fmt_x(g(result, f"serve.{key}_ratio"))))
     gen = g(result, "generation.main.seconds")
     rows.append(("ledger generation", "", f"{gen / 60:.1f} min" if gen is not None else "n/a", "", ""))
-    widths = [max(len(str(r[i])) for r in rows) for i in range(5)]
+    return "\n".join(_lines(rows) + [""] + _goal_lines(result))
+
+
+def _goal_lines(result: dict) -> list[str]:
     lines = []
-    for i, r in enumerate(rows):
-        lines.append("  ".join(str(c).ljust(widths[j]) if j == 0 else str(c).rjust(widths[j])
-                               for j, c in enumerate(r)))
-        if i == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    lines.append("")
     for gl in result.get("goals", []):
         mark = {True: "met", False: "MISSED", None: "n/a"}[gl["met"]]
         lines.append(f"  goal {gl['goal']}: {gl['measured']} (target {gl['target']}) {mark}"
                      + (f" - {gl['note']}" if gl.get("note") else ""))
-    return "\n".join(lines)
+    return lines
 
 
 def mapped_table(result: dict) -> str:
@@ -306,11 +303,7 @@ def mapped_table(result: dict) -> str:
         lines.append(f"  idle per detector, {key}: " + ", ".join(f"{k} {v:.1f}" for k, v in per.items()))
         per = g(result, f"mapped.steady.{key}.per_detector_ms") or {}
         lines.append(f"  steady per detector, {key}: " + ", ".join(f"{k} {v:.1f}" for k, v in per.items()))
-    lines.append("")
-    for gl in result.get("goals", []):
-        mark = {True: "met", False: "MISSED", None: "n/a"}[gl["met"]]
-        lines.append(f"  goal {gl['goal']}: {gl['measured']} (target {gl['target']}) {mark}")
-    return "\n".join(lines)
+    return "\n".join(lines + [""] + _goal_lines(result))
 
 
 def _lines(rows: list[tuple]) -> list[str]:
