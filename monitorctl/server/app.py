@@ -11,6 +11,7 @@ import os
 import secrets
 from pathlib import Path
 
+import psycopg
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
@@ -140,6 +141,9 @@ def create_app(dsn: str | None = None, token: str | None = None, cache_seconds: 
                     m.resolve([event_id], note=str(form.get("note") or "") or None, actor=actor)
             except MonitorError as exc:
                 return PlainTextResponse(str(exc), status_code=409)
+            except psycopg.errors.InsufficientPrivilege:
+                return PlainTextResponse("the server's database role may not change events: grant it "
+                                         "monitor_operator (docs/security.md)", status_code=403)
         return RedirectResponse(f"/events/{event_id}", status_code=303)
 
     def stream(request: Request) -> Response:

@@ -205,3 +205,33 @@ def test_the_live_stream_announces_a_new_event(db, conn):
                 line = stream.readline()
     change = json.loads(line[5:])
     assert change["transition"] == "opened" and change["detector"] in ("failed_debit", "negative_balance")
+
+
+def test_the_server_works_with_exactly_the_readers_grants_and_writes_with_the_operators(db, conn):
+    from tests.acceptance.support import with_user
+
+    event_id = events_for(conn)["failed_debit"]
+    made = []
+    try:
+        for kind in ("reader", "operator"):
+            role = f"web_{kind}_{event_id}_{time.monotonic_ns()}"
+            conn.execute(f'create role "{role}" login; grant monitor_{kind} to "{role}"')
+            made.append(role)
+        with serving(with_user(db, made[0])) as base:           # monitor_reader: everything but writing
+            b = Browser(base)
+            for path in ("/metrics", "/", "/events?status=all", f"/events/{event_id}", "/health/ready"):
+                assert b.get(path)[0] == 200, path
+            assert b.post("/login", token=TOKEN)[0] == 303
+            csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', b.get(f"/events/{event_id}")[1]).group(1)
+            status, text = b.post(f"/events/{event_id}/ack", csrf=csrf)
+            assert status == 403 and "monitor_operator" in text
+        with serving(with_user(db, made[1])) as base:           # monitor_operator: acknowledges
+            b = Browser(base)
+            b.post("/login", token=TOKEN)
+            csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', b.get(f"/events/{event_id}")[1]).group(1)
+            assert b.post(f"/events/{event_id}/ack", csrf=csrf)[0] == 303
+        assert conn.execute("select status from monitor.events where event_id = %s", (event_id,)).fetchone() == \
+            ("acknowledged",)
+    finally:
+        for role in made:
+            conn.execute(f'drop owned by "{role}"; drop role "{role}"')
