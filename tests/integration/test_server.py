@@ -235,3 +235,34 @@ def test_the_server_works_with_exactly_the_readers_grants_and_writes_with_the_op
     finally:
         for role in made:
             conn.execute(f'drop owned by "{role}"; drop role "{role}"')
+
+
+def test_serve_logs_a_json_line_per_request_and_stops_cleanly_on_sigterm(db):
+    import signal
+
+    from tests.acceptance.support import MONITORCTL, cli_env
+
+    port = free_port()
+    proc = subprocess.Popen([*MONITORCTL, "--dsn", db, "serve", "--port", str(port), "--log-format", "json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env())
+    try:
+        status = None
+        deadline = time.time() + 20
+        while status is None and time.time() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/live", timeout=2) as r:
+                    status = r.status
+            except OSError:
+                time.sleep(0.2)
+        assert status == 200
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    # uvicorn shuts down (requests in hand finished), then ends by the signal it was sent, as a
+    # process stopped by SIGTERM conventionally does
+    assert proc.returncode in (0, -signal.SIGTERM) and "Traceback" not in err, err
+    lines = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    assert {"method": "GET", "path": "/health/live", "status": 200} in [
+        {k: line[k] for k in ("method", "path", "status")} for line in lines]
