@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -41,9 +42,15 @@ def run_cli(*args: str, dsn: str | None = None, timeout: float = 60, **env) -> s
                           stdin=subprocess.DEVNULL)
 
 
+def _default_sigint() -> None:
+    # a test run started in the background (`cmd &` without job control) ignores SIGINT, and so would
+    # the command: give it Ctrl-C as a terminal gives it
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def popen_cli(*args: str, dsn: str) -> subprocess.Popen:
     return subprocess.Popen([*MONITORCTL, "--dsn", dsn, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=cli_env(), stdin=subprocess.DEVNULL)
+                            text=True, env=cli_env(), stdin=subprocess.DEVNULL, preexec_fn=_default_sigint)
 
 
 def dbname(dsn: str) -> str:
