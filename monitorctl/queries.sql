@@ -32,9 +32,12 @@ $$
 select monitor.sources_problem()
 
 -- name: pin_search_path
--- the role's own schemas, then this session's names resolved in pg_catalog only (monitorctl/db.py)
+-- the role's own schemas, then this session's names resolved in pg_catalog only (monitorctl/db.py); and
+-- no JIT: monitorctl's statements are short, and compiling one costs more than running it (60 ms for
+-- status at a million events)
 select pg_catalog.current_schemas(false)::pg_catalog.text[],
-       pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', false)
+       pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', false),
+       pg_catalog.set_config('jit', 'off', false)
 
 -- name: current_schemas
 select pg_catalog.current_schemas(false)::pg_catalog.text[]
@@ -182,8 +185,10 @@ select event_id, status from monitor.events where event_id = any (%(ids)s::bigin
 select d.name, d.enabled, d.scheduled, d.severity, d.kind, d.schedule, d.builtin, d.enabled_at, d.params,
        r.started_at as last_run, r.finished_at - r.started_at as duration, r.status as last_status,
        r.error as last_error, r.events_opened as last_opened, ok.finished_at as last_ok,
-       (select count(*) from monitor.events e where e.detector = d.name and e.status <> 'resolved') as open_events
+       coalesce(o.n, 0) as open_events
 from monitor.detectors d
+left join (select e.detector, count(*) as n from monitor.events e where e.status <> 'resolved'
+            group by e.detector) o on o.detector = d.name  -- one pass over the active events
 left join lateral (select * from monitor.detector_runs r where r.detector = d.name and r.status <> 'skipped'
                     order by r.started_at desc, r.run_id desc limit 1) r on true
 left join lateral (select r2.finished_at from monitor.detector_runs r2 where r2.detector = d.name
