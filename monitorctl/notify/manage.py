@@ -195,7 +195,7 @@ class Notifications:
 
     # -- the worker ---------------------------------------------------------------------------------
 
-    def notify(self, once: bool = False, name: str | None = None, batch: int = 32, lease: float = 60.0,
+    def notify(self, once: bool = False, name: str | None = None, batch: int = 100, lease: float = 60.0,
                poll: float = 5.0, say: Callable[[str], None] | None = None) -> dict:
         """Run the delivery worker until SIGTERM/SIGINT (``once``: until nothing is due); its counts."""
         self._installed()

@@ -30,7 +30,7 @@ def default_name() -> str:
 
 
 class Worker:
-    def __init__(self, dsn: str, name: str | None = None, batch: int = 32, lease: float = 60.0,
+    def __init__(self, dsn: str, name: str | None = None, batch: int = 100, lease: float = 60.0,
                  poll: float = 5.0, threads: int = 8, say: Callable[[str], None] = lambda m: None):
         self.dsn, self.name, self.batch, self.lease, self.poll = dsn, name or default_name(), batch, lease, poll
         self.threads, self.say = threads, say
