@@ -25,6 +25,7 @@ class Observation:
         return {
             "active": db.rows(conn, "metrics_active_events"),
             "opened": db.value(conn, "metrics_events_opened"),
+            "resolved": db.value(conn, "metrics_events_resolved"),
             "detectors": detectors,
             "deliveries": db.rows(conn, "metrics_deliveries"),
             "snapshot": db.row(conn, "metrics_snapshot"),

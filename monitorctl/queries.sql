@@ -516,6 +516,10 @@ select e.severity, e.detector, e.status, count(*) as n
 -- events opened since install: the events' id sequence (a counter that never goes back)
 select coalesce((select last_value from monitor.events_event_id_seq where is_called), 0) as opened
 
+-- name: metrics_events_resolved
+-- events resolved since install (a person or the runner), counted where they are resolved
+select coalesce((select value from monitor.counters where name = 'events_resolved'), 0)
+
 -- name: metrics_snapshot
 select s.taken_at, s.txn_last_hour, s.successes, s.failures, s.success_rate
   from monitor.health_snapshots s order by s.taken_at desc limit 1

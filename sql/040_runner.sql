@@ -157,6 +157,9 @@ BEGIN
     SELECT (SELECT count(*) FROM ins), coalesce((SELECT sum(u.n) FROM upd u), 0), (SELECT count(*) FROM gone)
       INTO opened, updated, resolved
       FROM announced;
+    IF resolved > 0 THEN
+        UPDATE monitor.counters c SET value = c.value + resolved WHERE c.name = 'events_resolved';
+    END IF;
     -- a storm changes what the table holds faster than autovacuum looks: the next run (which looks up
     -- each finding's event by key) must not be planned from statistics that say the detector has none
     IF opened + resolved >= 1000 THEN

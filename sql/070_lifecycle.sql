@@ -75,6 +75,7 @@ BEGIN
         PERFORM monitor.log_transition(ev, 'resolved', v_actor, p_note);
         n := n + 1;
     END LOOP;
+    UPDATE monitor.counters c SET value = c.value + n WHERE c.name = 'events_resolved';
     RETURN n;
 END
 $$;

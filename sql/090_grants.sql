@@ -30,3 +30,4 @@ GRANT EXECUTE ON FUNCTION monitor.add_silence(text, text, timestamptz, timestamp
                           monitor.expire_silence(bigint) TO monitor_operator;
 -- the server's counter of events opened (docs/metrics.md): the events' id sequence
 GRANT SELECT ON SEQUENCE monitor.events_event_id_seq TO monitor_reader;
+GRANT SELECT ON monitor.counters TO monitor_reader;

@@ -23,7 +23,7 @@ TABLES = {"detectors", "events", "alert_history", "health_snapshots", "detector_
           "watermarks", "account_totals"}
 MONITOR_MIGRATIONS = {"0001.monitor-schema", "0002.roles", "0003.account-totals-hash", "0004.watermark-seen",
                       "0005.security", "0006.failure-minutes",
-                      "0007.notifications"}
+                      "0007.notifications", "0008.counters"}
 LEDGER_MIGRATIONS = {"0001.ledger-schema", "0002.failed-indexes", "0003.pinned-search-path"}
 
 _script = Path(sys.executable).parent / "monitorctl"

@@ -44,6 +44,8 @@ class MonitorCollector(Collector):
             sev.add_metric([s], n)
         yield sev
         yield CounterMetricFamily("monitorctl_events_opened", "Events opened since install.", value=f["opened"])
+        yield CounterMetricFamily("monitorctl_events_resolved", "Events resolved since install (by a person or "
+                                  "by the runner).", value=f["resolved"])
 
         last_run = GaugeMetricFamily("monitorctl_detector_last_run_timestamp_seconds",
                                      "When the detector's latest run started (Unix time).", labels=["detector"])

@@ -101,6 +101,7 @@ def test_metrics_report_what_the_database_holds(db, conn):
                                                   ("status", "open")))] == 1
     assert samples[("monitorctl_events_active_by_severity", (("severity", "high"),))] == 1
     assert samples[("monitorctl_events_opened_total", ())] == 2
+    assert samples[("monitorctl_events_resolved_total", ())] == 0
     assert samples[("monitorctl_detector_last_run_status", (("detector", "failed_debit"), ("status", "ok")))] == 1
     assert samples[("monitorctl_detector_lag_seconds", (("detector", "failed_debit"),))] >= 0
     assert ("monitorctl_ledger_transactions_last_hour", ()) in samples
@@ -109,6 +110,19 @@ def test_metrics_report_what_the_database_holds(db, conn):
     if promtool:  # Debian's prometheus package: the exposition passes its linter
         r = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True)
         assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_resolutions_are_counted_by_a_person_and_by_the_runner(db, conn):
+    ids = events_for(conn)
+    with conn.transaction(force_rollback=True):               # a resolution rolled back counts nothing
+        conn.execute("select monitor.resolve(array[%s]::bigint[], 'not yet')", (ids["failed_debit"],))
+    conn.execute("select monitor.resolve(array[%s]::bigint[], 'refunded')", (ids["failed_debit"],))
+    conn.execute("update ledger.accounts set balance = 1 where account_id = 'N-1'")
+    Ledger(conn).run("negative_balance")                       # resolved by the runner
+    with serving(db) as base:
+        text = Browser(base).get("/metrics")[1]
+    samples = {s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples}
+    assert samples["monitorctl_events_resolved_total"] == 2
 
 
 def test_metrics_list_receivers_backlog_and_circuit(db, conn):

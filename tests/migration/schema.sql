@@ -319,6 +319,9 @@ BEGIN
     SELECT (SELECT count(*) FROM ins), coalesce((SELECT sum(u.n) FROM upd u), 0), (SELECT count(*) FROM gone)
       INTO opened, updated, resolved
       FROM announced;
+    IF resolved > 0 THEN
+        UPDATE monitor.counters c SET value = c.value + resolved WHERE c.name = 'events_resolved';
+    END IF;
     -- a storm changes what the table holds faster than autovacuum looks: the next run (which looks up
     -- each finding's event by key) must not be planned from statistics that say the detector has none
     IF opened + resolved >= 1000 THEN
@@ -1919,6 +1922,7 @@ BEGIN
         PERFORM monitor.log_transition(ev, 'resolved', v_actor, p_note);
         n := n + 1;
     END LOOP;
+    UPDATE monitor.counters c SET value = c.value + n WHERE c.name = 'events_resolved';
     RETURN n;
 END
 $$;
@@ -2483,6 +2487,13 @@ ALTER TABLE monitor.alert_history ALTER COLUMN history_id ADD GENERATED ALWAYS A
     CACHE 1
 );
 
+CREATE TABLE monitor.counters (
+    name text NOT NULL,
+    value bigint NOT NULL
+);
+
+COMMENT ON TABLE monitor.counters IS 'Monotonic counters (events_resolved: by a person or by the runner)';
+
 CREATE TABLE monitor.deliveries (
     delivery_id bigint NOT NULL,
     idempotency_key uuid DEFAULT gen_random_uuid() NOT NULL,
@@ -2732,6 +2743,9 @@ ALTER TABLE ONLY monitor.account_totals
 
 ALTER TABLE ONLY monitor.alert_history
     ADD CONSTRAINT alert_history_pkey PRIMARY KEY (history_id);
+
+ALTER TABLE ONLY monitor.counters
+    ADD CONSTRAINT counters_pkey PRIMARY KEY (name);
 
 ALTER TABLE ONLY monitor.deliveries
     ADD CONSTRAINT deliveries_idempotency_key_key UNIQUE (idempotency_key);

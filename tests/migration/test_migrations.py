@@ -66,6 +66,8 @@ CHECKS = {
             "select to_regclass('monitor.deliveries') is not null and to_regclass('monitor.receivers') is not null"
             " and pg_get_constraintdef((select oid from pg_constraint where conname = 'alert_history_transition_check'))"
             " like '%notified%'").fetchone()[0],
+        "0008.counters": lambda c: c.execute(
+            "select exists (select from monitor.counters where name = 'events_resolved')").fetchone()[0],
     },
     "ledger": {
         "0001.ledger-schema": lambda c: _ledger_state(c) == {
