@@ -95,7 +95,9 @@ def keep(server: embedded.Server, dsn: str, monitor: Monitor) -> dict:
     """Leave the server running: schedule the detectors, forget the clean-up, say how to use it."""
     import atexit
 
-    report, why = monitor.sync_schedule()
+    # the demo installed without scheduling (its detectors ran once, by hand): schedule them now
+    report = monitor.install(with_ledger=True, schedule_jobs=True)
+    report, why = report.scheduling, report.scheduling_off
     stop = stop_command(server)
     atexit.unregister(server.stop)
     server._stop.clear()
