@@ -31,6 +31,12 @@ COLUMNS: dict[str, dict[str, bool]] = {
     "scans": {"scan_id": True, "account_id": True, "device_id": False, "scanned_at": True},
 }
 DEFAULT_RELATIONS = {"accounts": "ledger.accounts", "transactions": "ledger.transactions", "scans": "ledger.scans"}
+# the type each logical column takes in the source views (sql/010_sources.sql.j2 casts to it)
+TYPES = {"account_id": "text", "balance": "numeric", "opening_balance": "numeric", "updated_at": "timestamptz",
+         "txn_id": "text", "amount": "numeric", "status": "text", "balance_before": "numeric",
+         "balance_after": "numeric", "device_id": "text", "created_at": "timestamptz", "scan_id": "text",
+         "scanned_at": "timestamptz"}
+PROBE_ROWS = 1000  # rows each column's cast is tried on at install
 IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*$")
 
 
@@ -151,11 +157,13 @@ def check_database(conn, mapping: dict) -> None:
         for col, value in spec["columns"].items():
             if isinstance(value, str) and value not in have:
                 raise UsageError(f"config: '{where}.columns.{col}' = {value!r}: no such column in {relation}")
-        # the rendered expressions must evaluate against the relation (catches bad sql = ... early)
+        # the rendered expressions must evaluate against the relation and take the view's type, on
+        # some of its rows too: `amount = "transaction_id"` is refused here, naming the key, rather
+        # than failing every run with "invalid input syntax for type numeric"
         exprs = render_relation(conn, rel, spec)
         for col in COLUMNS[rel]:
-            probe = sql.SQL("select ({}) from {} as s limit 0").format(sql.SQL(exprs[col]),
-                                                                       sql.SQL(exprs["relation"]))
+            probe = sql.SQL("select count(({})::{}) from (select * from {} as s limit {}) s").format(
+                sql.SQL(exprs[col]), sql.SQL(TYPES[col]), sql.SQL(exprs["relation"]), sql.Literal(PROBE_ROWS))
             try:
                 with conn.transaction(force_rollback=True):
                     conn.execute(probe, binary=True)  # binary: the extended protocol, one statement

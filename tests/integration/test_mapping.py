@@ -302,3 +302,18 @@ def test_without_updated_at_columns_the_conditions_still_follow_every_change(app
                          ).fetchall() == [("failure_rate", "system"), ("negative_balance", "1")]
         assert c.execute("select evidence ->> 'failed', evidence ->> 'total' from monitor.events"
                          " where detector = 'failure_rate'").fetchone() == ("1", "3")
+
+
+def test_a_column_that_does_not_take_its_type_is_refused_at_install_naming_the_key(app_db):
+    """`amount = "status"` installs nothing: the cast is tried on the table's rows, not left to every run."""
+    dsn, cfg = app_db
+    with psycopg.connect(dsn, autocommit=True) as c:
+        c.execute("insert into public.table_cards values (1, 10)")
+        c.execute("insert into public.app_transaction_log (transaction_id, card_id, amount_change, status)"
+                  " values (1, 1, -4, 'completed')")
+    cfg.write_text(CONFIG.replace('amount = "amount_change"', 'amount = "status"'))
+    proc = cli("install", "--config", str(cfg), dsn=dsn)
+    assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 1, proc.stderr
+    assert "sources.transactions.columns.amount" in proc.stderr and "numeric" in proc.stderr
+    with psycopg.connect(dsn) as c:
+        assert c.execute("select to_regnamespace('monitor')").fetchone()[0] is None
