@@ -93,10 +93,17 @@ def shot(driver, name: str) -> None:
 
 
 def wait_for(predicate, timeout=10.0):
+    """Until predicate() holds. The live updates replace the page's content at any moment, so an
+    element found a moment ago may be gone (stale): that is a "not yet", not a failure."""
+    from selenium.common.exceptions import WebDriverException
+
     deadline = time.time() + timeout
     while time.time() < deadline:
-        if predicate():
-            return True
+        try:
+            if predicate():
+                return True
+        except WebDriverException:
+            pass
         time.sleep(0.1)
     return False
 
@@ -128,7 +135,7 @@ def test_the_dashboard_in_a_real_browser(db, conn, browser):
         browser.find_element(By.NAME, "token").send_keys(TOKEN)
         browser.find_element(By.CSS_SELECTOR, 'form[action="/login"] button').click()
         assert wait_for(lambda: browser.find_elements(By.ID, "ack"))
-        browser.find_element(By.ID, "ack").click()
+        assert wait_for(lambda: browser.find_element(By.ID, "ack").click() or True)
         assert wait_for(lambda: browser.find_element(By.ID, "status").text == "acknowledged")
         assert conn.execute("select status from monitor.events where event_id = %s",
                             (ids["failed_debit"],)).fetchone() == ("acknowledged",)
