@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import psycopg
+from psycopg import sql
 
 from monitorctl import mapping
 from monitorctl.install import install
@@ -39,9 +40,10 @@ def map_with_doctors_indexes(dsn: str) -> dict:
     """Install the mapping, drop every secondary index of the ledger, create what doctor asks for."""
     install(dsn, config=mapping.load(BENCH_DIR / "mapped.toml"), do_schedule=False)
     with connect(dsn) as conn:
-        dropped = [r[0] for r in conn.execute(QUERIES["secondary_indexes"])]
-        for name in dropped:
-            conn.execute(f"DROP INDEX {name}")
+        found = conn.execute(QUERIES["secondary_indexes"]).fetchall()
+        for schema, name in found:
+            conn.execute(sql.SQL("DROP INDEX {}.{}").format(sql.Identifier(schema), sql.Identifier(name)))
+        dropped = [f"{schema}.{name}" for schema, name in found]
     advice = doctor(dsn)
     created = [a["suggestion"] for a in advice if a["status"] == "missing"]
     with connect(dsn) as conn:

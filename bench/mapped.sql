@@ -2,7 +2,7 @@
 
 -- query: secondary_indexes
 -- every index of the ledger's tables but their primary keys
-select format('%I.%I', n.nspname, c.relname)
+select n.nspname, c.relname
   from pg_index x
   join pg_class c on c.oid = x.indexrelid
   join pg_namespace n on n.oid = c.relnamespace

@@ -17,7 +17,7 @@ class Observation:
         detector's last run; each receiver's backlog and circuit; the newest health snapshot. A few
         indexed reads, whatever the number of events."""
         conn = self._installed()
-        now = db.value(conn, "status_misc")
+        now = db.value(conn, "now")
         detectors = db.rows(conn, "status_detectors")
         for d in detectors:
             d["duration_seconds"] = d["duration"].total_seconds() if d["duration"] is not None else None
@@ -27,13 +27,13 @@ class Observation:
             "opened": db.value(conn, "metrics_events_opened"),
             "resolved": db.value(conn, "metrics_events_resolved"),
             "detectors": detectors,
-            "deliveries": db.rows(conn, "metrics_deliveries"),
+            "deliveries": db.rows(conn, "receivers_list", {"name": None}),
             "snapshot": db.row(conn, "metrics_snapshot"),
         }
 
     def snapshots(self, window: dt.timedelta = dt.timedelta(hours=24)) -> list[dict]:
         """Health snapshots of the last ``window`` (the overview's charts)."""
-        return db.rows(self._installed(), "snapshots_since", {"window": f"{window.total_seconds()} seconds"})
+        return db.rows(self._installed(), "snapshots_since", {"window": window})
 
     def changes(self, heartbeat: float = 15.0):
         """Event changes as they are announced (`NOTIFY monitor_events`): each payload as a dict, and

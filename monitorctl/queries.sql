@@ -421,23 +421,23 @@ select monitor.add_receiver(%(name)s::text, %(type)s::text, %(config)s::jsonb, %
 select monitor.remove_receiver(%(name)s::text)
 
 -- name: receivers_list
--- never the secret: whether one is set, and the name of its environment variable
+-- never the secret: whether one is set, and the name of its environment variable; each receiver's
+-- backlog (deliveries_backlog) and circuit, for `receivers list`, `status` and /metrics
 select r.name, r.type, r.config, r.secret_env,
        case when r.secret_env is not null then 'env ' || r.secret_env
-            when r.has_secret then 'set (literal)' else 'none' end as secret,
+            when monitor.receiver_has_secret(r.name) then 'set (literal)' else 'none' end as secret,
        case when r.open_until > now() then 'open' when r.failures >= 5 then 'half-open' else 'closed' end as circuit,
        r.failures, r.open_until,
        (select count(*) from monitor.deliveries d where d.receiver = r.name and d.status = 'pending') as pending,
        (select count(*) from monitor.deliveries d where d.receiver = r.name and d.status = 'failed') as failed,
        (select count(*) from monitor.deliveries d where d.receiver = r.name and d.status = 'dead') as dead,
-       (select max(d.sent_at) from monitor.deliveries d where d.receiver = r.name and d.status = 'sent') as last_sent,
+       s.last_sent,
        -- given up since the receiver last took one: what still needs someone
        (select count(*) from monitor.deliveries d where d.receiver = r.name and d.status = 'dead'
-           and d.created_at > coalesce((select max(s.sent_at) from monitor.deliveries s
-                                         where s.receiver = r.name and s.status = 'sent'), '-infinity')) as dead_unsettled
-  from (select r.name, r.type, r.config, r.secret_env, r.failures, r.open_until, r.created_at,
-               monitor.receiver_has_secret(r.name) as has_secret
-          from monitor.receivers r) r
+           and d.created_at > coalesce(s.last_sent, '-infinity')) as dead_unsettled
+  from monitor.receivers r
+  cross join lateral (select max(d.sent_at) as last_sent from monitor.deliveries d
+                       where d.receiver = r.name and d.status = 'sent') s
  where %(name)s::text is null or r.name = %(name)s::text
  order by r.name
 
@@ -523,15 +523,6 @@ select coalesce((select value from monitor.counters where name = 'events_resolve
 -- name: metrics_snapshot
 select s.taken_at, s.txn_last_hour, s.successes, s.failures, s.success_rate
   from monitor.health_snapshots s order by s.taken_at desc limit 1
-
--- name: metrics_deliveries
-select r.name as receiver,
-       case when r.open_until > now() then 'open' when r.failures >= 5 then 'half-open' else 'closed' end as circuit,
-       (select count(*) from monitor.deliveries d where d.receiver = r.name and d.status = 'pending') as pending,
-       (select count(*) from monitor.deliveries d where d.receiver = r.name and d.status = 'failed') as failed,
-       (select count(*) from monitor.deliveries d where d.receiver = r.name and d.status = 'dead') as dead
-  from monitor.receivers r
- order by r.name
 
 -- name: snapshots_since
 select s.taken_at, s.txn_last_hour, s.successes, s.failures, s.success_rate, s.open_critical, s.open_high,

@@ -41,10 +41,6 @@ def smtp_address(text: str) -> tuple[str, int | None]:
     return m.group(1), int(m.group(2)) if m.group(2) else None
 
 
-def interval(value: dt.timedelta | None) -> str | None:
-    return None if value is None else f"{value.total_seconds()} seconds"
-
-
 class Notifications:
     """Mixed into monitorctl.api.Monitor: ``self._installed()`` is its checked connection."""
 
@@ -137,8 +133,8 @@ class Notifications:
         with refused():
             return db.value(conn, "route_add", {
                 "receiver": receiver, "min_severity": min_severity, "detectors": list(detectors) or None,
-                "subject": subject, "repeat": interval(repeat), "send_resolved": send_resolved,
-                "continue": continue_, "escalate_after": interval(escalate_after), "escalate_to": escalate_to})
+                "subject": subject, "repeat": repeat, "send_resolved": send_resolved,
+                "continue": continue_, "escalate_after": escalate_after, "escalate_to": escalate_to})
 
     def routes(self) -> list[dict]:
         return db.rows(self._installed(), "routes_list")

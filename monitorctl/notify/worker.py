@@ -8,6 +8,7 @@ repeats and escalations that time made due. SIGTERM or SIGINT ends it after the 
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import signal
 import socket
@@ -17,9 +18,9 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
 import psycopg
-from psycopg.rows import dict_row
 
-from ..db import connect, query
+from .. import db
+from ..db import connect
 from . import senders
 
 DUE_EVERY = 30.0  # seconds between looks for repeats and escalations (one worker looks at a time)
@@ -47,11 +48,11 @@ class Worker:
             signal.signal(signal.SIGINT, self.stop)
         with connect(self.dsn) as conn, connect(self.dsn) as listener, \
                 ThreadPoolExecutor(self.threads, thread_name_prefix="notify") as pool:
-            listener.execute(query("notify_listen"))
+            db.run(listener, "notify_listen")
             last_due = 0.0
             while not self.stopping.is_set():
                 if time.monotonic() - last_due >= DUE_EVERY or once:
-                    conn.execute(query("notify_enqueue_due"))
+                    db.value(conn, "notify_enqueue_due")
                     last_due = time.monotonic()
                 claimed = self.claim(conn)
                 if claimed:
@@ -63,9 +64,8 @@ class Worker:
         return {"sent": self.sent, "failed": self.failed, "dead": self.dead}
 
     def claim(self, conn: psycopg.Connection) -> list[dict]:
-        with conn.cursor(row_factory=dict_row) as cur:
-            return cur.execute(query("notify_claim"), {"worker": self.name, "limit": self.batch,
-                                                       "lease": f"{self.lease} seconds"}).fetchall()
+        return db.rows(conn, "notify_claim", {"worker": self.name, "limit": self.batch,
+                                              "lease": dt.timedelta(seconds=self.lease)})
 
     def deliver(self, conn: psycopg.Connection, pool: ThreadPoolExecutor, claimed: list[dict]) -> None:
         """Send a claimed batch on the pool's threads and record each outcome as it comes. A delivery
@@ -83,12 +83,12 @@ class Worker:
             d, outcome = futures[future], future.result()
             if outcome is None:
                 continue
-            status = conn.execute(query("notify_record"), {
+            status = db.value(conn, "notify_record", {
                 "delivery_id": d["delivery_id"], "worker": self.name, "attempt": d["attempts"], "ok": outcome.ok,
                 "started": outcome.started_at, "latency_ms": round(outcome.latency_ms, 2),
                 "status_code": outcome.status_code, "reply": outcome.reply, "retry": outcome.retry,
-                "retry_after": f"{outcome.retry_after} seconds" if outcome.retry_after is not None else None,
-            }).fetchone()[0]
+                "retry_after": dt.timedelta(seconds=outcome.retry_after) if outcome.retry_after is not None else None,
+            })
             what = (f"delivery {d['delivery_id']} ({d['transition']}"
                     + (f" of event {d['event']['event_id']}" if d.get("event") else "") + f") to {d['receiver']}")
             code = f" {outcome.status_code}" if outcome.status_code else ""

@@ -75,9 +75,9 @@ class MonitorCollector(Collector):
                                     "1 for the state of the receiver's circuit breaker.", labels=["receiver", "state"])
         for r in f["deliveries"]:
             for s in ("pending", "failed", "dead"):
-                backlog.add_metric([r["receiver"], s], r[s])
+                backlog.add_metric([r["name"], s], r[s])
             for c in CIRCUITS:
-                circuit.add_metric([r["receiver"], c], 1 if r["circuit"] == c else 0)
+                circuit.add_metric([r["name"], c], 1 if r["circuit"] == c else 0)
         yield backlog
         yield circuit
 

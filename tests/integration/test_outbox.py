@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from tests.ledger import Ledger
 
@@ -17,14 +18,15 @@ def receivers(conn, *names):
 
 def route(conn, receiver, position=1, **cols):
     keys = ["receiver", "position", *cols]
-    conn.execute(f"insert into monitor.routes ({', '.join(keys)}) values ({', '.join(['%s'] * len(keys))})",
-                 (receiver, position, *cols.values()))
+    conn.execute(sql.SQL("insert into monitor.routes ({}) values ({})").format(
+        sql.SQL(", ").join(map(sql.Identifier, keys)), sql.SQL(", ").join(sql.Placeholder() * len(keys))),
+        (receiver, position, *cols.values()))
 
 
 def deliveries(conn, **where):
-    cond = " and ".join(f"{k} = %s" for k in where) or "true"
-    return conn.execute(f"select receiver, transition, status from monitor.deliveries where {cond}"
-                        " order by delivery_id", tuple(where.values())).fetchall()
+    cond = sql.SQL(" and ").join([sql.SQL("true")] + [sql.SQL("{} = %s").format(sql.Identifier(k)) for k in where])
+    return conn.execute(sql.SQL("select receiver, transition, status from monitor.deliveries where {}"
+                                " order by delivery_id").format(cond), tuple(where.values())).fetchall()
 
 
 def claim(conn, worker="w1", limit=100, lease="30 seconds"):

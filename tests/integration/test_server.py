@@ -19,6 +19,7 @@ from http.cookiejar import CookieJar
 
 import pytest
 import uvicorn
+from psycopg import sql
 from prometheus_client.parser import text_string_to_metric_families
 
 from monitorctl import embedded
@@ -229,7 +230,8 @@ def test_the_server_works_with_exactly_the_readers_grants_and_writes_with_the_op
     try:
         for kind in ("reader", "operator"):
             role = f"web_{kind}_{event_id}_{time.monotonic_ns()}"
-            conn.execute(f'create role "{role}" login; grant monitor_{kind} to "{role}"')
+            conn.execute(sql.SQL("create role {} login; grant {} to {}").format(
+                sql.Identifier(role), sql.Identifier(f"monitor_{kind}"), sql.Identifier(role)))
             made.append(role)
         with serving(with_user(db, made[0])) as base:           # monitor_reader: everything but writing
             b = Browser(base)
@@ -248,7 +250,7 @@ def test_the_server_works_with_exactly_the_readers_grants_and_writes_with_the_op
             ("acknowledged",)
     finally:
         for role in made:
-            conn.execute(f'drop owned by "{role}"; drop role "{role}"')
+            conn.execute(sql.SQL("drop owned by {0}; drop role {0}").format(sql.Identifier(role)))
 
 
 def test_serve_logs_a_json_line_per_request_and_stops_cleanly_on_sigterm(db):
