@@ -226,6 +226,18 @@ BEGIN
 END
 $$;
 
+-- Whether a delivery may be sent now: no earlier delivery of the same event to the same receiver is
+-- still waiting. A receiver hears of an event's transitions in the order they happened (PagerDuty's
+-- resolve never overtakes its trigger), across batches, workers and retries; an earlier one that is
+-- given up no longer holds the later ones back.
+CREATE OR REPLACE FUNCTION monitor.in_turn(q monitor.deliveries) RETURNS boolean
+LANGUAGE sql STABLE SET search_path = pg_catalog, monitor, pg_temp AS $$
+    SELECT q.event_id IS NULL OR NOT EXISTS (
+        SELECT FROM monitor.deliveries p
+         WHERE p.event_id = q.event_id AND p.receiver = q.receiver AND p.delivery_id < q.delivery_id
+           AND p.status IN ('pending', 'failed'))
+$$;
+
 -- Claim up to p_limit deliveries that are due, for one worker, under a lease of p_lease: each is
 -- locked FOR UPDATE SKIP LOCKED, so workers on any number of hosts never claim the same delivery
 -- while its lease runs; a delivery whose worker died is claimed again when its lease expires (at
@@ -259,7 +271,7 @@ BEGIN
         v_probe := (SELECT q.delivery_id FROM monitor.deliveries q
                      WHERE q.receiver = v_name AND q.status IN ('pending', 'failed')
                        AND q.due_at <= clock_timestamp()
-                       AND (q.lease_until IS NULL OR q.lease_until < clock_timestamp())
+                       AND (q.lease_until IS NULL OR q.lease_until < clock_timestamp()) AND monitor.in_turn(q)
                      ORDER BY q.due_at, q.delivery_id LIMIT 1
                        FOR UPDATE SKIP LOCKED);
         CONTINUE WHEN v_probe IS NULL;
@@ -287,7 +299,7 @@ BEGIN
         v_probes := v_probes || ARRAY(SELECT q.delivery_id FROM monitor.deliveries q
                                        WHERE q.receiver = v_name AND q.status IN ('pending', 'failed')
                                          AND q.due_at <= clock_timestamp()
-                                         AND (q.lease_until IS NULL OR q.lease_until < clock_timestamp())
+                                         AND (q.lease_until IS NULL OR q.lease_until < clock_timestamp()) AND monitor.in_turn(q)
                                        ORDER BY q.due_at, q.delivery_id LIMIT least(v_allowed, p_limit)
                                          FOR UPDATE SKIP LOCKED);
     END LOOP;
@@ -295,7 +307,7 @@ BEGIN
     WITH picked AS (
         SELECT q.delivery_id FROM monitor.deliveries q JOIN monitor.receivers r ON r.name = q.receiver
          WHERE q.status IN ('pending', 'failed') AND q.due_at <= clock_timestamp()
-           AND (q.lease_until IS NULL OR q.lease_until < clock_timestamp())
+           AND (q.lease_until IS NULL OR q.lease_until < clock_timestamp()) AND monitor.in_turn(q)
            AND r.failures < 5 AND (r.open_until IS NULL OR r.open_until <= clock_timestamp())
            AND NOT r.config ? 'rate_per_minute'
          ORDER BY q.due_at, q.delivery_id

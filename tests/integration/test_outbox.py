@@ -437,3 +437,21 @@ def test_deliveries_outlive_their_event_and_their_receiver(ledger, conn):
     assert conn.execute("select status, last_error from monitor.deliveries where receiver = 'other'"
                         " order by delivery_id").fetchall() == [("dead", "receiver removed")] * 2
     assert conn.execute("select count(*) from monitor.delivery_attempts").fetchone()[0] == 1
+
+
+def test_a_receiver_hears_of_an_events_transitions_in_order(ledger, conn):
+    receivers(conn, "pager")
+    route(conn, "pager")
+    ledger.account("A", balance=-1)
+    ledger.run("negative_balance")
+    event_id = conn.execute("select event_id from monitor.events").fetchone()[0]
+    conn.execute("select monitor.acknowledge(array[%s]::bigint[])", (event_id,))
+    conn.execute("select monitor.resolve(array[%s]::bigint[])", (event_id,))
+    sent = []
+    for _ in range(4):                       # one at a time, each after the one before it is done
+        claimed = claim(conn)
+        assert len(claimed) <= 1
+        for d, _receiver, transition, _event in claimed:
+            sent.append(transition)
+            attempt(conn, d, transition != "acknowledged", 500, "boom", retry=False)  # the ack is given up
+    assert sent == ["opened", "acknowledged", "resolved"]

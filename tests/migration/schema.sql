@@ -386,7 +386,7 @@ BEGIN
         v_probe := (SELECT q.delivery_id FROM monitor.deliveries q
                      WHERE q.receiver = v_name AND q.status IN ('pending', 'failed')
                        AND q.due_at <= clock_timestamp()
-                       AND (q.lease_until IS NULL OR q.lease_until < clock_timestamp())
+                       AND (q.lease_until IS NULL OR q.lease_until < clock_timestamp()) AND monitor.in_turn(q)
                      ORDER BY q.due_at, q.delivery_id LIMIT 1
                        FOR UPDATE SKIP LOCKED);
         CONTINUE WHEN v_probe IS NULL;
@@ -414,7 +414,7 @@ BEGIN
         v_probes := v_probes || ARRAY(SELECT q.delivery_id FROM monitor.deliveries q
                                        WHERE q.receiver = v_name AND q.status IN ('pending', 'failed')
                                          AND q.due_at <= clock_timestamp()
-                                         AND (q.lease_until IS NULL OR q.lease_until < clock_timestamp())
+                                         AND (q.lease_until IS NULL OR q.lease_until < clock_timestamp()) AND monitor.in_turn(q)
                                        ORDER BY q.due_at, q.delivery_id LIMIT least(v_allowed, p_limit)
                                          FOR UPDATE SKIP LOCKED);
     END LOOP;
@@ -422,7 +422,7 @@ BEGIN
     WITH picked AS (
         SELECT q.delivery_id FROM monitor.deliveries q JOIN monitor.receivers r ON r.name = q.receiver
          WHERE q.status IN ('pending', 'failed') AND q.due_at <= clock_timestamp()
-           AND (q.lease_until IS NULL OR q.lease_until < clock_timestamp())
+           AND (q.lease_until IS NULL OR q.lease_until < clock_timestamp()) AND monitor.in_turn(q)
            AND r.failures < 5 AND (r.open_until IS NULL OR r.open_until <= clock_timestamp())
            AND NOT r.config ? 'rate_per_minute'
          ORDER BY q.due_at, q.delivery_id
@@ -1357,6 +1357,40 @@ CREATE FUNCTION monitor.glob_like(p_glob text) RETURNS text
     SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
     AS $$
     SELECT replace(replace(replace(replace(replace(p_glob, '\', '\\'), '%', '\%'), '_', '\_'), '*', '%'), '?', '_')
+$$;
+
+CREATE TABLE monitor.deliveries (
+    delivery_id bigint NOT NULL,
+    idempotency_key uuid DEFAULT gen_random_uuid() NOT NULL,
+    event_id bigint,
+    detector text NOT NULL,
+    transition text NOT NULL,
+    receiver text NOT NULL,
+    route_id bigint,
+    status text DEFAULT 'pending'::text NOT NULL,
+    digest_id bigint,
+    digest jsonb,
+    attempts integer DEFAULT 0 NOT NULL,
+    due_at timestamp with time zone DEFAULT now() NOT NULL,
+    lease_until timestamp with time zone,
+    leased_by text,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    sent_at timestamp with time zone,
+    last_error text,
+    CONSTRAINT deliveries_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'failed'::text, 'sent'::text, 'dead'::text, 'suppressed'::text, 'digested'::text]))),
+    CONSTRAINT deliveries_transition_check CHECK ((transition = ANY (ARRAY['opened'::text, 'severity_changed'::text, 'acknowledged'::text, 'resolved'::text, 'auto_resolved'::text, 'repeat'::text, 'escalated'::text, 'digest'::text])))
+);
+
+COMMENT ON TABLE monitor.deliveries IS 'The outbox: one row per transition and receiver, enqueued in the transition''s transaction';
+
+CREATE FUNCTION monitor.in_turn(q monitor.deliveries) RETURNS boolean
+    LANGUAGE sql STABLE
+    SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
+    AS $$
+    SELECT q.event_id IS NULL OR NOT EXISTS (
+        SELECT FROM monitor.deliveries p
+         WHERE p.event_id = q.event_id AND p.receiver = q.receiver AND p.delivery_id < q.delivery_id
+           AND p.status IN ('pending', 'failed'))
 $$;
 
 CREATE FUNCTION monitor.interval_ms(p_interval text) RETURNS text
@@ -2493,30 +2527,6 @@ CREATE TABLE monitor.counters (
 );
 
 COMMENT ON TABLE monitor.counters IS 'Monotonic counters (events_resolved: by a person or by the runner)';
-
-CREATE TABLE monitor.deliveries (
-    delivery_id bigint NOT NULL,
-    idempotency_key uuid DEFAULT gen_random_uuid() NOT NULL,
-    event_id bigint,
-    detector text NOT NULL,
-    transition text NOT NULL,
-    receiver text NOT NULL,
-    route_id bigint,
-    status text DEFAULT 'pending'::text NOT NULL,
-    digest_id bigint,
-    digest jsonb,
-    attempts integer DEFAULT 0 NOT NULL,
-    due_at timestamp with time zone DEFAULT now() NOT NULL,
-    lease_until timestamp with time zone,
-    leased_by text,
-    created_at timestamp with time zone DEFAULT now() NOT NULL,
-    sent_at timestamp with time zone,
-    last_error text,
-    CONSTRAINT deliveries_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'failed'::text, 'sent'::text, 'dead'::text, 'suppressed'::text, 'digested'::text]))),
-    CONSTRAINT deliveries_transition_check CHECK ((transition = ANY (ARRAY['opened'::text, 'severity_changed'::text, 'acknowledged'::text, 'resolved'::text, 'auto_resolved'::text, 'repeat'::text, 'escalated'::text, 'digest'::text])))
-);
-
-COMMENT ON TABLE monitor.deliveries IS 'The outbox: one row per transition and receiver, enqueued in the transition''s transaction';
 
 ALTER TABLE monitor.deliveries ALTER COLUMN delivery_id ADD GENERATED ALWAYS AS IDENTITY (
     SEQUENCE NAME monitor.deliveries_delivery_id_seq
