@@ -243,6 +243,9 @@ class Monitor(Notifications, Observation):
     def _configure(conn, name: str, params: dict | None = None, schedule_: str | None = None,
                    severity: str | None = None, enabled: bool | None = None) -> dict:
         require_detector(conn, name)
+        why = (db.value(conn, "unavailable_detectors") or {}).get(name)
+        if enabled and why:
+            raise UsageError(f"{name} cannot be enabled: {why} (docs/mapping.md)")
         return db.row(conn, "configure_detector", {
             "name": name, "params": Jsonb(params) if params else None, "schedule": schedule_,
             "severity": severity, "enabled": enabled})

@@ -1,14 +1,18 @@
 """Index advice for mapped sources: which index each incremental detector needs on the user's tables.
 
 Finding detectors read rows by time (`created_at >= since`) and follow bursts per account
-(`account_id, time`); without those indexes every run scans the whole table. Only plain column
-mappings can be checked; a `{ sql = ... }` expression needs an expression index the user designs.
+(`account_id, time`); without those indexes every run scans the whole table. Plain column mappings
+and columns read in a time zone (`{ column = ..., time_zone = ... }`: the index is on the same
+expression) can be checked; a `{ sql = ... }` expression needs an expression index the user designs.
+A transfer source (debit_account and credit_account) needs the per-account index on both. Only
+tables take indexes: a mapped view is named as such, since monitorctl cannot tell which columns of
+which table it reads.
 
 Some detectors read only rows of one status: stuck_pending the pending ones older than its age, which
 without a partial index is every older row of the table, failed_debit and consecutive_failures the
 failed ones of their window. For those the advice is a partial index whose predicate is the mapping's
-own status (a column, or its `{ sql = ... }` expression over the raw columns), and whether one serves
-is asked of the planner itself: EXPLAIN of the detector's filter, sequential scans off.
+own status (a column, its `{ sql = ... }` expression or its word map over the raw column), and whether
+one serves is asked of the planner itself: EXPLAIN of the detector's filter, sequential scans off.
 """
 
 from __future__ import annotations
@@ -24,8 +28,9 @@ from .db import query
 # (relation, logical columns that should lead an index, who needs it)
 NEEDS = [
     ("transactions", ("created_at",), "failed_debit, consecutive_failures, concurrent_txn, failure_rate, "
-                                      "balance_mismatch, volume_anomaly"),
-    ("transactions", ("account_id", "created_at"), "consecutive_failures, concurrent_txn, balance_mismatch"),
+                                      "balance_mismatch, balance_chain, volume_anomaly"),
+    ("transactions", ("account_id", "created_at"), "consecutive_failures, concurrent_txn, balance_mismatch, "
+                                                   "balance_chain"),
     ("transactions", ("updated_at",), "failed_debit, consecutive_failures, balance_mismatch, failure_rate, "
                                       "negative_balance"),
     ("transactions", ("txn_id",), "lookups by id"),
@@ -50,27 +55,62 @@ class Advice:
     relation: str
     columns: tuple[str, ...]
     needed_by: str
-    status: str  # ok | missing | expression (cannot be checked)
+    status: str  # ok | missing | expression (cannot be checked) | view | unknown
     suggestion: str = ""
+
+
+def _legs(spec: dict, logical: tuple[str, ...]) -> list[tuple[str, ...]]:
+    """The mapped columns a logical index stands for: a transfer's account is each of its two legs."""
+    if "account_id" in logical and "debit_account" in spec["columns"]:
+        return [tuple(leg if c == "account_id" else c for c in logical) for leg in ("debit_account", "credit_account")]
+    return [logical]
 
 
 def index_advice(conn, mapping: dict) -> list[Advice]:
     out = []
-    for rel, logical, who in NEEDS:
-        spec = mapping["sources"][rel]
-        cols = [spec["columns"].get(c) for c in logical]
-        if cols[-1] is None:  # an optional column that is not mapped (updated_at): nothing to index
+    for rel, logical_need, who in NEEDS:
+        spec = mapping["sources"].get(rel)
+        if spec is None:  # an optional source that is not mapped (scans)
             continue
-        if not all(isinstance(c, str) for c in cols):
-            out.append(Advice(spec["relation"], logical, who, "expression",
-                              "mapped through an sql expression: consider an expression index"))
-            continue
-        leading = index_leads(conn, spec["relation"], cols)
-        suggestion = "" if leading else sql.SQL("CREATE INDEX ON {} ({})").format(
-            sql.SQL(mapping_mod.render_relation(conn, rel, spec)["relation"]),
-            sql.SQL(", ").join(sql.Identifier(c) for c in cols)).as_string(conn)
-        out.append(Advice(spec["relation"], tuple(cols), who, "ok" if leading else "missing", suggestion))
+        for logical in _legs(spec, logical_need):
+            values = [spec["columns"].get(c) for c in logical]
+            if values[-1] is None:  # an optional column that is not mapped (updated_at): nothing to index
+                continue
+            out.append(_advise(conn, spec["relation"], [*values], logical, who))
+    answers = (mapping["sources"]["transactions"]).get("answers")
+    if answers:
+        out.append(_advise(conn, answers["relation"], [answers["key"], answers["order_by"]],
+                           ("answers.key", "answers.order_by"), "the latest answer of every transaction"))
     return out + partial_advice(conn, mapping)
+
+
+def _advise(conn, relation: str, values: list, logical: tuple[str, ...], who: str) -> Advice:
+    found = mapping_mod.find_relation(conn, relation)
+    keys = [index_key(conn, v) for v in values]
+    shown = tuple(k[1] if k else f"{c} (sql)" for k, c in zip(keys, logical))
+    if found and found[3] in ("v", "f"):
+        kind = "view" if found[3] == "v" else "foreign table"
+        return Advice(relation, shown, who, "view",
+                      f"{relation} is a {kind}: index the table it reads on these columns "
+                      "(monitorctl cannot tell which table that is)")
+    if not all(keys):
+        return Advice(relation, shown, who, "expression",
+                      "mapped through an sql expression: consider an expression index")
+    if index_leads(conn, found, [k[0] for k in keys]):
+        return Advice(relation, shown, who, "ok")
+    return Advice(relation, shown, who, "missing",
+                  f"CREATE INDEX ON {found[1]} ({', '.join(k[1] for k in keys)})")
+
+
+def index_key(conn, value) -> tuple[str, str] | None:
+    """How PostgreSQL shows a mapped value as an index key (pg_get_indexdef), and how CREATE INDEX
+    takes it; None for an `sql` expression."""
+    name = mapping_mod.column_name(value)
+    if name is None:
+        return None
+    zone = value.get("time_zone") if isinstance(value, dict) else None
+    key = db.row(conn, "index_key", {"name": name, "zone": zone})
+    return key["shown"], key["written"]
 
 
 def partial_advice(conn, mapping: dict) -> list[Advice]:
@@ -78,20 +118,29 @@ def partial_advice(conn, mapping: dict) -> list[Advice]:
     for rel, logical, status, who, probe in PARTIAL_NEEDS:
         spec = mapping["sources"][rel]
         column, status_map = spec["columns"].get(logical), spec["columns"].get("status")
-        if column is None:
+        if column is None or status_map is None:
             continue
-        relation = mapping_mod.render_relation(conn, rel, spec)["relation"]
-        if not isinstance(column, str):
+        found = mapping_mod.find_relation(conn, spec["relation"])
+        key = index_key(conn, column)
+        if found and found[3] in ("v", "f"):
+            out.append(Advice(spec["relation"], (f"{logical} where status = {status}",), who, "view",
+                              f"{spec['relation']} is a view: index the table it reads "
+                              "(monitorctl cannot tell which table that is)"))
+            continue
+        if key is None:
             out.append(Advice(spec["relation"], (logical,), who, "expression",
                               "mapped through an sql expression: consider a partial expression index"))
             continue
-        predicate = (sql.SQL("({}) = {}").format(sql.SQL(status_map["sql"]), sql.Literal(status))
-                     if isinstance(status_map, dict) else
-                     sql.SQL("{} = {}").format(sql.Identifier(status_map), sql.Literal(status)))
+        if "answers" in spec:
+            out.append(Advice(spec["relation"], (f"{key[1]} where status = {status}",), who, "expression",
+                              "the status is read from the latest answer: no partial index can select it"))
+            continue
+        predicate = sql.SQL("{} = {}").format(sql.SQL(mapping_mod.status_expression(status_map, "")),
+                                                sql.Literal(status))
         suggestion = sql.SQL("CREATE INDEX ON {} ({}) WHERE {}").format(
-            sql.SQL(relation), sql.Identifier(column), predicate).as_string(conn)
+            sql.SQL(found[1]), sql.SQL(key[1]), predicate).as_string(conn)
         served = partial_index_serves(conn, probe)
-        out.append(Advice(spec["relation"], (f"{column} where status = {status}",), who,
+        out.append(Advice(spec["relation"], (f"{key[1]} where status = {status}",), who,
                           {True: "ok", False: "missing", None: "unknown"}[served],
                           "" if served else suggestion if served is False else
                           "only a role that can read the source views (monitor's owner) can check this"))
@@ -119,8 +168,7 @@ def partial_index_serves(conn, probe: str) -> bool | None:
     return bool(names) and conn.execute(query("partial_indexes"), (sorted(names),)).fetchone()[0]
 
 
-def index_leads(conn, relation: str, columns: list[str]) -> bool:
-    """True when an index on `relation` starts with exactly these columns, in this order."""
-    found = mapping_mod.find_relation(conn, relation)
+def index_leads(conn, found, keys: list[str]) -> bool:
+    """True when an index on the relation starts with exactly these keys (as pg_get_indexdef shows them)."""
     rows = conn.execute(query("index_columns"), (found[0],)).fetchall() if found else []
-    return any(r[0][: len(columns)] == columns for r in rows)
+    return any(r[0][: len(keys)] == keys for r in rows)

@@ -128,7 +128,7 @@ def stored_mapping(conn) -> dict | None:
 
 def resolve_mapping(conn, with_ledger: bool, config: dict | None) -> dict:
     if config and config.get("sources"):
-        return {"sources": config["sources"]}
+        return mapping_mod.stored_form(config)
     stored = stored_mapping(conn)
     if stored:
         return stored
@@ -168,7 +168,7 @@ def _install(conn, dsn, with_ledger, config, do_schedule, say, report) -> Instal
     """install() under the install lock."""
     check_not_newer(conn)
     if config and config.get("sources") and not with_ledger:
-        mapping_mod.check_database(conn, {"sources": config["sources"]})  # before anything changes
+        mapping_mod.check_database(conn, mapping_mod.stored_form(config))  # before anything changes
     elif not (config and config.get("sources")) and not with_ledger and not stored_mapping(conn):
         raise UsageError("no source mapping: pass --with-ledger (reference ledger) or --config FILE "
                          "(your tables)")
@@ -184,7 +184,8 @@ def _install(conn, dsn, with_ledger, config, do_schedule, say, report) -> Instal
         for mid in report.applied:
             say(f"applied migration {mid}")
         mapping = resolve_mapping(conn, with_ledger, config)
-        mapping_mod.check_database(conn, mapping)
+        for warning in mapping_mod.check_database(conn, mapping):
+            say(f"warning: config: {warning}")
         with conn.transaction():
             conn.execute(query("store_mapping"), (Jsonb(mapping),))
             for name, text in render_sql(conn, mapping_mod.template_context(conn, mapping)):
@@ -195,8 +196,14 @@ def _install(conn, dsn, with_ledger, config, do_schedule, say, report) -> Instal
             problem = conn.execute(query("sources_problem")).fetchone()[0]
             if problem:  # behind the views just made: nothing of another role's (docs/security.md)
                 raise UsageError(f"config: sources: {problem}")
+            set_unavailable(conn, mapping, say)
             for detector, params in ((config or {}).get("detectors") or {}).items():
-                set_params(conn, detector, params, where=f"config: [detectors.{detector}]: ")
+                params = dict(params)
+                enabled = params.pop("enabled", None)
+                if params:
+                    set_params(conn, detector, params, where=f"config: [detectors.{detector}]: ")
+                if enabled is not None:
+                    set_enabled(conn, detector, enabled, where=f"config: [detectors.{detector}]: ")
             conn.execute(query("set_scheduling"), (do_schedule,))
             conn.execute(query("mark_installed"), (Jsonb(resources.schema_version()),))
     except BaseException:
@@ -220,6 +227,30 @@ def _install(conn, dsn, with_ledger, config, do_schedule, say, report) -> Instal
 
 def render_sql_names() -> list[str]:
     return [p.name for p in sorted(resources.sql_dir().iterdir()) if ".sql" in p.name]
+
+
+def set_unavailable(conn, mapping: dict, say) -> None:
+    """Turn off the built-in detectors the mapping gives nothing to read (and say why); turn back on
+    those a previous mapping had turned off that now have their sources."""
+    before = db.value(conn, "unavailable_detectors") or {}
+    now = mapping_mod.unavailable(mapping)
+    for name in sorted(set(before) - set(now)):
+        db.run(conn, "detector_set_enabled", {"name": name, "enabled": True})
+        say(f"{name} is on again: the mapping now gives it what it reads")
+    for name, why in sorted(now.items()):
+        db.run(conn, "detector_set_enabled", {"name": name, "enabled": False})
+        if name not in before:
+            say(f"{name} is off: {why}")
+    db.run(conn, "store_unavailable", (Jsonb(now),))
+
+
+def set_enabled(conn, detector: str, enabled: bool, where: str = "") -> None:
+    """Enable or disable one detector (refused for one the mapping gives nothing to read)."""
+    require_detector(conn, detector)
+    why = (db.value(conn, "unavailable_detectors") or {}).get(detector)
+    if enabled and why:
+        raise UsageError(f"{where}{detector} cannot be enabled: {why} (docs/mapping.md)")
+    db.run(conn, "detector_set_enabled", {"name": detector, "enabled": enabled})
 
 
 def set_params(conn, detector: str, params: dict, where: str = "") -> dict:

@@ -263,11 +263,19 @@ from monitor.detector_runs where detector = %s order by run_id desc limit 1
 select h.subject, h.evidence ->> 'problem' as problem, h.summary from monitor.detector_problems() h
 
 -- name: index_columns
--- the leading columns of each full (not partial) index of a relation, in index order
-select array(select a.attname::text from unnest(i.indkey) with ordinality k(attnum, n)
-             join pg_attribute a on a.attrelid = i.indrelid and a.attnum = k.attnum
-             order by k.n)
+-- the leading keys of each full (not partial) index of a relation, in index order, as
+-- pg_get_indexdef shows them (a column's name, quoted when it must be, or an expression)
+select array(select pg_get_indexdef(i.indexrelid, k.n::integer, true)
+               from generate_series(1, i.indnkeyatts) k(n) order by k.n)
 from pg_index i where i.indrelid = %s and i.indpred is null
+
+-- name: index_key
+-- a mapped column as pg_get_indexdef shows it as an index key (shown), and as CREATE INDEX takes it
+-- (written); read in a time zone, it is the expression `column AT TIME ZONE zone`
+select case when %(zone)s::text is null then quote_ident(%(name)s)
+            else format('timezone(%%L::text, %%s)', %(zone)s::text, quote_ident(%(name)s)) end as shown,
+       case when %(zone)s::text is null then quote_ident(%(name)s)
+            else format('(%%s AT TIME ZONE %%L)', quote_ident(%(name)s), %(zone)s::text) end as written
 
 -- name: doctor_probe_pending_created
 -- the plan of stuck_pending's filter (doctor)
@@ -289,7 +297,8 @@ select exists (select from pg_index i join pg_class c on c.oid = i.indexrelid
 -- name: find_relation
 -- a mapped relation by name, from the catalogs: the first of the schemas that holds it; whether it
 -- stores its rows here (a table, partitioned table or materialized view: its rows have an xmin)
-select c.oid, quote_ident(n.nspname) || '.' || quote_ident(c.relname), c.relkind in ('r', 'p', 'm')
+select c.oid, quote_ident(n.nspname) || '.' || quote_ident(c.relname), c.relkind in ('r', 'p', 'm'),
+       c.relkind::text
 from unnest(%(schemas)s::text[]) with ordinality s(nsp, i)
 join pg_namespace n on n.nspname = s.nsp
 join pg_class c on c.relnamespace = n.oid and c.relname = %(name)s and c.relkind in ('r', 'p', 'v', 'm', 'f')
@@ -313,7 +322,9 @@ where c.oid = %s and (c.relkind in ('v', 'm', 'f') or c.relrowsecurity)
   and not o.rolsuper and c.relowner <> m.owner
 
 -- name: relation_columns
-select attname from pg_attribute where attrelid = %s and attnum > 0 and not attisdropped
+-- a relation's columns and their types
+select attname::text, format_type(atttypid, atttypmod) from pg_attribute
+where attrelid = %s and attnum > 0 and not attisdropped
 
 -- Install, uninstall and scheduling (monitorctl/install.py, monitorctl/schedule.py).
 
@@ -335,6 +346,18 @@ select to_regclass('monitor.settings') is not null
 
 -- name: has_detectors
 select to_regclass('monitor.detectors') is not null
+
+-- name: unavailable_detectors
+-- the built-in detectors the mapping gives nothing to read, and why (monitorctl/mapping.py: unavailable)
+select value from monitor.settings where key = 'sources.unavailable'
+
+-- name: store_unavailable
+insert into monitor.settings (key, value, description)
+values ('sources.unavailable', %s, 'the built-in detectors the mapping gives nothing to read, and why')
+on conflict (key) do update set value = excluded.value
+
+-- name: detector_set_enabled
+update monitor.detectors set enabled = %(enabled)s where name = %(name)s
 
 -- name: stored_mapping
 select value from monitor.settings where key = 'sources.mapping'

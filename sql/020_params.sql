@@ -3,7 +3,7 @@
 -- Parameters every detector has, whatever its own.
 CREATE OR REPLACE FUNCTION monitor.common_params(p_kind text) RETURNS jsonb
 LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, monitor, pg_temp AS $$
-    SELECT jsonb_build_object('timeout', '50 seconds', 'lock_timeout', '5 seconds')
+    SELECT jsonb_build_object('timeout', '50 seconds', 'lock_timeout', '5 seconds', 'exclude', '[]'::jsonb)
         || CASE WHEN p_kind = 'finding'
                 THEN jsonb_build_object('late_window', '5 minutes', 'first_lookback', '24 hours')
                 ELSE '{}'::jsonb END
@@ -16,8 +16,8 @@ LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, monitor, pg_temp AS $$ SELE
 -- The kind and valid range of a parameter: every value outside it would make runs fail or mean
 -- nothing (a fraction of a count, a timeout that rounds to none, a window that overflows a
 -- timestamp). '*' rules hold for every detector that has the key. A custom detector's own
--- parameters take their kind from their default: a number from 0 to 1e15, or an interval from
--- 0 to 100 years.
+-- parameters take their kind from their default: a number from 0 to 1e15, true or false, a list
+-- of up to 10,000 subjects, or an interval from 0 to 100 years.
 CREATE OR REPLACE FUNCTION monitor.param_rule(p_detector text, p_key text, p_default jsonb,
                                               OUT kind text, OUT lo text, OUT hi text)
 LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, monitor, pg_temp AS $$
@@ -28,6 +28,7 @@ LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, monitor, pg_temp AS $$
         (1, '*', 'first_lookback', 'interval', '0', '3660 days'),
         (1, 'balance_mismatch', 'tolerance', 'number', '0', '1000000000000'),
         (1, '*', 'full_pass', 'interval', '0', '30 days'),  -- 0: a full pass every run
+        (1, '*', 'exclude', 'list', '0', '10000'),           -- subjects whose findings are dropped
         (1, 'consecutive_failures', 'count', 'integer', '1', '10000'),
         (1, 'consecutive_failures', 'window', 'interval', '0', '30 days'),
         (1, 'stuck_pending', 'age', 'interval', '1 second', '365 days'),
@@ -38,15 +39,20 @@ LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, monitor, pg_temp AS $$
         (1, 'duplicate_scan', 'min_count', 'integer', '2', '100000'),
         (1, 'concurrent_txn', 'window', 'interval', '0', '1 day'),
         (1, 'concurrent_txn', 'min_count', 'integer', '2', '100000'),
+        (1, 'concurrent_txn', 'debits_only', 'boolean', '', ''),
         (1, 'volume_anomaly', 'baseline_days', 'integer', '7', '56'),
         (1, 'volume_anomaly', 'sigma', 'number', '0.1', '100'),
         (1, 'volume_anomaly', 'min_samples', 'integer', '1', '8'),
         (1, 'detector_health', 'overdue_factor', 'number', '1', '1000'),
         (2, '', '', 'number', '0', '1000000000000000'),
+        (2, '', '', 'boolean', '', ''),
+        (2, '', '', 'list', '0', '10000'),
         (2, '', '', 'interval', '0', '100 years')
     ) r(prio, detector, key, kind, lo, hi)
     WHERE (r.prio = 1 AND r.key = p_key AND r.detector IN (p_detector, '*'))
-       OR (r.prio = 2 AND r.kind = CASE jsonb_typeof(p_default) WHEN 'number' THEN 'number' ELSE 'interval' END)
+       OR (r.prio = 2 AND r.kind = CASE jsonb_typeof(p_default) WHEN 'number' THEN 'number'
+                                                                 WHEN 'boolean' THEN 'boolean'
+                                                                 WHEN 'array' THEN 'list' ELSE 'interval' END)
     ORDER BY r.prio
     LIMIT 1
 $$;
@@ -76,8 +82,23 @@ BEGIN
         rule := monitor.param_rule(p_detector, k, p_defaults -> k);
         what := CASE rule.kind WHEN 'interval' THEN format('an interval from %s to %s (such as ''5 minutes'')', rule.lo, rule.hi)
                                WHEN 'integer' THEN format('a whole number from %s to %s', rule.lo, rule.hi)
+                               WHEN 'boolean' THEN 'true or false'
+                               WHEN 'list' THEN format('a list of up to %s subjects (strings of 1 to 200 characters, '
+                                                       'such as ["world"])', rule.hi)
                                ELSE format('a number from %s to %s', rule.lo, rule.hi) END;
-        IF rule.kind = 'interval' THEN
+        IF rule.kind = 'boolean' THEN
+            IF jsonb_typeof(v) IS DISTINCT FROM 'boolean' THEN
+                RAISE EXCEPTION 'parameter "%" of detector % must be %, not %', k, p_detector, what, v
+                    USING ERRCODE = '22023';
+            END IF;
+        ELSIF rule.kind = 'list' THEN
+            IF jsonb_typeof(v) IS DISTINCT FROM 'array' OR jsonb_array_length(v) > rule.hi::integer
+               OR EXISTS (SELECT FROM jsonb_array_elements(v) x
+                           WHERE jsonb_typeof(x) <> 'string' OR length(x #>> '{}') NOT BETWEEN 1 AND 200) THEN
+                RAISE EXCEPTION 'parameter "%" of detector % must be %, not %', k, p_detector, what, v
+                    USING ERRCODE = '22023';
+            END IF;
+        ELSIF rule.kind = 'interval' THEN
             iv := NULL;
             IF jsonb_typeof(v) = 'string' THEN
                 BEGIN

@@ -1,4 +1,5 @@
--- Shared machinery of the burst and run detectors (duplicate_scan, concurrent_txn).
+-- Shared machinery of the burst and run detectors (duplicate_scan, concurrent_txn). p_source: scans,
+-- transactions, or debits (the transactions that pay: concurrent_txn's default).
 --
 -- A burst is a maximal sequence of one account's rows, ordered by time then id (COLLATE "C"),
 -- in which each row is within `window` of the previous one (inclusive). The rows a run must
@@ -27,8 +28,10 @@ BEGIN
     IF p_source = 'scans' THEN
         rel := 'monitor.src_scans'; id_col := 'scan_id'; t_col := 'scanned_at';
         extra := 'NULL::numeric AS amount, NULL::text AS status';
-    ELSIF p_source = 'transactions' THEN
-        rel := 'monitor.src_transactions'; id_col := 'txn_id'; t_col := 'created_at';
+    ELSIF p_source IN ('transactions', 'debits') THEN
+        rel := CASE p_source WHEN 'debits' THEN '(SELECT * FROM monitor.src_transactions t WHERE t.is_debit)'
+                             ELSE 'monitor.src_transactions' END;
+        id_col := 'txn_id'; t_col := 'created_at';
         extra := 'r.amount, r.status';
     ELSE
         RAISE EXCEPTION 'unknown burst source %', p_source;

@@ -2,34 +2,50 @@
 -- concurrent_txn. Pure functions of (params, since) over the source views; `since` is the earliest
 -- row time to examine (the runner's watermark minus late_window, or first_lookback on a first run).
 
--- A failed transaction that still took money: balance_after < balance_before.
+-- A failed transaction that still took money, on the best evidence the mapping gives
+-- (monitor.failed_debit_evidence, docs/mapping.md): its balances (balance_after < balance_before),
+-- a `posted` mark (the money moved), or else its account's balance: a failed debit whose amount is
+-- exactly what the balance lacks against its history (monitor.account_difference). One finding per
+-- transaction: a transfer is judged on its debit leg.
 CREATE OR REPLACE FUNCTION monitor.detect_failed_debit(params jsonb, since timestamptz)
 RETURNS SETOF monitor.finding
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, monitor, pg_temp AS $$
 BEGIN
     -- a one-shot plan per run: the planner sees the actual window (an index range scan)
     RETURN QUERY EXECUTE $q$
+    WITH failed AS (
+        SELECT t.*,
+               CASE $4 WHEN 'balances' THEN t.balance_before - t.balance_after
+                       WHEN 'posted' THEN CASE WHEN t.posted AND t.amount < 0 THEN -t.amount END
+                       ELSE CASE WHEN t.amount < 0 AND monitor.account_difference(t.account_id) = t.amount
+                                 THEN -t.amount END END AS lost
+          FROM monitor.src_transactions t
+         WHERE ((t.created_at >= $2 AND t.created_at < $3) OR (t.updated_at >= $2 AND t.updated_at < $3))
+           AND t.status = 'failed' AND t.is_primary
+    )
     SELECT t.account_id,
            t.txn_id,
            t.txn_id,
-           t.balance_before - t.balance_after,
-           format('failed transaction %s on %s still took %s (balance %s -> %s)', t.txn_id, t.account_id,
-                  t.balance_before - t.balance_after, t.balance_before, t.balance_after),
+           t.lost,
+           CASE $4 WHEN 'balances'
+                THEN format('failed transaction %s on %s still took %s (balance %s -> %s)', t.txn_id, t.account_id,
+                            t.lost, t.balance_before, t.balance_after)
+                WHEN 'posted'
+                THEN format('failed transaction %s on %s still took %s (it was posted)', t.txn_id, t.account_id, t.lost)
+                ELSE format('failed transaction %s on %s still took %s (the balance lacks exactly its amount)',
+                            t.txn_id, t.account_id, t.lost) END,
            jsonb_build_object(
                'txn_id', t.txn_id, 'account_id', t.account_id, 'status', t.status, 'amount', t.amount,
                'balance_before', t.balance_before, 'balance_after', t.balance_after,
-               'lost', t.balance_before - t.balance_after, 'device_id', t.device_id,
+               'lost', t.lost, 'device_id', t.device_id, 'evidence', $4,
                'created_at', t.created_at, 'updated_at', t.updated_at)
-      FROM monitor.src_transactions t
-     WHERE ((t.created_at >= $2 AND t.created_at < $3) OR (t.updated_at >= $2 AND t.updated_at < $3))
-       AND t.status = 'failed'
-       AND t.balance_before IS NOT NULL AND t.balance_after IS NOT NULL
-       AND t.balance_after < t.balance_before
-    $q$ USING params, since, coalesce((params ->> 'until')::timestamptz, 'infinity');
+      FROM failed t
+     WHERE t.lost > 0
+    $q$ USING params, since, coalesce((params ->> 'until')::timestamptz, 'infinity'), monitor.failed_debit_evidence();
 END
 $$;
 COMMENT ON FUNCTION monitor.detect_failed_debit(jsonb, timestamptz) IS
-    'failed_debit: a failed transaction with balance_after < balance_before (money lost).';
+    'failed_debit: a failed transaction that still took money (its balances, its posted mark, or its account''s balance).';
 
 -- A maximal run of consecutive failed transactions of one account (pending ones skipped) holding
 -- `count` failures within `window` of each other, first to last.
@@ -43,12 +59,13 @@ BEGIN
         SELECT t.account_id, min(t.created_at) AS t0  -- a run that holds a fresh row holds a fresh failure
           FROM monitor.src_transactions t
          WHERE ((t.created_at >= $2 AND t.created_at < $3) OR (t.updated_at >= $2 AND t.updated_at < $3))
-           AND t.status = 'failed'
+           AND t.status = 'failed' AND t.is_primary
          GROUP BY t.account_id
     ), start AS MATERIALIZED (     -- a run starts after the last success before that row
         SELECT f.account_id,
                (SELECT max(s.created_at) FROM monitor.src_transactions s
-                 WHERE s.account_id = f.account_id AND s.created_at < f.t0 AND s.status = 'success') AS t
+                 WHERE s.account_id = f.account_id AND s.created_at < f.t0 AND s.status = 'success'
+                   AND s.is_primary) AS t
           FROM fresh f
     ), seq AS (                    -- each account's rows from there, read through (account_id, created_at)
         SELECT r.account_id, r.txn_id, r.created_at, r.status, r.amount, r.device_id,
@@ -59,7 +76,7 @@ BEGIN
           CROSS JOIN LATERAL (
               SELECT t.* FROM monitor.src_transactions t
                WHERE t.account_id = s.account_id AND t.created_at >= coalesce(s.t, '-infinity')
-                 AND t.created_at < $3 AND t.status IN ('success', 'failed')) r
+                 AND t.created_at < $3 AND t.status IN ('success', 'failed') AND t.is_primary) r
     ), runs AS (
         SELECT q.account_id,
                array_agg(q.txn_id ORDER BY q.created_at, q.txn_id COLLATE "C") AS ids,
@@ -124,7 +141,9 @@ $$;
 COMMENT ON FUNCTION monitor.detect_duplicate_scan(jsonb, timestamptz) IS
     'duplicate_scan: a maximal burst of scans of one card, each within `window` of the previous.';
 
--- Transactions of one account in a burst (any status), each within `window` of the previous one.
+-- Transactions of one account in a burst (any status), each within `window` of the previous one: by
+-- default only its debits (`debits_only`: the paying side; a merchant receiving two payments at once
+-- is no anomaly, and a double payment is reported once, on its payer).
 CREATE OR REPLACE FUNCTION monitor.detect_concurrent_txn(params jsonb, since timestamptz)
 RETURNS SETOF monitor.finding
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, monitor, pg_temp AS $$
@@ -144,7 +163,8 @@ BEGIN
                'amounts', to_jsonb(b.amounts[1:50]), 'statuses', to_jsonb(b.statuses[1:50]),
                'devices', to_jsonb(b.devices[1:50]), 'member_keys', to_jsonb(b.ids),
                'window', $1 ->> 'window', 'min_count', ($1 -> 'min_count'))
-      FROM monitor.find_bursts('transactions', ($1 ->> 'window')::interval,
+      FROM monitor.find_bursts(CASE WHEN ($1 ->> 'debits_only')::boolean IS FALSE THEN 'transactions' ELSE 'debits' END,
+                               ($1 ->> 'window')::interval,
                                ($1 ->> 'min_count')::integer, $2, $3, monitor.seen_age($1)) b
     $q$ USING params, since, coalesce((params ->> 'until')::timestamptz, 'infinity');
 END

@@ -1,7 +1,8 @@
 -- Condition detectors (docs/detectors.md): negative_balance, stuck_pending, failure_rate. A condition
 -- detector returns every instance that holds now; the runner resolves the ones that vanished.
 
--- An account whose balance is below zero. A full pass (a run without `seen`: the first, a rescan,
+-- An account whose balance is below zero, unless the mapping allows it (accounts.allow_negative: a
+-- system account negative by design). A full pass (a run without `seen`: the first, a rescan,
 -- one every `full_pass`) reads every account; the runs between read only the accounts that may
 -- have changed since `since` (the run's start less `late_window`) and that the previous run did
 -- not see, and those with an open event (so that one whose balance recovered resolves):
@@ -20,7 +21,7 @@ DECLARE
                               'opening_balance', a.opening_balance, 'updated_at', a.updated_at) $r$;
 BEGIN
     IF NOT params ? 'seen' THEN
-        RETURN QUERY EXECUTE report || $q$ FROM monitor.src_accounts a WHERE a.balance < 0 $q$;
+        RETURN QUERY EXECUTE report || $q$ FROM monitor.src_accounts a WHERE a.balance < 0 AND NOT a.allow_negative $q$;
     ELSE
         -- a one-shot plan per run: the planner sees the actual window (index range scans)
         RETURN QUERY EXECUTE $q$
@@ -34,7 +35,7 @@ BEGIN
             SELECT e.subject FROM monitor.events e
              WHERE e.detector = 'negative_balance' AND e.status <> 'resolved'
         )$q$ || report || $q$ FROM cand c JOIN monitor.src_accounts a ON a.account_id = c.account_id
-         WHERE a.balance < 0 $q$
+         WHERE a.balance < 0 AND NOT a.allow_negative $q$
         USING since, monitor.accounts_have_updated_at(), monitor.seen_age(params);
     END IF;
 END
@@ -42,7 +43,7 @@ $$;
 COMMENT ON FUNCTION monitor.detect_negative_balance(jsonb, timestamptz) IS
     'negative_balance: an account whose balance is below zero.';
 
--- A transaction still pending more than `age` after it was created.
+-- A transaction still pending more than `age` after it was created (a transfer once, on its debit leg).
 CREATE OR REPLACE FUNCTION monitor.detect_stuck_pending(params jsonb, since timestamptz)
 RETURNS SETOF monitor.finding
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, monitor, pg_temp AS $$
@@ -56,7 +57,7 @@ BEGIN
                               'status', t.status, 'created_at', t.created_at, 'device_id', t.device_id,
                               'pending_for', (now() - t.created_at)::text, 'age', $1 ->> 'age')
       FROM monitor.src_transactions t
-     WHERE t.status = 'pending'
+     WHERE t.status = 'pending' AND t.is_primary
        AND t.created_at < now() - ($1 ->> 'age')::interval
     $q$ USING params, since;
 END
@@ -87,7 +88,7 @@ BEGIN
         SELECT date_trunc('minute', t.created_at), count(*) FILTER (WHERE t.status = 'success'),
                count(*) FILTER (WHERE t.status = 'failed')
           FROM monitor.src_transactions t
-         WHERE t.created_at >= $1 AND t.created_at <= now()
+         WHERE t.created_at >= $1 AND t.created_at <= now() AND t.is_primary
          GROUP BY 1 $q$ USING lo;
     ELSE
         EXECUTE $q$
@@ -105,7 +106,7 @@ BEGIN
                           count(*) FILTER (WHERE t.status = 'failed') AS failed
                      FROM monitor.src_transactions t
                     WHERE t.created_at >= m.minute AND t.created_at < m.minute + interval '1 minute'
-                      AND t.created_at <= now()) c
+                      AND t.created_at <= now() AND t.is_primary) c
         ), gone AS (
             DELETE FROM monitor.failure_minutes f USING counted c
              WHERE f.minute = c.minute AND c.succeeded + c.failed = 0
@@ -134,7 +135,7 @@ BEGIN
           FROM monitor.src_transactions t
          WHERE t.created_at >= now() - ($1 ->> 'window')::interval
            AND t.created_at < date_trunc('minute', now() - ($1 ->> 'window')::interval) + interval '1 minute'
-           AND t.created_at <= now()
+           AND t.created_at <= now() AND t.is_primary
     ), c AS (
         SELECT coalesce(sum(p.ok), 0) AS ok, coalesce(sum(p.failed), 0) AS failed FROM parts p
     )

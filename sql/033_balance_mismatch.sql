@@ -89,19 +89,27 @@ DECLARE
     -- with a transaction after the horizon (the live rows, read anyway) are checked at every run, so
     -- a balance that moves up to balance_horizon_lag() after its transaction is still caught
     recheck_live boolean := NOT monitor.accounts_have_updated_at();
+    -- a difference that a failed transaction of the account explains exactly (a rejected payment
+    -- whose money moved anyway) names it
     report text := $r$
-        SELECT c.account_id, c.account_id, NULL::text,
-               c.balance - (c.opening_balance + c.settled + c.live),
-               format('account %s balance %s differs from its history (%s) by %s', c.account_id, c.balance,
-                      c.opening_balance + c.settled + c.live, c.balance - (c.opening_balance + c.settled + c.live)),
+        SELECT c.account_id, c.account_id, NULL::text, d.diff,
+               format('account %s balance %s differs from its history (%s) by %s%s', c.account_id, c.balance,
+                      c.opening_balance + c.settled + c.live, d.diff,
+                      CASE WHEN x.ids IS NOT NULL
+                           THEN format(': failed transaction %s moved it', array_to_string(x.ids, ', ')) ELSE '' END),
                jsonb_build_object('account_id', c.account_id, 'balance', c.balance,
                                   'opening_balance', c.opening_balance,
                                   'success_sum', c.settled + c.live,
                                   'expected', c.opening_balance + c.settled + c.live,
-                                  'difference', c.balance - (c.opening_balance + c.settled + c.live),
+                                  'difference', d.diff, 'explained_by', to_jsonb(x.ids),
                                   'tolerance', $3)
           FROM checked c
-         WHERE abs(c.balance - (c.opening_balance + c.settled + c.live)) > $3 $r$;
+         CROSS JOIN LATERAL (SELECT c.balance - (c.opening_balance + c.settled + c.live) AS diff) d
+          LEFT JOIN LATERAL (SELECT array_agg(t.txn_id ORDER BY t.created_at, t.txn_id) AS ids
+                               FROM monitor.src_transactions t
+                              WHERE t.account_id = c.account_id AND t.status = 'failed' AND t.amount = d.diff) x
+            ON true
+         WHERE abs(d.diff) > $3 $r$;
 BEGIN
     IF full_pass THEN
         -- every account: one hash join of accounts, totals and the live rows after the horizon
@@ -161,3 +169,16 @@ END
 $$;
 COMMENT ON FUNCTION monitor.detect_balance_mismatch(jsonb, timestamptz) IS
     'balance_mismatch: balance differs from opening_balance + sum of success amounts by more than tolerance.';
+
+-- An account's balance less what its history says it should be (opening balance + its successful
+-- amounts), read from its own rows: failed_debit's evidence when the mapping gives no better one.
+CREATE OR REPLACE FUNCTION monitor.account_difference(p_account text) RETURNS numeric
+LANGUAGE sql STABLE SET search_path = pg_catalog, monitor, pg_temp AS $$
+    SELECT a.balance - a.opening_balance
+           - coalesce((SELECT sum(t.amount) FROM monitor.src_transactions t
+                        WHERE t.account_id = p_account AND t.status = 'success'), 0)
+      FROM monitor.src_accounts a
+     WHERE a.account_id = p_account
+$$;
+COMMENT ON FUNCTION monitor.account_difference(text) IS
+    'balance - (opening_balance + sum of success amounts) of one account, from its rows.';

@@ -261,8 +261,11 @@ BEGIN
         IF d.prepare IS NOT NULL THEN
             EXECUTE format('SELECT %s($1, $2)', d.prepare::regproc) USING d.params, v_since;
         END IF;
-        EXECUTE format('SELECT coalesce(array_agg(f), ''{}'') FROM %s($1, $2) AS f', v_fn::regproc)
-            INTO v_findings USING d.params, v_since;
+        -- the subjects the `exclude` parameter names are dropped (a condition's open event on one resolves)
+        EXECUTE format('SELECT coalesce(array_agg(f), ''{}'') FROM %s($1, $2) AS f
+                         WHERE NOT coalesce(f.subject = ANY ($3), false)', v_fn::regproc)
+            INTO v_findings
+            USING d.params, v_since, ARRAY(SELECT jsonb_array_elements_text(coalesce(d.params -> 'exclude', '[]')));
         r := monitor.apply_findings(d, v_findings);
         -- a run without `seen` examined everything: the next full pass is due full_pass from now
         IF d.params ? 'full_pass' AND NOT d.params ? 'seen' THEN

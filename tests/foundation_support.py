@@ -15,7 +15,7 @@ from psycopg.conninfo import conninfo_to_dict
 from monitorctl import embedded
 
 DETECTORS = {
-    "failed_debit", "balance_mismatch", "consecutive_failures", "negative_balance", "stuck_pending",
+    "failed_debit", "balance_mismatch", "balance_chain", "consecutive_failures", "negative_balance", "stuck_pending",
     "failure_rate", "duplicate_scan", "concurrent_txn", "volume_anomaly", "detector_health",
 }
 MAINTENANCE = {"prune", "snapshot", "refresh"}

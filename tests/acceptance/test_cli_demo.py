@@ -30,7 +30,7 @@ def test_demo_finds_every_injected_incident_and_cleans_up():
     assert doc["by_severity"]["critical"] >= 2 and sum(doc["by_severity"].values()) == len(doc["events"])
     assert all(e["status"] == "open" for e in doc["events"]) and doc["dsn"] is None
     assert re.search(r"festival: [\d,]+ cards, [\d,]+ transactions", r.stderr)
-    assert "[10/10]" in r.stderr and "demo --keep" in r.stderr
+    assert "[11/11]" in r.stderr and "demo --keep" in r.stderr
     # the critical events reached the demo's own webhook receiver, signatures verified
     m = re.search(r"notifications: (\d+) critical event\(s\) sent to a local webhook receiver, every signature "
                   r"verified", r.stderr)

@@ -18,7 +18,7 @@ def test_status_reports_pg_cron_detectors_events_and_migrations(monitor, pg_serv
     monitor.run("crit")
     doc = monitor.json("status")
     # 11 detectors, 3 maintenance jobs and prune-cron (this database is not the cron database)
-    assert doc["pg_cron"]["in_sync"] is True and doc["pg_cron"]["jobs"] == 15
+    assert doc["pg_cron"]["in_sync"] is True and doc["pg_cron"]["jobs"] == 16
     assert doc["schema"]["pending"] == [] and "0001.monitor-schema" in doc["schema"]["applied"]
     crit = next(d for d in doc["detectors"] if d["name"] == "crit")
     assert (crit["enabled"], crit["scheduled"], crit["schedule"], crit["last_status"], crit["open_events"]) == \

@@ -25,7 +25,7 @@ BAD = [
 
 def test_list(monitor):
     rows = monitor.json("detectors", "list")
-    assert len(rows) == 10 and {r["name"] for r in rows} >= {"failed_debit", "duplicate_scan", "detector_health"}
+    assert len(rows) == 11 and {r["name"] for r in rows} >= {"failed_debit", "duplicate_scan", "detector_health"}
     dup = next(r for r in rows if r["name"] == "duplicate_scan")
     assert (dup["enabled"], dup["severity"], dup["kind"], dup["schedule"]) == (True, "medium", "finding", "* * * * *")
     assert dup["params"]["window"] == "5 seconds" and dup["params"]["min_count"] == 2
@@ -62,7 +62,7 @@ def test_set_without_pg_cron_jobs_still_changes_the_registry(monitor):
                                  " where name = 'stuck_pending'").fetchone()
     assert after[0] is True and after[1] > before  # overdue is counted from the re-enabling
     rows = monitor.ok("detectors", "list", "--format", "csv").stdout.splitlines()
-    assert rows[0].startswith("name,enabled,severity,kind,schedule,params") and len(rows) == 11
+    assert rows[0].startswith("name,enabled,severity,kind,schedule,params") and len(rows) == 12
 
 
 def test_refused_custom_detectors(monitor):
@@ -78,4 +78,4 @@ def test_refused_custom_detectors(monitor):
     assert r.returncode == 2 and "built in" in r.stderr
     r = monitor.cli("detectors", "remove", "nope")
     assert r.returncode == 2 and "unknown detector" in r.stderr
-    assert len(monitor.json("detectors", "list")) == 10
+    assert len(monitor.json("detectors", "list")) == 11

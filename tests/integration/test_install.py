@@ -85,7 +85,7 @@ def test_install_creates_tables_detectors_roles_and_jobs_in_another_database(pg_
     for mid in sorted(MONITOR_MIGRATIONS | LEDGER_MIGRATIONS):
         assert f"applied migration {mid}" in result.stderr
     # 10 detectors, 3 maintenance jobs, and the job that prunes their run records in the cron database
-    assert "pg_cron 1." in result.stderr and "14 jobs created" in result.stderr
+    assert "pg_cron 1." in result.stderr and "15 jobs created" in result.stderr
     with psycopg.connect(target, autocommit=True) as c:
         assert TABLES <= monitor_tables(c)
         assert {r[0] for r in c.execute("select tablename from pg_tables where schemaname = 'ledger'")} == \
@@ -149,7 +149,7 @@ def test_second_install_is_a_no_op_that_keeps_user_changes(pg_server, target):
     # a further install changes no job at all (same job ids)
     with psycopg.connect(pg_server.dsn(pg_server.cron_database)) as c:
         ids = c.execute("select jobname, jobid from cron.job where database = %s", (dbname(target),)).fetchall()
-    assert "0 jobs created, 0 updated, 0 removed, 13 unchanged" in monitorctl(target, "install").stderr
+    assert "0 jobs created, 0 updated, 0 removed, 14 unchanged" in monitorctl(target, "install").stderr
     with psycopg.connect(pg_server.dsn(pg_server.cron_database)) as c:
         assert c.execute("select jobname, jobid from cron.job where database = %s",
                          (dbname(target),)).fetchall() == ids
@@ -182,8 +182,8 @@ def test_no_schedule_sticks_until_an_install_without_it(pg_server, target):
         assert cron_jobs(pg_server, dbname(target)) == {}, args
     assert "scheduling is off (`monitorctl install --no-schedule`)" in monitorctl(target, "status").stdout
     result = monitorctl(target, "install")
-    assert result.returncode == 0 and "13 jobs created" in result.stderr, result.stderr  # failure_rate is off
-    assert len(cron_jobs(pg_server, dbname(target))) == 12  # and prune-cron, in pg_cron's database
+    assert result.returncode == 0 and "14 jobs created" in result.stderr, result.stderr  # failure_rate is off
+    assert len(cron_jobs(pg_server, dbname(target))) == 13  # and prune-cron, in pg_cron's database
 
 
 # -- uninstall -------------------------------------------------------------------------------------

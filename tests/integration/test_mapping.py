@@ -115,7 +115,7 @@ def test_install_through_mapping_and_detect(app_db, pg_server):
     with psycopg.connect(pg_server.dsn(pg_server.cron_database)) as cron:
         jobs = cron.execute("select jobname, database from cron.job where jobname like %s order by 1",
                             (f"monitor.{dbname}.%",)).fetchall()
-    assert len(jobs) == 14 and {d for j, d in jobs if not j.endswith(".prune-cron")} == {dbname}
+    assert len(jobs) == 15 and {d for j, d in jobs if not j.endswith(".prune-cron")} == {dbname}
     assert dict(jobs)[f"monitor.{dbname}.prune-cron"] == pg_server.cron_database
     assert f"monitor.{dbname}.failed_debit" in {j for j, _ in jobs}
     # a plain install (an upgrade) keeps the stored mapping
@@ -189,7 +189,7 @@ def test_doctor_names_missing_indexes(app_db):
     import json
     missing = [r for r in json.loads(proc.stdout) if r["status"] == "missing"]
     assert [(r["relation"], r["columns"]) for r in missing] == [("public.nfc_scan_log", "card_id, scanned_at")]
-    assert missing[0]["suggestion"] == 'CREATE INDEX ON public.nfc_scan_log ("card_id", "scanned_at")'
+    assert missing[0]["suggestion"] == 'CREATE INDEX ON public.nfc_scan_log (card_id, scanned_at)'
 
 
 def test_doctor_asks_the_planner_for_the_partial_indexes_of_one_status(app_db):
@@ -205,8 +205,8 @@ def test_doctor_asks_the_planner_for_the_partial_indexes_of_one_status(app_db):
     proc = cli("doctor", "--format", "json", dsn=dsn)
     assert proc.returncode == 1
     missing = {r["columns"]: r for r in json.loads(proc.stdout) if r["status"] == "missing"}
-    assert set(missing) == {"timestamp where status = pending", "timestamp where status = failed"}
-    pending = missing["timestamp where status = pending"]
+    assert set(missing) == {'"timestamp" where status = pending', '"timestamp" where status = failed'}
+    pending = missing['"timestamp" where status = pending']
     assert pending["needed_by"] == "stuck_pending"
     assert pending["suggestion"].startswith('CREATE INDEX ON public.app_transaction_log ("timestamp") WHERE (case ')
     with psycopg.connect(dsn, autocommit=True) as c:

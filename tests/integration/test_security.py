@@ -200,9 +200,9 @@ def test_databases_whose_names_share_a_prefix_keep_their_own_jobs(pg_server):
             r = run_cli("install", "--with-ledger", dsn=dsns[n])
             assert r.returncode == 0, r.stderr
         before = {n: cron_jobs(pg_server, n) for n in names}
-        assert all(len(jobs) == 13 for jobs in before.values()), {n: len(j) for n, j in before.items()}
+        assert all(len(jobs) == 14 for jobs in before.values()), {n: len(j) for n, j in before.items()}
         r = run_cli("install", dsn=dsns[base])
-        assert "0 removed" in r.stderr and "14 unchanged" in r.stderr, r.stderr  # 13 here, prune-cron in pg_cron's
+        assert "0 removed" in r.stderr and "15 unchanged" in r.stderr, r.stderr  # 14 here, prune-cron in pg_cron's
         r = run_cli("uninstall", "--yes", dsn=dsns[base])
         assert r.returncode == 0, r.stderr
         assert cron_jobs(pg_server, base) == {}

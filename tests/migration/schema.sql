@@ -21,6 +21,19 @@ BEGIN
 END
 $$;
 
+CREATE FUNCTION monitor.account_difference(p_account text) RETURNS numeric
+    LANGUAGE sql STABLE
+    SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
+    AS $$
+    SELECT a.balance - a.opening_balance
+           - coalesce((SELECT sum(t.amount) FROM monitor.src_transactions t
+                        WHERE t.account_id = p_account AND t.status = 'success'), 0)
+      FROM monitor.src_accounts a
+     WHERE a.account_id = p_account
+$$;
+
+COMMENT ON FUNCTION monitor.account_difference(p_account text) IS 'balance - (opening_balance + sum of success amounts) of one account, from its rows.';
+
 CREATE FUNCTION monitor.accounts_have_updated_at() RETURNS boolean
     LANGUAGE sql IMMUTABLE
     SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
@@ -447,7 +460,7 @@ CREATE FUNCTION monitor.common_params(p_kind text) RETURNS jsonb
     LANGUAGE sql IMMUTABLE
     SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
     AS $$
-    SELECT jsonb_build_object('timeout', '50 seconds', 'lock_timeout', '5 seconds')
+    SELECT jsonb_build_object('timeout', '50 seconds', 'lock_timeout', '5 seconds', 'exclude', '[]'::jsonb)
         || CASE WHEN p_kind = 'finding'
                 THEN jsonb_build_object('late_window', '5 minutes', 'first_lookback', '24 hours')
                 ELSE '{}'::jsonb END
@@ -584,6 +597,76 @@ $$;
 
 COMMENT ON FUNCTION monitor.cron_max_gap(p_schedule text) IS 'Longest gap between consecutive ticks of a cron schedule (or N seconds), for detector_health.';
 
+CREATE FUNCTION monitor.detect_balance_chain(params jsonb, since timestamp with time zone) RETURNS SETOF monitor.finding
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
+    AS $_$
+BEGIN
+    -- a one-shot plan per run: the planner sees the actual window (an index range scan)
+    RETURN QUERY EXECUTE $q$
+    WITH fresh AS (
+        SELECT t.account_id, min(t.created_at) AS t0
+          FROM monitor.src_transactions t
+         WHERE ((t.created_at >= $2 AND t.created_at < $3) OR (t.updated_at >= $2 AND t.updated_at < $3))
+           AND (age(t.row_xmin) <= $4) IS NOT FALSE
+           AND t.balance_before IS NOT NULL AND t.balance_after IS NOT NULL
+         GROUP BY t.account_id
+    ), chain AS (
+        SELECT r.*, f.t0,
+               lag(r.txn_id) OVER w AS prev_id, lag(r.balance_after) OVER w AS prev_after,
+               lag(r.balance_before) OVER w AS prev_before, lag(r.amount) OVER w AS prev_amount,
+               lag(r.created_at) OVER w AS prev_at, lag(r.status) OVER w AS prev_status
+          FROM fresh f
+         CROSS JOIN LATERAL (
+               (SELECT t.txn_id, t.account_id, t.amount, t.status, t.balance_before, t.balance_after,
+                       t.created_at, t.sequence
+                  FROM monitor.src_transactions t
+                 WHERE t.account_id = f.account_id AND t.created_at < f.t0
+                   AND t.balance_before IS NOT NULL AND t.balance_after IS NOT NULL
+                 ORDER BY t.created_at DESC, t.sequence DESC NULLS LAST, t.txn_id COLLATE "C" DESC
+                 LIMIT 1)
+               UNION ALL
+               SELECT t.txn_id, t.account_id, t.amount, t.status, t.balance_before, t.balance_after,
+                      t.created_at, t.sequence
+                 FROM monitor.src_transactions t
+                WHERE t.account_id = f.account_id AND t.created_at >= f.t0 AND t.created_at < $3
+                  AND t.balance_before IS NOT NULL AND t.balance_after IS NOT NULL) r
+        WINDOW w AS (PARTITION BY r.account_id ORDER BY r.created_at, r.sequence NULLS LAST, r.txn_id COLLATE "C")
+    ), broken AS (
+        SELECT DISTINCT ON (c.account_id) c.*,
+               CASE WHEN c.prev_id IS NOT NULL AND c.balance_before <> c.prev_after THEN 'link' ELSE 'sum' END AS kind
+          FROM chain c
+         WHERE c.created_at >= c.t0
+           AND ((c.prev_id IS NOT NULL AND c.balance_before <> c.prev_after)
+                OR (c.status = 'success' AND c.balance_after <> c.balance_before + c.amount))
+         ORDER BY c.account_id, c.created_at, c.sequence NULLS LAST, c.txn_id COLLATE "C"
+    )
+    SELECT b.account_id,
+           b.txn_id,
+           b.txn_id,
+           CASE b.kind WHEN 'link' THEN b.balance_before - b.prev_after
+                       ELSE b.balance_after - (b.balance_before + b.amount) END,
+           CASE b.kind
+                WHEN 'link' THEN format('balance chain of %s broken at %s: it starts from %s, but %s before it ended at %s',
+                                        b.account_id, b.txn_id, b.balance_before, b.prev_id, b.prev_after)
+                ELSE format('balance chain of %s broken at %s: %s + %s makes %s, not %s', b.account_id, b.txn_id,
+                            b.balance_before, b.amount, b.balance_before + b.amount, b.balance_after) END,
+           jsonb_build_object(
+               'account_id', b.account_id, 'broken', b.kind,
+               'entry', jsonb_build_object('txn_id', b.txn_id, 'amount', b.amount, 'status', b.status,
+                                           'balance_before', b.balance_before, 'balance_after', b.balance_after,
+                                           'created_at', b.created_at),
+               'previous', CASE WHEN b.prev_id IS NOT NULL THEN
+                           jsonb_build_object('txn_id', b.prev_id, 'amount', b.prev_amount, 'status', b.prev_status,
+                                              'balance_before', b.prev_before, 'balance_after', b.prev_after,
+                                              'created_at', b.prev_at) END)
+      FROM broken b
+    $q$ USING params, since, coalesce((params ->> 'until')::timestamptz, 'infinity'), monitor.seen_age(params);
+END
+$_$;
+
+COMMENT ON FUNCTION monitor.detect_balance_chain(params jsonb, since timestamp with time zone) IS 'balance_chain: the first row of an account whose balances do not add up or do not follow the previous row''s.';
+
 CREATE FUNCTION monitor.detect_balance_mismatch(params jsonb, since timestamp with time zone) RETURNS SETOF monitor.finding
     LANGUAGE plpgsql STABLE
     SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
@@ -597,19 +680,27 @@ DECLARE
     -- with a transaction after the horizon (the live rows, read anyway) are checked at every run, so
     -- a balance that moves up to balance_horizon_lag() after its transaction is still caught
     recheck_live boolean := NOT monitor.accounts_have_updated_at();
+    -- a difference that a failed transaction of the account explains exactly (a rejected payment
+    -- whose money moved anyway) names it
     report text := $r$
-        SELECT c.account_id, c.account_id, NULL::text,
-               c.balance - (c.opening_balance + c.settled + c.live),
-               format('account %s balance %s differs from its history (%s) by %s', c.account_id, c.balance,
-                      c.opening_balance + c.settled + c.live, c.balance - (c.opening_balance + c.settled + c.live)),
+        SELECT c.account_id, c.account_id, NULL::text, d.diff,
+               format('account %s balance %s differs from its history (%s) by %s%s', c.account_id, c.balance,
+                      c.opening_balance + c.settled + c.live, d.diff,
+                      CASE WHEN x.ids IS NOT NULL
+                           THEN format(': failed transaction %s moved it', array_to_string(x.ids, ', ')) ELSE '' END),
                jsonb_build_object('account_id', c.account_id, 'balance', c.balance,
                                   'opening_balance', c.opening_balance,
                                   'success_sum', c.settled + c.live,
                                   'expected', c.opening_balance + c.settled + c.live,
-                                  'difference', c.balance - (c.opening_balance + c.settled + c.live),
+                                  'difference', d.diff, 'explained_by', to_jsonb(x.ids),
                                   'tolerance', $3)
           FROM checked c
-         WHERE abs(c.balance - (c.opening_balance + c.settled + c.live)) > $3 $r$;
+         CROSS JOIN LATERAL (SELECT c.balance - (c.opening_balance + c.settled + c.live) AS diff) d
+          LEFT JOIN LATERAL (SELECT array_agg(t.txn_id ORDER BY t.created_at, t.txn_id) AS ids
+                               FROM monitor.src_transactions t
+                              WHERE t.account_id = c.account_id AND t.status = 'failed' AND t.amount = d.diff) x
+            ON true
+         WHERE abs(d.diff) > $3 $r$;
 BEGIN
     IF full_pass THEN
         -- every account: one hash join of accounts, totals and the live rows after the horizon
@@ -690,7 +781,8 @@ BEGIN
                'amounts', to_jsonb(b.amounts[1:50]), 'statuses', to_jsonb(b.statuses[1:50]),
                'devices', to_jsonb(b.devices[1:50]), 'member_keys', to_jsonb(b.ids),
                'window', $1 ->> 'window', 'min_count', ($1 -> 'min_count'))
-      FROM monitor.find_bursts('transactions', ($1 ->> 'window')::interval,
+      FROM monitor.find_bursts(CASE WHEN ($1 ->> 'debits_only')::boolean IS FALSE THEN 'transactions' ELSE 'debits' END,
+                               ($1 ->> 'window')::interval,
                                ($1 ->> 'min_count')::integer, $2, $3, monitor.seen_age($1)) b
     $q$ USING params, since, coalesce((params ->> 'until')::timestamptz, 'infinity');
 END
@@ -709,12 +801,13 @@ BEGIN
         SELECT t.account_id, min(t.created_at) AS t0  -- a run that holds a fresh row holds a fresh failure
           FROM monitor.src_transactions t
          WHERE ((t.created_at >= $2 AND t.created_at < $3) OR (t.updated_at >= $2 AND t.updated_at < $3))
-           AND t.status = 'failed'
+           AND t.status = 'failed' AND t.is_primary
          GROUP BY t.account_id
     ), start AS MATERIALIZED (     -- a run starts after the last success before that row
         SELECT f.account_id,
                (SELECT max(s.created_at) FROM monitor.src_transactions s
-                 WHERE s.account_id = f.account_id AND s.created_at < f.t0 AND s.status = 'success') AS t
+                 WHERE s.account_id = f.account_id AND s.created_at < f.t0 AND s.status = 'success'
+                   AND s.is_primary) AS t
           FROM fresh f
     ), seq AS (                    -- each account's rows from there, read through (account_id, created_at)
         SELECT r.account_id, r.txn_id, r.created_at, r.status, r.amount, r.device_id,
@@ -725,7 +818,7 @@ BEGIN
           CROSS JOIN LATERAL (
               SELECT t.* FROM monitor.src_transactions t
                WHERE t.account_id = s.account_id AND t.created_at >= coalesce(s.t, '-infinity')
-                 AND t.created_at < $3 AND t.status IN ('success', 'failed')) r
+                 AND t.created_at < $3 AND t.status IN ('success', 'failed') AND t.is_primary) r
     ), runs AS (
         SELECT q.account_id,
                array_agg(q.txn_id ORDER BY q.created_at, q.txn_id COLLATE "C") AS ids,
@@ -853,27 +946,39 @@ CREATE FUNCTION monitor.detect_failed_debit(params jsonb, since timestamp with t
 BEGIN
     -- a one-shot plan per run: the planner sees the actual window (an index range scan)
     RETURN QUERY EXECUTE $q$
+    WITH failed AS (
+        SELECT t.*,
+               CASE $4 WHEN 'balances' THEN t.balance_before - t.balance_after
+                       WHEN 'posted' THEN CASE WHEN t.posted AND t.amount < 0 THEN -t.amount END
+                       ELSE CASE WHEN t.amount < 0 AND monitor.account_difference(t.account_id) = t.amount
+                                 THEN -t.amount END END AS lost
+          FROM monitor.src_transactions t
+         WHERE ((t.created_at >= $2 AND t.created_at < $3) OR (t.updated_at >= $2 AND t.updated_at < $3))
+           AND t.status = 'failed' AND t.is_primary
+    )
     SELECT t.account_id,
            t.txn_id,
            t.txn_id,
-           t.balance_before - t.balance_after,
-           format('failed transaction %s on %s still took %s (balance %s -> %s)', t.txn_id, t.account_id,
-                  t.balance_before - t.balance_after, t.balance_before, t.balance_after),
+           t.lost,
+           CASE $4 WHEN 'balances'
+                THEN format('failed transaction %s on %s still took %s (balance %s -> %s)', t.txn_id, t.account_id,
+                            t.lost, t.balance_before, t.balance_after)
+                WHEN 'posted'
+                THEN format('failed transaction %s on %s still took %s (it was posted)', t.txn_id, t.account_id, t.lost)
+                ELSE format('failed transaction %s on %s still took %s (the balance lacks exactly its amount)',
+                            t.txn_id, t.account_id, t.lost) END,
            jsonb_build_object(
                'txn_id', t.txn_id, 'account_id', t.account_id, 'status', t.status, 'amount', t.amount,
                'balance_before', t.balance_before, 'balance_after', t.balance_after,
-               'lost', t.balance_before - t.balance_after, 'device_id', t.device_id,
+               'lost', t.lost, 'device_id', t.device_id, 'evidence', $4,
                'created_at', t.created_at, 'updated_at', t.updated_at)
-      FROM monitor.src_transactions t
-     WHERE ((t.created_at >= $2 AND t.created_at < $3) OR (t.updated_at >= $2 AND t.updated_at < $3))
-       AND t.status = 'failed'
-       AND t.balance_before IS NOT NULL AND t.balance_after IS NOT NULL
-       AND t.balance_after < t.balance_before
-    $q$ USING params, since, coalesce((params ->> 'until')::timestamptz, 'infinity');
+      FROM failed t
+     WHERE t.lost > 0
+    $q$ USING params, since, coalesce((params ->> 'until')::timestamptz, 'infinity'), monitor.failed_debit_evidence();
 END
 $_$;
 
-COMMENT ON FUNCTION monitor.detect_failed_debit(params jsonb, since timestamp with time zone) IS 'failed_debit: a failed transaction with balance_after < balance_before (money lost).';
+COMMENT ON FUNCTION monitor.detect_failed_debit(params jsonb, since timestamp with time zone) IS 'failed_debit: a failed transaction that still took money (its balances, its posted mark, or its account''s balance).';
 
 CREATE FUNCTION monitor.detect_failure_rate(params jsonb, since timestamp with time zone) RETURNS SETOF monitor.finding
     LANGUAGE plpgsql STABLE
@@ -890,7 +995,7 @@ BEGIN
           FROM monitor.src_transactions t
          WHERE t.created_at >= now() - ($1 ->> 'window')::interval
            AND t.created_at < date_trunc('minute', now() - ($1 ->> 'window')::interval) + interval '1 minute'
-           AND t.created_at <= now()
+           AND t.created_at <= now() AND t.is_primary
     ), c AS (
         SELECT coalesce(sum(p.ok), 0) AS ok, coalesce(sum(p.failed), 0) AS failed FROM parts p
     )
@@ -925,7 +1030,7 @@ DECLARE
                               'opening_balance', a.opening_balance, 'updated_at', a.updated_at) $r$;
 BEGIN
     IF NOT params ? 'seen' THEN
-        RETURN QUERY EXECUTE report || $q$ FROM monitor.src_accounts a WHERE a.balance < 0 $q$;
+        RETURN QUERY EXECUTE report || $q$ FROM monitor.src_accounts a WHERE a.balance < 0 AND NOT a.allow_negative $q$;
     ELSE
         -- a one-shot plan per run: the planner sees the actual window (index range scans)
         RETURN QUERY EXECUTE $q$
@@ -939,7 +1044,7 @@ BEGIN
             SELECT e.subject FROM monitor.events e
              WHERE e.detector = 'negative_balance' AND e.status <> 'resolved'
         )$q$ || report || $q$ FROM cand c JOIN monitor.src_accounts a ON a.account_id = c.account_id
-         WHERE a.balance < 0 $q$
+         WHERE a.balance < 0 AND NOT a.allow_negative $q$
         USING since, monitor.accounts_have_updated_at(), monitor.seen_age(params);
     END IF;
 END
@@ -961,7 +1066,7 @@ BEGIN
                               'status', t.status, 'created_at', t.created_at, 'device_id', t.device_id,
                               'pending_for', (now() - t.created_at)::text, 'age', $1 ->> 'age')
       FROM monitor.src_transactions t
-     WHERE t.status = 'pending'
+     WHERE t.status = 'pending' AND t.is_primary
        AND t.created_at < now() - ($1 ->> 'age')::interval
     $q$ USING params, since;
 END
@@ -1167,6 +1272,13 @@ BEGIN
 END
 $$;
 
+CREATE FUNCTION monitor.failed_debit_evidence() RETURNS text
+    LANGUAGE sql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
+    AS $$
+    SELECT 'balances'::text
+$$;
+
 CREATE FUNCTION monitor.find_bursts(p_source text, p_window interval, p_min_count integer, p_since timestamp with time zone, p_until timestamp with time zone DEFAULT 'infinity'::timestamp with time zone, p_seen integer DEFAULT 2147483647) RETURNS TABLE(account_id text, ids text[], times timestamp with time zone[], devices text[], amounts numeric[], statuses text[])
     LANGUAGE plpgsql STABLE
     SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
@@ -1185,8 +1297,10 @@ BEGIN
     IF p_source = 'scans' THEN
         rel := 'monitor.src_scans'; id_col := 'scan_id'; t_col := 'scanned_at';
         extra := 'NULL::numeric AS amount, NULL::text AS status';
-    ELSIF p_source = 'transactions' THEN
-        rel := 'monitor.src_transactions'; id_col := 'txn_id'; t_col := 'created_at';
+    ELSIF p_source IN ('transactions', 'debits') THEN
+        rel := CASE p_source WHEN 'debits' THEN '(SELECT * FROM monitor.src_transactions t WHERE t.is_debit)'
+                             ELSE 'monitor.src_transactions' END;
+        id_col := 'txn_id'; t_col := 'created_at';
         extra := 'r.amount, r.status';
     ELSE
         RAISE EXCEPTION 'unknown burst source %', p_source;
@@ -1521,6 +1635,7 @@ CREATE FUNCTION monitor.param_rule(p_detector text, p_key text, p_default jsonb,
         (1, '*', 'first_lookback', 'interval', '0', '3660 days'),
         (1, 'balance_mismatch', 'tolerance', 'number', '0', '1000000000000'),
         (1, '*', 'full_pass', 'interval', '0', '30 days'),  -- 0: a full pass every run
+        (1, '*', 'exclude', 'list', '0', '10000'),           -- subjects whose findings are dropped
         (1, 'consecutive_failures', 'count', 'integer', '1', '10000'),
         (1, 'consecutive_failures', 'window', 'interval', '0', '30 days'),
         (1, 'stuck_pending', 'age', 'interval', '1 second', '365 days'),
@@ -1531,15 +1646,20 @@ CREATE FUNCTION monitor.param_rule(p_detector text, p_key text, p_default jsonb,
         (1, 'duplicate_scan', 'min_count', 'integer', '2', '100000'),
         (1, 'concurrent_txn', 'window', 'interval', '0', '1 day'),
         (1, 'concurrent_txn', 'min_count', 'integer', '2', '100000'),
+        (1, 'concurrent_txn', 'debits_only', 'boolean', '', ''),
         (1, 'volume_anomaly', 'baseline_days', 'integer', '7', '56'),
         (1, 'volume_anomaly', 'sigma', 'number', '0.1', '100'),
         (1, 'volume_anomaly', 'min_samples', 'integer', '1', '8'),
         (1, 'detector_health', 'overdue_factor', 'number', '1', '1000'),
         (2, '', '', 'number', '0', '1000000000000000'),
+        (2, '', '', 'boolean', '', ''),
+        (2, '', '', 'list', '0', '10000'),
         (2, '', '', 'interval', '0', '100 years')
     ) r(prio, detector, key, kind, lo, hi)
     WHERE (r.prio = 1 AND r.key = p_key AND r.detector IN (p_detector, '*'))
-       OR (r.prio = 2 AND r.kind = CASE jsonb_typeof(p_default) WHEN 'number' THEN 'number' ELSE 'interval' END)
+       OR (r.prio = 2 AND r.kind = CASE jsonb_typeof(p_default) WHEN 'number' THEN 'number'
+                                                                 WHEN 'boolean' THEN 'boolean'
+                                                                 WHEN 'array' THEN 'list' ELSE 'interval' END)
     ORDER BY r.prio
     LIMIT 1
 $$;
@@ -1624,7 +1744,7 @@ BEGIN
         SELECT date_trunc('minute', t.created_at), count(*) FILTER (WHERE t.status = 'success'),
                count(*) FILTER (WHERE t.status = 'failed')
           FROM monitor.src_transactions t
-         WHERE t.created_at >= $1 AND t.created_at <= now()
+         WHERE t.created_at >= $1 AND t.created_at <= now() AND t.is_primary
          GROUP BY 1 $q$ USING lo;
     ELSE
         EXECUTE $q$
@@ -1642,7 +1762,7 @@ BEGIN
                           count(*) FILTER (WHERE t.status = 'failed') AS failed
                      FROM monitor.src_transactions t
                     WHERE t.created_at >= m.minute AND t.created_at < m.minute + interval '1 minute'
-                      AND t.created_at <= now()) c
+                      AND t.created_at <= now() AND t.is_primary) c
         ), gone AS (
             DELETE FROM monitor.failure_minutes f USING counted c
              WHERE f.minute = c.minute AND c.succeeded + c.failed = 0
@@ -2125,8 +2245,11 @@ BEGIN
         IF d.prepare IS NOT NULL THEN
             EXECUTE format('SELECT %s($1, $2)', d.prepare::regproc) USING d.params, v_since;
         END IF;
-        EXECUTE format('SELECT coalesce(array_agg(f), ''{}'') FROM %s($1, $2) AS f', v_fn::regproc)
-            INTO v_findings USING d.params, v_since;
+        -- the subjects the `exclude` parameter names are dropped (a condition's open event on one resolves)
+        EXECUTE format('SELECT coalesce(array_agg(f), ''{}'') FROM %s($1, $2) AS f
+                         WHERE NOT coalesce(f.subject = ANY ($3), false)', v_fn::regproc)
+            INTO v_findings
+            USING d.params, v_since, ARRAY(SELECT jsonb_array_elements_text(coalesce(d.params -> 'exclude', '[]')));
         r := monitor.apply_findings(d, v_findings);
         -- a run without `seen` examined everything: the next full pass is due full_pass from now
         IF d.params ? 'full_pass' AND NOT d.params ? 'seen' THEN
@@ -2392,8 +2515,23 @@ BEGIN
         rule := monitor.param_rule(p_detector, k, p_defaults -> k);
         what := CASE rule.kind WHEN 'interval' THEN format('an interval from %s to %s (such as ''5 minutes'')', rule.lo, rule.hi)
                                WHEN 'integer' THEN format('a whole number from %s to %s', rule.lo, rule.hi)
+                               WHEN 'boolean' THEN 'true or false'
+                               WHEN 'list' THEN format('a list of up to %s subjects (strings of 1 to 200 characters, '
+                                                       'such as ["world"])', rule.hi)
                                ELSE format('a number from %s to %s', rule.lo, rule.hi) END;
-        IF rule.kind = 'interval' THEN
+        IF rule.kind = 'boolean' THEN
+            IF jsonb_typeof(v) IS DISTINCT FROM 'boolean' THEN
+                RAISE EXCEPTION 'parameter "%" of detector % must be %, not %', k, p_detector, what, v
+                    USING ERRCODE = '22023';
+            END IF;
+        ELSIF rule.kind = 'list' THEN
+            IF jsonb_typeof(v) IS DISTINCT FROM 'array' OR jsonb_array_length(v) > rule.hi::integer
+               OR EXISTS (SELECT FROM jsonb_array_elements(v) x
+                           WHERE jsonb_typeof(x) <> 'string' OR length(x #>> '{}') NOT BETWEEN 1 AND 200) THEN
+                RAISE EXCEPTION 'parameter "%" of detector % must be %, not %', k, p_detector, what, v
+                    USING ERRCODE = '22023';
+            END IF;
+        ELSIF rule.kind = 'interval' THEN
             iv := NULL;
             IF jsonb_typeof(v) = 'string' THEN
                 BEGIN
@@ -2690,8 +2828,10 @@ CREATE VIEW monitor.src_accounts AS
     s.balance,
     COALESCE(s.opening_balance, (0)::numeric) AS opening_balance,
     s.updated_at,
-    s.xmin AS row_xmin
-   FROM ledger.accounts s;
+    s.xmin AS row_xmin,
+    COALESCE(NULL::boolean, false) AS allow_negative
+   FROM ledger.accounts s
+  WHERE true;
 
 COMMENT ON VIEW monitor.src_accounts IS 'monitorctl source: accounts, from ledger.accounts';
 
@@ -2701,7 +2841,8 @@ CREATE VIEW monitor.src_scans AS
     s.device_id,
     s.scanned_at,
     s.xmin AS row_xmin
-   FROM ledger.scans s;
+   FROM ledger.scans s
+  WHERE true;
 
 COMMENT ON VIEW monitor.src_scans IS 'monitorctl source: scans, from ledger.scans';
 
@@ -2715,8 +2856,14 @@ CREATE VIEW monitor.src_transactions AS
     s.device_id,
     s.created_at,
     s.updated_at,
-    s.xmin AS row_xmin
-   FROM ledger.transactions s;
+    s.xmin AS row_xmin,
+    NULL::text AS leg,
+    (s.amount < (0)::numeric) AS is_debit,
+    true AS is_primary,
+    NULL::boolean AS posted,
+    NULL::numeric AS sequence
+   FROM ledger.transactions s
+  WHERE true;
 
 COMMENT ON VIEW monitor.src_transactions IS 'monitorctl source: transactions, from ledger.transactions';
 

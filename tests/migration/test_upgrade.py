@@ -105,11 +105,14 @@ def test_upgrade_from_a_release_matches_a_fresh_install_and_loses_nothing(pg_ser
         assert grants(old) == grants(new)
         after = contents(old)
         # every value a user set is kept; a parameter the release adds comes with its default
-        fresh_params = {d[0]: d[3] for d in contents(new)["detectors"]}
-        for (name, enabled, schedule, params), (name2, enabled2, schedule2, params2) in zip(
-                before.pop("detectors"), after.pop("detectors"), strict=True):
-            assert (name, enabled, schedule) == (name2, enabled2, schedule2)
-            assert params2 == fresh_params[name] | params, name
+        fresh_detectors = {d[0]: d for d in contents(new)["detectors"]}
+        old_detectors = {d[0]: d for d in before.pop("detectors")}
+        upgraded_detectors = {d[0]: d for d in after.pop("detectors")}
+        assert set(upgraded_detectors) == set(fresh_detectors) >= set(old_detectors)
+        for name, (_, enabled2, schedule2, params2) in upgraded_detectors.items():
+            _, enabled, schedule, params = old_detectors.get(name, fresh_detectors[name])  # new: its defaults
+            assert (enabled, schedule) == (enabled2, schedule2), name
+            assert params2 == fresh_detectors[name][3] | params, name
         # every setting kept; a setting the release adds comes with its default
         fresh_settings = dict(contents(new)["settings"])
         assert dict(after.pop("settings")) == fresh_settings | dict(before.pop("settings"))

@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
 
-DETECTORS = ("failed_debit", "balance_mismatch", "consecutive_failures", "negative_balance",
+DETECTORS = ("failed_debit", "balance_mismatch", "balance_chain", "consecutive_failures", "negative_balance",
              "stuck_pending", "failure_rate", "duplicate_scan", "concurrent_txn")
 
 DEFAULTS = {
@@ -104,13 +104,29 @@ def expected_events(accounts, transactions, scans, now: datetime, params=DEFAULT
                                      for i in range(len(run) - n + 1)):
                 event("consecutive_failures", run[0]["txn_id"], account, run[0]["txn_id"])
 
-    # concurrent_txn: bursts of one account's transactions, any status.
+    # concurrent_txn: bursts of one account's debits (amount < 0: the paying side), any status.
     ct = params["concurrent_txn"]
     for account, rows in by_account.items():
-        for burst in bursts(rows, "created_at", "txn_id", ct["window"]):
+        for burst in bursts([t for t in rows if t["amount"] < 0], "created_at", "txn_id", ct["window"]):
             if len(burst) >= ct["min_count"]:
                 event("concurrent_txn", burst[0]["txn_id"], account, burst[0]["txn_id"],
                       sum((t["amount"] for t in burst), Decimal(0)))
+
+    # balance_chain: in each account's rows with both balances, ordered by time then id, the first
+    # whose balance_before is not the previous row's balance_after (a link), or, for a success,
+    # whose balance_after is not balance_before + amount (a sum).
+    for account, rows in by_account.items():
+        prev = None
+        for t in sorted((t for t in rows if t["balance_before"] is not None and t["balance_after"] is not None),
+                        key=lambda t: (t["created_at"], t["txn_id"])):
+            if prev is not None and t["balance_before"] != prev["balance_after"]:
+                event("balance_chain", t["txn_id"], account, t["txn_id"], t["balance_before"] - prev["balance_after"])
+                break
+            if t["status"] == "success" and t["balance_after"] != t["balance_before"] + t["amount"]:
+                event("balance_chain", t["txn_id"], account, t["txn_id"],
+                      t["balance_after"] - (t["balance_before"] + t["amount"]))
+                break
+            prev = t
 
     # duplicate_scan: bursts of one account's scans.
     ds = params["duplicate_scan"]

@@ -100,7 +100,7 @@ def test_clean_ledger_opens_no_event(conn):
         conn.execute("update monitor.detectors set scheduled = true")
         names = [r[0] for r in conn.execute(
             "select name from monitor.detectors order by name = 'detector_health', name")]
-        assert len(names) == 10
+        assert len(names) == 11
         for name in names:
             conn.execute("select monitor.run_detector(%s, '-infinity')", (name,))
         runs = conn.execute("select detector, status, error from monitor.detector_runs").fetchall()
