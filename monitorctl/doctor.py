@@ -86,7 +86,7 @@ def index_advice(conn, mapping: dict) -> list[Advice]:
 
 def _advise(conn, relation: str, values: list, logical: tuple[str, ...], who: str) -> Advice:
     found = mapping_mod.find_relation(conn, relation)
-    keys = [index_key(conn, v) for v in values]
+    keys = [index_key(conn, found, c.rsplit(".", 1)[-1], v) for c, v in zip(logical, values)]
     shown = tuple(k[1] if k else f"{c} (sql)" for k, c in zip(keys, logical))
     if found and found[3] in ("v", "f"):
         kind = "view" if found[3] == "v" else "foreign table"
@@ -102,15 +102,17 @@ def _advise(conn, relation: str, values: list, logical: tuple[str, ...], who: st
                   f"CREATE INDEX ON {found[1]} ({', '.join(k[1] for k in keys)})")
 
 
-def index_key(conn, value) -> tuple[str, str] | None:
+def index_key(conn, found, logical: str, value) -> tuple[str, str] | None:
     """How PostgreSQL shows a mapped value as an index key (pg_get_indexdef), and how CREATE INDEX
-    takes it; None for an `sql` expression."""
+    takes it: the expression the source view reads (a column, read in its time zone, or cast to text
+    when the view compares it as text); None for an `sql` expression or a column that is not there."""
     name = mapping_mod.column_name(value)
-    if name is None:
+    if name is None or found is None:
         return None
     zone = value.get("time_zone") if isinstance(value, dict) else None
-    key = db.row(conn, "index_key", {"name": name, "zone": zone})
-    return key["shown"], key["written"]
+    key = db.row(conn, "index_key", {"relid": found[0], "name": name, "zone": zone,
+                                     "logical": mapping_mod.TYPES.get(logical, "")})
+    return (key["shown"], key["written"]) if key else None
 
 
 def partial_advice(conn, mapping: dict) -> list[Advice]:
@@ -121,7 +123,7 @@ def partial_advice(conn, mapping: dict) -> list[Advice]:
         if column is None or status_map is None:
             continue
         found = mapping_mod.find_relation(conn, spec["relation"])
-        key = index_key(conn, column)
+        key = index_key(conn, found, logical, column)
         if found and found[3] in ("v", "f"):
             out.append(Advice(spec["relation"], (f"{logical} where status = {status}",), who, "view",
                               f"{spec['relation']} is a view: index the table it reads "

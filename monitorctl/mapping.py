@@ -419,7 +419,7 @@ def status_expression(value, alias: str) -> str:
         return _raw(value, alias)
     raw = f"({_raw(value, alias)})::text"
     cases = " ".join(f"WHEN {sql.Literal(k).as_string(None)} THEN {sql.Literal(v).as_string(None)}"
-                     for k, v in words.items())
+                     for k, v in sorted(words.items()))  # one order, as read or as stored (jsonb)
     return f"(CASE {raw} {cases} ELSE {raw} END)"
 
 

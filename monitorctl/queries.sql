@@ -271,11 +271,19 @@ from pg_index i where i.indrelid = %s and i.indpred is null
 
 -- name: index_key
 -- a mapped column as pg_get_indexdef shows it as an index key (shown), and as CREATE INDEX takes it
--- (written); read in a time zone, it is the expression `column AT TIME ZONE zone`
-select case when %(zone)s::text is null then quote_ident(%(name)s)
-            else format('timezone(%%L::text, %%s)', %(zone)s::text, quote_ident(%(name)s)) end as shown,
-       case when %(zone)s::text is null then quote_ident(%(name)s)
-            else format('(%%s AT TIME ZONE %%L)', quote_ident(%(name)s), %(zone)s::text) end as written
+-- (written): the expression the source view reads, so that the index serves it. A column read in a
+-- time zone is `column AT TIME ZONE zone`; a column of another type than text mapped to a text
+-- column (an id of type bigint or uuid) is `column::text`, since the view compares it as text.
+select case when %(zone)s::text is not null then format('(%%s AT TIME ZONE %%L::text)', quote_ident(a.attname), %(zone)s::text)
+            when %(logical)s = 'text' and a.atttypid not in ('text'::regtype, 'varchar'::regtype, 'bpchar'::regtype)
+            then format('(%%s::text)', quote_ident(a.attname))
+            else quote_ident(a.attname) end as shown,
+       case when %(zone)s::text is not null then format('(%%s AT TIME ZONE %%L)', quote_ident(a.attname), %(zone)s::text)
+            when %(logical)s = 'text' and a.atttypid not in ('text'::regtype, 'varchar'::regtype, 'bpchar'::regtype)
+            then format('(%%s::text)', quote_ident(a.attname))
+            else quote_ident(a.attname) end as written
+from pg_attribute a
+where a.attrelid = %(relid)s and a.attname = %(name)s and not a.attisdropped
 
 -- name: doctor_probe_pending_created
 -- the plan of stuck_pending's filter (doctor)
