@@ -7,6 +7,7 @@ rescheduled). The registry keeps the change, so a later `monitorctl install` kee
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from decimal import Decimal
@@ -23,7 +24,7 @@ from .common import FORMAT_OPTION, Format, monitor_of, say
 
 NUMBER = re.compile(r"^-?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?$")
 SETTINGS = ("schedule", "severity")
-COMMON_PARAMS = ("timeout", "lock_timeout", "late_window", "first_lookback")  # monitor.common_params
+COMMON_PARAMS = ("timeout", "lock_timeout", "late_window", "first_lookback", "exclude")  # monitor.common_params
 
 app = typer.Typer(help="Inspect and tune detectors: list, enable, disable, set, add, remove.\n\n"
                        "Example: monitorctl detectors set duplicate_scan window='3 seconds'",
@@ -43,11 +44,19 @@ LIST_KEYS = ["name", "enabled", "severity", "kind", "schedule", "params", "param
 
 
 def parse_value(text: str, key: str = "value"):
-    """A number as a JSON number ('20', '0.05'), anything else as a string ('3 seconds').
+    """A number as a JSON number ('20', '0.05'), true or false as a boolean, a JSON list as a list
+    ('["world", "fees"]'), anything else as a string ('3 seconds').
 
     A number beyond what a JSON number holds (a double, about 1.8e308: '1e400' would be infinity) is
     refused, naming ``key``."""
     text = text.strip()
+    if text in ("true", "false"):
+        return text == "true"
+    if text.startswith("["):
+        try:
+            return json.loads(text)
+        except ValueError as exc:
+            raise UsageError(f"{key}: {text!r} is not a JSON list such as [\"world\", \"fees\"] ({exc})")
     if NUMBER.match(text):
         try:
             d = Decimal(text)

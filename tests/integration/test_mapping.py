@@ -317,3 +317,129 @@ def test_a_column_that_does_not_take_its_type_is_refused_at_install_naming_the_k
     assert "sources.transactions.columns.amount" in proc.stderr and "numeric" in proc.stderr
     with psycopg.connect(dsn) as c:
         assert c.execute("select to_regnamespace('monitor')").fetchone()[0] is None
+
+
+SHAPES = """
+create table public.acct (id bigint primary key, bal bigint not null, system boolean not null default false);
+create table public.xfer (id bigint primary key, src bigint not null, dst bigint not null, amt bigint not null,
+                          state text not null, at timestamptz not null default now());
+create view public.xfer_view as select * from public.xfer;
+insert into public.acct values (1, -500, true), (2, 300, false), (3, 200, false);
+insert into public.xfer values (1, 1, 2, 300, 'DONE', now() - interval '1 minute'),
+                               (2, 1, 3, 200, 'DONE', now() - interval '50 seconds');
+"""
+
+XFER = """
+amount_scale = 100
+[sources.accounts]
+relation = "public.acct"
+[sources.accounts.columns]
+account_id = "id"
+balance = "bal"
+allow_negative = "system"
+[sources.transactions]
+relation = "public.xfer"
+[sources.transactions.columns]
+txn_id = "id"
+debit_account = "src"
+credit_account = "dst"
+amount = "amt"
+status = { column = "state", map = { DONE = "success" } }
+created_at = "at"
+[detectors.failure_rate]
+enabled = false
+"""
+
+
+@pytest.fixture
+def xfer_db(fresh_db, tmp_path):
+    with psycopg.connect(fresh_db, autocommit=True) as c:
+        c.execute(SHAPES)
+    cfg = tmp_path / "xfer.toml"
+    cfg.write_text(XFER)
+    return fresh_db, cfg
+
+
+def test_status_words_present_but_not_mapped_are_refused_naming_them(xfer_db):
+    dsn, cfg = xfer_db
+    with psycopg.connect(dsn, autocommit=True) as c:
+        c.execute("insert into public.xfer values (3, 2, 3, 5, 'ON_HOLD', now()), (4, 2, 3, 5, 'BOUNCED', now())")
+    proc = cli("install", "--config", str(cfg), dsn=dsn)
+    assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 1, proc.stderr
+    assert "'sources.transactions.columns.status'" in proc.stderr
+    assert "'BOUNCED', 'ON_HOLD'" in proc.stderr and 'map = { BOUNCED = "success" }' in proc.stderr
+    with psycopg.connect(dsn) as c:
+        assert c.execute("select to_regnamespace('monitor')").fetchone()[0] is None
+    # a plain status column holding words of its own is refused the same way
+    cfg.write_text(XFER.replace('status = { column = "state", map = { DONE = "success" } }', 'status = "state"'))
+    proc = cli("install", "--config", str(cfg), dsn=dsn)
+    assert proc.returncode == 2 and "'DONE'" in proc.stderr and "map each to one of success" in proc.stderr
+
+
+def test_a_transfer_is_two_legs_and_the_mapping_turns_off_what_it_cannot_feed(xfer_db):
+    dsn, cfg = xfer_db
+    proc = cli("install", "--config", str(cfg), "--no-schedule", dsn=dsn)
+    assert proc.returncode == 0, proc.stderr
+    assert "duplicate_scan is off: the mapping has no scans source" in proc.stderr
+    assert "balance_chain is off: the mapping gives transactions no balance_before" in proc.stderr
+    with psycopg.connect(dsn, autocommit=True) as c:
+        legs = c.execute("select txn_id, account_id, amount, leg, is_debit, is_primary from monitor.src_transactions"
+                         " order by txn_id, leg desc").fetchall()
+        assert [(t, a, float(x), leg, d, p) for t, a, x, leg, d, p in legs] == [
+            ("1", "1", -3.0, "debit", True, True), ("1", "2", 3.0, "credit", False, False),
+            ("2", "1", -2.0, "debit", True, True), ("2", "3", 2.0, "credit", False, False)]
+        off = {r[0] for r in c.execute("select name from monitor.detectors where not enabled")}
+        assert off == {"duplicate_scan", "balance_chain", "failure_rate"}  # the last by [detectors.x] enabled
+        for name in ("balance_mismatch", "negative_balance", "concurrent_txn"):
+            c.execute("select monitor.run_detector(%s)", (name,))
+        # world (allow_negative) is negative by design and balanced; two payouts 10 s apart are no burst
+        assert c.execute("select count(*) from monitor.events").fetchone() == (0,)
+    proc = cli("detectors", "enable", "duplicate_scan", dsn=dsn)
+    assert proc.returncode == 2 and "duplicate_scan cannot be enabled: the mapping has no scans source" in proc.stderr
+    assert cli("detectors", "enable", "failure_rate", dsn=dsn).returncode == 0
+
+
+def test_exclude_drops_a_subject_and_resolves_its_open_event(conn, db):
+    from tests.ledger import Ledger
+    ledger = Ledger(conn).recent()
+    ledger.account("W", balance=-5)
+    ledger.account("N", balance=-1)
+    ledger.run("negative_balance")
+    assert sorted(ledger.keys("negative_balance", "open")) == ["N", "W"]
+    proc = cli("detectors", "set", "negative_balance", 'exclude=["W"]', dsn=db)
+    assert proc.returncode == 0, proc.stderr
+    ledger.run("negative_balance")
+    assert ledger.keys("negative_balance", "open") == ["N"] and ledger.keys("negative_balance", "resolved") == ["W"]
+    proc = cli("detectors", "set", "negative_balance", "exclude=[1]", dsn=db)
+    assert proc.returncode == 2 and "must be a list of up to 10000 subjects" in proc.stderr
+    proc = cli("detectors", "set", "concurrent_txn", "debits_only=maybe", dsn=db)
+    assert proc.returncode == 2 and "must be true or false" in proc.stderr
+
+
+def test_doctor_does_not_suggest_an_index_on_a_view(xfer_db):
+    import json
+    dsn, cfg = xfer_db
+    cfg.write_text(XFER.replace('relation = "public.xfer"', 'relation = "public.xfer_view"'))
+    assert cli("install", "--config", str(cfg), "--no-schedule", dsn=dsn).returncode == 0
+    rows = json.loads(cli("doctor", "--format", "json", dsn=dsn).stdout)
+    views = [r for r in rows if r["relation"] == "public.xfer_view"]
+    assert views and all(r["status"] == "view" and "CREATE INDEX" not in r["suggestion"] for r in views)
+    # the table behind it is a table: its per-account index is asked for on both legs, as text
+    table = [r for r in rows if r["relation"] == "public.acct" and r["status"] == "missing"]
+    assert [r["suggestion"] for r in table] == ["CREATE INDEX ON public.acct ((id::text))"]
+
+
+def test_a_clock_time_without_zone_is_read_in_the_zone_the_mapping_names(xfer_db):
+    dsn, cfg = xfer_db
+    with psycopg.connect(dsn, autocommit=True) as c:
+        c.execute("alter table public.xfer add column local_at timestamp")
+        c.execute("update public.xfer set local_at = at at time zone 'Asia/Tokyo'")
+    cfg.write_text(XFER.replace('created_at = "at"', 'created_at = "local_at"'))
+    proc = cli("install", "--config", str(cfg), "--no-schedule", dsn=dsn)
+    assert proc.returncode == 0 and "warning: config: 'sources.transactions.columns.created_at'" in proc.stderr
+    cfg.write_text(XFER.replace('created_at = "at"', 'created_at = { column = "local_at", time_zone = "Asia/Tokyo" }'))
+    proc = cli("install", "--config", str(cfg), "--no-schedule", dsn=dsn)
+    assert proc.returncode == 0 and "warning" not in proc.stderr, proc.stderr
+    with psycopg.connect(dsn) as c:
+        assert c.execute("select bool_and(t.created_at = x.at) from monitor.src_transactions t"
+                         " join public.xfer x on x.id::text = t.txn_id").fetchone() == (True,)

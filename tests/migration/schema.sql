@@ -946,7 +946,7 @@ CREATE FUNCTION monitor.detect_failed_debit(params jsonb, since timestamp with t
 BEGIN
     -- a one-shot plan per run: the planner sees the actual window (an index range scan)
     RETURN QUERY EXECUTE $q$
-    WITH failed AS (
+    WITH failed AS MATERIALIZED (  -- the failed rows first: the balance check reads an account's rows
         SELECT t.*,
                CASE $4 WHEN 'balances' THEN t.balance_before - t.balance_after
                        WHEN 'posted' THEN CASE WHEN t.posted AND t.amount < 0 THEN -t.amount END
