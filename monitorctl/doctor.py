@@ -86,7 +86,10 @@ def index_advice(conn, mapping: dict) -> list[Advice]:
 
 def _advise(conn, relation: str, values: list, logical: tuple[str, ...], who: str) -> Advice:
     found = mapping_mod.find_relation(conn, relation)
-    keys = [index_key(conn, found, c.rsplit(".", 1)[-1], v) for c, v in zip(logical, values)]
+    try:
+        keys = [index_key(conn, found, c.rsplit(".", 1)[-1], v) for c, v in zip(logical, values)]
+    except Zoneless as exc:
+        return _zoneless(relation, logical, who, exc.column)
     shown = tuple(k[1] if k else f"{c} (sql)" for k, c in zip(keys, logical))
     if found and found[3] in ("v", "f"):
         kind = "view" if found[3] == "v" else "foreign table"
@@ -102,17 +105,35 @@ def _advise(conn, relation: str, values: list, logical: tuple[str, ...], who: st
                   f"CREATE INDEX ON {found[1]} ({', '.join(k[1] for k in keys)})")
 
 
+class Zoneless(Exception):
+    """A timestamp without time zone mapped without a time_zone: the view reads it in the session's
+    zone (a cast no index can hold), so no index serves it."""
+
+    def __init__(self, column: str):
+        self.column = column
+
+
 def index_key(conn, found, logical: str, value) -> tuple[str, str] | None:
     """How PostgreSQL shows a mapped value as an index key (pg_get_indexdef), and how CREATE INDEX
     takes it: the expression the source view reads (a column, read in its time zone, or cast to text
-    when the view compares it as text); None for an `sql` expression or a column that is not there."""
+    when the view compares it as text); None for an `sql` expression or a column that is not there.
+    Raises Zoneless for a clock time read in no named zone."""
     name = mapping_mod.column_name(value)
     if name is None or found is None:
         return None
     zone = value.get("time_zone") if isinstance(value, dict) else None
     key = db.row(conn, "index_key", {"relid": found[0], "name": name, "zone": zone,
                                      "logical": mapping_mod.TYPES.get(logical, "")})
+    if key and key["zoneless"]:
+        raise Zoneless(name)
     return (key["shown"], key["written"]) if key else None
+
+
+def _zoneless(relation: str, shown, who: str, column: str) -> Advice:
+    return Advice(relation, shown, who, "missing",
+                  f"{column} is a timestamp without time zone read in the session's zone: no index serves it. "
+                  f"Map it as {{ column = \"{column}\", time_zone = \"UTC\" }} (its zone), then index "
+                  f"({column} AT TIME ZONE 'UTC') (docs/mapping.md)")
 
 
 def partial_advice(conn, mapping: dict) -> list[Advice]:
@@ -123,7 +144,11 @@ def partial_advice(conn, mapping: dict) -> list[Advice]:
         if column is None or status_map is None:
             continue
         found = mapping_mod.find_relation(conn, spec["relation"])
-        key = index_key(conn, found, logical, column)
+        try:
+            key = index_key(conn, found, logical, column)
+        except Zoneless as exc:
+            out.append(_zoneless(spec["relation"], (f"{logical} where status = {status}",), who, exc.column))
+            continue
         if found and found[3] in ("v", "f"):
             out.append(Advice(spec["relation"], (f"{logical} where status = {status}",), who, "view",
                               f"{spec['relation']} is a view: index the table it reads "

@@ -110,7 +110,11 @@ SELECT x.account_id, x.amount, x.status, x.before, x.after, x.device, s.t_end - 
         -- concurrent_txn: one tap charged twice, a second apart
         ('C-90010', 60,     'success', 0,      60,     'TOPUP-1', interval '150 minutes', 1, NULL),
         ('C-90010', -8,     'success', 60,     52,     'BAR-06',  interval '28 minutes',  1, 'concurrent_txn'),
-        ('C-90010', -8,     'success', 52,     44,     'BAR-06',  interval '28 minutes' - interval '1 second', 0, NULL)
+        ('C-90010', -8,     'success', 52,     44,     'BAR-06',  interval '28 minutes' - interval '1 second', 0, NULL),
+        -- balance_chain (and balance_mismatch): a terminal wrote 30 after a payment of 6 from 40
+        ('C-90011', 40,     'success', 0,      40,     'TOPUP-3', interval '2 hours',     1, NULL),
+        ('C-90011', -6,     'success', 40,     30,     'BAR-08',  interval '22 minutes',  1, 'balance_chain'),
+        ('C-90011', -5,     'success', 30,     25,     'BAR-08',  interval '10 minutes',  1, NULL)
        ) AS x(account_id, amount, status, before, after, device, ago, scans, incident);
 
 -- failure_rate: terminal BAR-12 declines every payment for the last ten minutes (cards of their own,

@@ -281,7 +281,8 @@ select case when %(zone)s::text is not null then format('(%%s AT TIME ZONE %%L::
        case when %(zone)s::text is not null then format('(%%s AT TIME ZONE %%L)', quote_ident(a.attname), %(zone)s::text)
             when %(logical)s = 'text' and a.atttypid not in ('text'::regtype, 'varchar'::regtype, 'bpchar'::regtype)
             then format('(%%s::text)', quote_ident(a.attname))
-            else quote_ident(a.attname) end as written
+            else quote_ident(a.attname) end as written,
+       a.atttypid = 'timestamp'::regtype and %(zone)s::text is null and %(logical)s = 'timestamptz' as zoneless
 from pg_attribute a
 where a.attrelid = %(relid)s and a.attname = %(name)s and not a.attisdropped
 

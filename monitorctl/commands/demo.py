@@ -26,8 +26,8 @@ from .events import EVENT_COLUMNS, EVENT_KEYS
 
 DATABASE = "festival"
 # Detectors the festival's injected incidents must trigger (detector_health stays quiet).
-EXPECTED = ["failed_debit", "balance_mismatch", "consecutive_failures", "negative_balance", "stuck_pending",
-            "failure_rate", "duplicate_scan", "concurrent_txn", "volume_anomaly"]
+EXPECTED = ["failed_debit", "balance_mismatch", "balance_chain", "consecutive_failures", "negative_balance",
+            "stuck_pending", "failure_rate", "duplicate_scan", "concurrent_txn", "volume_anomaly"]
 
 
 class Progress:

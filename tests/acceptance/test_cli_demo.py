@@ -9,8 +9,8 @@ import time
 
 from tests.acceptance.support import cli_env, run_cli
 
-EXPECTED = {"failed_debit", "balance_mismatch", "consecutive_failures", "negative_balance", "stuck_pending",
-            "failure_rate", "duplicate_scan", "concurrent_txn", "volume_anomaly"}
+EXPECTED = {"failed_debit", "balance_mismatch", "balance_chain", "consecutive_failures", "negative_balance",
+            "stuck_pending", "failure_rate", "duplicate_scan", "concurrent_txn", "volume_anomaly"}
 
 
 def cluster_dir(stderr: str) -> str | None:

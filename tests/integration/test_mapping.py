@@ -14,19 +14,22 @@ from monitorctl.install import install
 
 APP_TABLES = """
 create table public.table_cards (card_id bigint primary key, balance numeric not null);
+create index on public.table_cards ((card_id::text));
 create table public.app_transaction_log (
     transaction_id bigint primary key, card_id bigint not null, amount_change numeric not null,
     status text not null, previous_balance numeric, new_balance numeric,
     "timestamp" timestamp without time zone not null default (now() at time zone 'UTC'));
-create index on public.app_transaction_log (card_id, "timestamp");
-create index on public.app_transaction_log ("timestamp");
-create index on public.app_transaction_log ("timestamp")
+-- the ids are bigints read as text, the times UTC clock times: the indexes are on those expressions
+create index on public.app_transaction_log ((transaction_id::text));
+create index on public.app_transaction_log ((card_id::text), ("timestamp" at time zone 'UTC'));
+create index on public.app_transaction_log (("timestamp" at time zone 'UTC'));
+create index on public.app_transaction_log (("timestamp" at time zone 'UTC'))
     where (case status when 'completed' then 'success' when 'failed' then 'failed' else 'pending' end) = 'pending';
-create index on public.app_transaction_log ("timestamp")
+create index on public.app_transaction_log (("timestamp" at time zone 'UTC'))
     where (case status when 'completed' then 'success' when 'failed' then 'failed' else 'pending' end) = 'failed';
 create table public.nfc_scan_log (id bigint primary key, card_id bigint not null,
                                   scanned_at timestamptz not null default now());
-create index on public.nfc_scan_log (card_id, scanned_at);
+create index nfc_scan_log_card_scanned on public.nfc_scan_log ((card_id::text), scanned_at);
 create index on public.nfc_scan_log (scanned_at);
 """
 
@@ -40,7 +43,7 @@ amount = "amount_change"
 status = { sql = "case status when 'completed' then 'success' when 'failed' then 'failed' else 'pending' end" }
 balance_before = "previous_balance"
 balance_after = "new_balance"
-created_at = "timestamp"
+created_at = { column = "timestamp", time_zone = "UTC" }
 [sources.accounts]
 relation = "public.table_cards"
 [sources.accounts.columns]
@@ -183,13 +186,13 @@ def test_doctor_names_missing_indexes(app_db):
     proc = cli("doctor", "--format", "json", dsn=dsn)
     assert proc.returncode == 0, proc.stderr   # APP_TABLES has the indexes the detectors need
     with psycopg.connect(dsn, autocommit=True) as c:
-        c.execute("drop index public.nfc_scan_log_card_id_scanned_at_idx")
+        c.execute("drop index public.nfc_scan_log_card_scanned")
     proc = cli("doctor", "--format", "json", dsn=dsn)
     assert proc.returncode == 1
     import json
     missing = [r for r in json.loads(proc.stdout) if r["status"] == "missing"]
-    assert [(r["relation"], r["columns"]) for r in missing] == [("public.nfc_scan_log", "card_id, scanned_at")]
-    assert missing[0]["suggestion"] == 'CREATE INDEX ON public.nfc_scan_log (card_id, scanned_at)'
+    assert [(r["relation"], r["columns"]) for r in missing] == [("public.nfc_scan_log", "(card_id::text), scanned_at")]
+    assert missing[0]["suggestion"] == 'CREATE INDEX ON public.nfc_scan_log ((card_id::text), scanned_at)'
 
 
 def test_doctor_asks_the_planner_for_the_partial_indexes_of_one_status(app_db):
@@ -205,10 +208,11 @@ def test_doctor_asks_the_planner_for_the_partial_indexes_of_one_status(app_db):
     proc = cli("doctor", "--format", "json", dsn=dsn)
     assert proc.returncode == 1
     missing = {r["columns"]: r for r in json.loads(proc.stdout) if r["status"] == "missing"}
-    assert set(missing) == {'"timestamp" where status = pending', '"timestamp" where status = failed'}
-    pending = missing['"timestamp" where status = pending']
+    at = "(\"timestamp\" AT TIME ZONE 'UTC')"
+    assert set(missing) == {f"{at} where status = pending", f"{at} where status = failed"}
+    pending = missing[f"{at} where status = pending"]
     assert pending["needed_by"] == "stuck_pending"
-    assert pending["suggestion"].startswith('CREATE INDEX ON public.app_transaction_log ("timestamp") WHERE (case ')
+    assert pending["suggestion"].startswith(f'CREATE INDEX ON public.app_transaction_log ({at}) WHERE (case ')
     with psycopg.connect(dsn, autocommit=True) as c:
         for r in missing.values():
             c.execute(r["suggestion"])
@@ -443,3 +447,18 @@ def test_a_clock_time_without_zone_is_read_in_the_zone_the_mapping_names(xfer_db
     with psycopg.connect(dsn) as c:
         assert c.execute("select bool_and(t.created_at = x.at) from monitor.src_transactions t"
                          " join public.xfer x on x.id::text = t.txn_id").fetchone() == (True,)
+
+
+def test_doctor_says_a_clock_time_without_its_zone_defeats_every_index(app_db):
+    """A timestamp without time zone mapped as a plain column is read in the session's zone: a cast
+    no index can hold, whatever index the table has. doctor says so, and how to map it."""
+    import json
+    dsn, cfg = app_db
+    cfg.write_text(CONFIG.replace('created_at = { column = "timestamp", time_zone = "UTC" }', 'created_at = "timestamp"'))
+    proc = cli("install", "--config", str(cfg), "--no-schedule", dsn=dsn)
+    assert proc.returncode == 0 and "warning: config: 'sources.transactions.columns.created_at'" in proc.stderr
+    proc = cli("doctor", "--format", "json", dsn=dsn)
+    assert proc.returncode == 1
+    missing = [r for r in json.loads(proc.stdout) if r["status"] == "missing"]
+    assert missing and all("timestamp without time zone read in the session's zone" in r["suggestion"]
+                           and 'time_zone = "UTC"' in r["suggestion"] for r in missing)

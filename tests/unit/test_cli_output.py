@@ -94,7 +94,7 @@ def test_since_times_and_refusals():
 
 @pytest.mark.parametrize("text, value", [
     ("3", 3), ("0.05", 0.05), ("-1", -1), ("1e3", 1000.0), ("3 seconds", "3 seconds"), ("  20 ", 20),
-    ("true", "true"), ("5s", "5s"),
+    ("true", True), ("false", False), ('["world", "fees"]', ["world", "fees"]), ("5s", "5s"),
 ])
 def test_parameter_values_numbers_as_json_numbers(text, value):
     assert parse_value(text) == value and type(parse_value(text)) is type(value)
