@@ -45,7 +45,14 @@ clean:
 distclean: clean
 	rm -rf $(VENV)
 
-.PHONY: test-server
+.PHONY: test-server test-docker
+
+## test-docker: the SQL, migration, acceptance and ledger-shape tests against PostgreSQL in a Docker
+## container (testcontainers); installs docker.io and mmdebstrap when missing, starts dockerd when none
+## answers, builds the base image from Debian's archive when no registry is reachable, and removes
+## every container and daemon it started (docs/containers.md)
+test-docker: venv
+	@bash docker/test-docker.sh
 
 ## test-server: the server against a real Prometheus (and promtool) and in a real headless Chromium
 test-server: venv pgcron

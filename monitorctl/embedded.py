@@ -49,6 +49,7 @@ class Server:
     conninfo: dict  # connection parameters without dbname
     cron_database: str | None  # None when pg_cron is not available
     cron_note: str = ""
+    container_id: str | None = None  # the docker backend's container
     _stop: list = field(default_factory=list, repr=False)
 
     def dsn(self, dbname: str = CRON_DATABASE) -> str:
@@ -82,36 +83,43 @@ class Server:
                 self._stop.pop()()
 
 
-BACKENDS = ("local", "docker")  # what MONITOR_TEST_BACKEND may ask for
+BACKENDS = ("local", "docker", "dsn")  # what MONITOR_TEST_BACKEND (or demo --backend) may ask for
 
 
-def choose_backend() -> str:
-    """``external`` when MONITOR_TEST_DSN is set; else what MONITOR_TEST_BACKEND asks for (``docker``
-    or ``local``); else ``local`` when the PostgreSQL server binaries are present, ``docker`` when they
-    are not and an engine answers, and ``local`` (which then says what is missing) otherwise."""
-    if os.environ.get("MONITOR_TEST_DSN"):
-        return "external"
-    wanted = os.environ.get("MONITOR_TEST_BACKEND", "").strip().lower()
-    if wanted in BACKENDS:
-        return wanted
+def choose_backend(wanted: str | None = None) -> tuple[str, str]:
+    """The backend to use and why, in a few words: what ``wanted`` (or MONITOR_TEST_BACKEND) asks for
+    (``dsn``: the server of MONITOR_TEST_DSN); else the server of MONITOR_TEST_DSN when it is set;
+    else ``local`` when the PostgreSQL server binaries are present, ``docker`` when they are not and
+    an engine answers, and ``local`` (which then says what is missing) otherwise."""
+    source = "--backend" if wanted else "MONITOR_TEST_BACKEND"
+    wanted = (wanted or os.environ.get("MONITOR_TEST_BACKEND", "")).strip().lower()
+    if wanted and wanted not in BACKENDS:
+        raise EmbeddedError(f"{source}={wanted!r} is not a backend: use local, docker or dsn")
+    if wanted == "dsn":
+        if not os.environ.get("MONITOR_TEST_DSN"):
+            raise EmbeddedError(f"{source}=dsn needs MONITOR_TEST_DSN, the connection string of your server")
+        return "external", f"{source}=dsn"
     if wanted:
-        raise EmbeddedError(f"MONITOR_TEST_BACKEND={wanted!r} is not a backend: use docker or local "
-                            "(or set MONITOR_TEST_DSN to use your own server)")
+        return wanted, f"{source}={wanted}"
+    if os.environ.get("MONITOR_TEST_DSN"):
+        return "external", "MONITOR_TEST_DSN is set"
     if local_binaries_present():
-        return "local"
+        return "local", "PostgreSQL's server binaries are installed"
     if (DOCKER_DIR / "Dockerfile").exists() and docker_available():
-        return "docker"
-    return "local"
+        return "docker", "no PostgreSQL server binaries here, and a Docker engine answers"
+    return "local", "no Docker engine answers"
 
 
-def start(progress=None, settings: dict[str, str] | None = None) -> Server:
-    """Start (or reach) a PostgreSQL server with the best backend this machine offers.
+def start(progress=None, settings: dict[str, str] | None = None, backend: str | None = None) -> Server:
+    """Start (or reach) a PostgreSQL server with the best backend this machine offers (or ``backend``),
+    saying which in one line.
 
     settings: server parameters for a server started here (an external one is used as it is).
     When Docker fails (build, pull, start), the local cluster is used if its binaries are there,
     and ``progress`` is told so in one line; else EmbeddedError says both why."""
     say = progress or (lambda msg: None)
-    backend = choose_backend()
+    backend, why = choose_backend(backend)
+    say(f"server: {'your server (MONITOR_TEST_DSN)' if backend == 'external' else backend} ({why})")
     if backend == "external":
         return external(os.environ["MONITOR_TEST_DSN"])
     if backend == "docker":
@@ -177,15 +185,46 @@ def docker_available() -> bool:
         return False
 
 
-def start_docker(settings: dict[str, str] | None = None) -> Server:  # pragma: no cover - no Docker engine here
+OFFICIAL_BASE = "postgres:15.18"          # the PostgreSQL the committed schema dump was made with
+LOCAL_BASE = "monitorctl-postgres-base:15"  # the same, built from Debian's archive (docker/build-base.sh)
+CONTAINER_LABEL = "monitorctl.test"         # on every container started here: `make test-docker` removes them
+
+
+def docker_base(client) -> str:
+    """The image docker/Dockerfile builds FROM: the official one when it is here or can be pulled, else
+    the one built from Debian's archive; EmbeddedError naming the fix when there is neither."""
+    import docker.errors
+    for name in (OFFICIAL_BASE, LOCAL_BASE):
+        try:
+            client.images.get(name)
+            return name
+        except docker.errors.ImageNotFound:
+            pass
+    try:
+        repo, tag = OFFICIAL_BASE.split(":")
+        client.images.pull(repo, tag=tag)
+        return OFFICIAL_BASE
+    except Exception as exc:
+        raise EmbeddedError(f"no base image: {OFFICIAL_BASE} cannot be pulled ({one_line(exc, 120)}) and "
+                            f"{LOCAL_BASE} is not built: run docker/build-base.sh (or `make test-docker`)") from exc
+
+
+def start_docker(settings: dict[str, str] | None = None) -> Server:
+    import docker
+    # Ryuk, testcontainers' reaper, is an image of its own that an air-gapped engine cannot pull: the
+    # server's stop() removes the container instead, and `make test-docker` removes any left behind
+    os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
     from testcontainers.core.image import DockerImage
     try:
         from testcontainers.community.postgres import PostgresContainer
     except ImportError:  # testcontainers before the community/ split
         from testcontainers.postgres import PostgresContainer
 
-    image = DockerImage(path=str(DOCKER_DIR), tag="monitorctl-postgres:15").build()
+    base = docker_base(docker.from_env(timeout=30))
+    image = DockerImage(path=str(DOCKER_DIR), tag="monitorctl-postgres:15", clean_up=False,
+                        buildargs={"BASE": base}).build()
     container = PostgresContainer(str(image), username="postgres", password="postgres", dbname=CRON_DATABASE)
+    container.with_kwargs(labels={CONTAINER_LABEL: "1"})
     if settings:
         container.with_command(" ".join(["postgres"] + [f"-c {k}={v}" for k, v in settings.items()]))
     server = Server("docker", {}, CRON_DATABASE)
@@ -198,6 +237,7 @@ def start_docker(settings: dict[str, str] | None = None) -> Server:  # pragma: n
             "user": "postgres",
             "password": "postgres",
         }
+        server.container_id = container.get_wrapped_container().id
         wait_ready(server)
         create_cron_extension(server)
     except BaseException:

@@ -21,8 +21,10 @@ _counter = itertools.count()
 
 
 @pytest.fixture(scope="session")
-def pg_server():
-    server = embedded.start()
+def pg_server(request):
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    say = (lambda msg: reporter.write_line(f"monitorctl tests: {msg}")) if reporter else None
+    server = embedded.start(progress=say)
     yield server
     server.stop()
 

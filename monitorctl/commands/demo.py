@@ -12,6 +12,7 @@ import contextlib
 import os
 import sys
 import time
+from typing import Optional
 
 import typer
 from standardwebhooks.webhooks import Webhook
@@ -84,6 +85,8 @@ def notified(receiver: LocalReceiver, secret: str, told: dict) -> None:
 
 
 def stop_command(server: embedded.Server) -> str:
+    if server.container_id:
+        return f"docker rm -f {server.container_id[:12]}"
     stopper = next((s for s in server._stop if isinstance(s, embedded._LocalStopper)), None)
     if stopper is None:
         return ""
@@ -113,9 +116,15 @@ def demo(
                               "transactions)."),
     hours: int = typer.Option(4, "--hours", min=1, max=24, help="Hours of festival, ending now."),
     seed: float = typer.Option(0.42, "--seed", min=-1, max=1, help="Random seed: the same seed, the same festival."),
+    backend: Optional[str] = typer.Option(None, "--backend", metavar="local|docker|dsn",
+                                          help="Where the server runs: a local cluster (PostgreSQL's server "
+                                          "binaries), a Docker container (docker/), or your own server "
+                                          "(MONITOR_TEST_DSN). Default: MONITOR_TEST_BACKEND, else local "
+                                          "when the binaries are installed, else Docker when an engine "
+                                          "answers."),
     fmt: Format = FORMAT_OPTION,
 ) -> None:
-    """On a fresh machine: start a throwaway local PostgreSQL with pg_cron, install monitor with the
+    """On a fresh machine: start a throwaway PostgreSQL with pg_cron, install monitor with the
     reference ledger, load a synthetic festival (thousands of cards, top-ups, payments and scans) with a
     handful of injected incidents of every kind, run every detector, and show what was found. The server
     is removed at the end unless --keep. Takes a few seconds; needs PostgreSQL's server binaries
@@ -126,7 +135,7 @@ def demo(
     began = time.monotonic()
     say("monitorctl demo: a throwaway PostgreSQL, a synthetic festival, and the detectors on it")
     try:
-        server = embedded.start(progress=lambda m: say(f"  {m}"))
+        server = embedded.start(progress=lambda m: say(f"  {m}"), backend=backend)
     except (embedded.EmbeddedError, OSError) as exc:
         raise MonitorError(f"cannot start a throwaway PostgreSQL for the demo: {exc}")
     kept = None

@@ -101,7 +101,8 @@ def test_prunes_this_databases_pg_cron_run_records_in_the_cron_database(monitor,
                                      from cron.job_run_details d join cron.job j using (jobid)
                                     where starts_with(j.jobname, %s) or j.jobid = -4242""", (prefix,)).fetchall()
             assert sorted(name for name, old in rows if old) == ["monitor.elsewhere.failed_debit"]  # not ours
-            assert sorted(name for name, old in rows if not old) >= [prefix + "failed_debit", prefix + "prune"]
+            # the recent records are kept (pg_cron may have added runs of other jobs meanwhile)
+            assert {name for name, old in rows if not old} >= {prefix + "failed_debit", prefix + "prune"}
         finally:
             cron.execute("delete from cron.job_run_details where jobid = -4242")
             cron.execute("delete from cron.job where jobid = -4242")

@@ -35,7 +35,7 @@ def starters(monkeypatch):
 def test_monitor_test_dsn_wins_even_when_docker_answers(monkeypatch, starters):
     monkeypatch.setenv("MONITOR_TEST_DSN", "host=db.example port=5433 dbname=t")
     monkeypatch.setattr(embedded, "docker_available", lambda: True)
-    assert embedded.choose_backend() == "external"
+    assert embedded.choose_backend()[0] == "external"
     assert embedded.start() == "ext"
     assert starters == [("external", "host=db.example port=5433 dbname=t")]
 
@@ -43,16 +43,16 @@ def test_monitor_test_dsn_wins_even_when_docker_answers(monkeypatch, starters):
 def test_docker_only_when_an_engine_answers(monkeypatch, starters):
     monkeypatch.setattr(embedded, "local_binaries_present", lambda: False)
     monkeypatch.setattr(embedded, "docker_available", lambda: True)
-    assert embedded.choose_backend() == "docker"
+    assert embedded.choose_backend()[0] == "docker"
     messages = []
     assert embedded.start(messages.append) == "dock"
-    assert starters == [("docker",)] and "Docker" in messages[0]
+    assert starters == [("docker",)] and "a Docker engine answers" in messages[0]
 
 
 def test_local_cluster_otherwise(monkeypatch, starters):
     monkeypatch.setattr(embedded, "local_binaries_present", lambda: False)
     monkeypatch.setattr(embedded, "docker_available", lambda: False)
-    assert embedded.choose_backend() == "local"
+    assert embedded.choose_backend()[0] == "local"
     assert embedded.start() == "loc"
     assert starters == [("local",)]
 
@@ -61,13 +61,13 @@ def test_no_docker_backend_without_its_dockerfile(monkeypatch, tmp_path):
     monkeypatch.setattr(embedded, "local_binaries_present", lambda: False)
     monkeypatch.setattr(embedded, "docker_available", lambda: True)
     monkeypatch.setattr(embedded, "DOCKER_DIR", tmp_path)  # e.g. an installed wheel: no docker/ folder
-    assert embedded.choose_backend() == "local"
+    assert embedded.choose_backend()[0] == "local"
 
 
 def test_the_local_cluster_is_preferred_when_its_binaries_are_there(monkeypatch, starters):
     monkeypatch.setattr(embedded, "local_binaries_present", lambda: True)
     monkeypatch.setattr(embedded, "docker_available", lambda: True)  # an engine answers: not asked
-    assert embedded.choose_backend() == "local"
+    assert embedded.choose_backend()[0] == "local"
     assert embedded.start() == "loc"
     assert starters == [("local",)]
 
@@ -86,17 +86,33 @@ def test_local_binaries_present_needs_initdb_and_pg_ctl(monkeypatch, tmp_path):
 def test_monitor_test_backend_asks_for_one(monkeypatch, starters):
     monkeypatch.setattr(embedded, "local_binaries_present", lambda: True)
     monkeypatch.setenv("MONITOR_TEST_BACKEND", "docker")
-    assert embedded.choose_backend() == "docker"
+    assert embedded.choose_backend()[0] == "docker"
     assert embedded.start() == "dock"
     monkeypatch.setattr(embedded, "local_binaries_present", lambda: False)
     monkeypatch.setattr(embedded, "docker_available", lambda: True)
     monkeypatch.setenv("MONITOR_TEST_BACKEND", "local")
-    assert embedded.choose_backend() == "local"
+    assert embedded.choose_backend()[0] == "local"
     monkeypatch.setenv("MONITOR_TEST_BACKEND", "podman")
-    with pytest.raises(embedded.EmbeddedError, match="docker or local"):
+    with pytest.raises(embedded.EmbeddedError, match="use local, docker or dsn"):
         embedded.choose_backend()
-    monkeypatch.setenv("MONITOR_TEST_DSN", "host=db.example dbname=t")  # an explicit server still wins
-    assert embedded.choose_backend() == "external"
+    monkeypatch.setenv("MONITOR_TEST_DSN", "host=db.example dbname=t")  # asked for: docker, even with a DSN
+    monkeypatch.setenv("MONITOR_TEST_BACKEND", "docker")
+    assert embedded.choose_backend() == ("docker", "MONITOR_TEST_BACKEND=docker")
+    monkeypatch.setenv("MONITOR_TEST_BACKEND", "dsn")
+    assert embedded.choose_backend() == ("external", "MONITOR_TEST_BACKEND=dsn")
+    monkeypatch.delenv("MONITOR_TEST_DSN")
+    with pytest.raises(embedded.EmbeddedError, match="MONITOR_TEST_BACKEND=dsn needs MONITOR_TEST_DSN"):
+        embedded.choose_backend()
+
+
+def test_start_says_which_backend_and_why(monkeypatch, starters):
+    monkeypatch.setattr(embedded, "local_binaries_present", lambda: True)
+    messages = []
+    embedded.start(messages.append)
+    assert messages == ["server: local (PostgreSQL's server binaries are installed)"]
+    messages.clear()
+    embedded.start(messages.append, backend="docker")
+    assert messages[0] == "server: docker (--backend=docker)"
 
 
 def _docker_fails(monkeypatch, calls, binaries: bool):
@@ -145,6 +161,7 @@ def test_an_image_that_cannot_be_pulled_falls_back(monkeypatch, starters):
                                     "dial tcp: lookup registry-1.docker.io: no such host", build_log=iter([]))
 
     monkeypatch.setattr(image, "DockerImage", Unbuildable)
+    monkeypatch.setattr(embedded, "docker_base", lambda client: embedded.OFFICIAL_BASE)
     monkeypatch.setattr(embedded, "start_docker", REAL_START_DOCKER)
     monkeypatch.setenv("MONITOR_TEST_BACKEND", "docker")
     monkeypatch.setattr(embedded, "local_binaries_present", lambda: True)
@@ -160,8 +177,9 @@ def test_demo_says_in_one_line_that_it_has_no_server(monkeypatch):
     _docker_fails(monkeypatch, [], binaries=False)
     r = invoke("demo")
     assert r.returncode == 1 and r.stdout == ""
-    banner, trying, error = r.stderr.splitlines()  # and no traceback
-    assert banner.startswith("monitorctl demo: ") and "Docker" in trying
+    banner, chosen, trying, error = r.stderr.splitlines()  # and no traceback
+    assert banner.startswith("monitorctl demo: ") and chosen == "  server: docker (MONITOR_TEST_BACKEND=docker)"
+    assert "Docker" in trying
     assert error.startswith("monitorctl: cannot start a throwaway PostgreSQL for the demo: Docker could not "
                             "start a PostgreSQL container (500 Server Error") and error.endswith("MONITOR_TEST_DSN")
 
@@ -203,7 +221,8 @@ def test_start_local_refuses_to_promise_pg_cron_it_does_not_have(monkeypatch):
 
 def test_the_docker_image_preloads_pg_cron():
     dockerfile = (embedded.DOCKER_DIR / "Dockerfile").read_text()
-    assert "FROM postgres:15" in dockerfile
+    assert "ARG BASE=postgres:15.18\nFROM ${BASE}" in dockerfile and embedded.OFFICIAL_BASE == "postgres:15.18"
+    assert "ENV POSTGRES_HOST_AUTH_METHOD=trust" in dockerfile
     assert "postgresql-15-cron" in dockerfile
     assert "shared_preload_libraries = 'pg_cron'" in dockerfile
     assert "cron.database_name = 'postgres'" in dockerfile
