@@ -190,10 +190,12 @@ LOCAL_BASE = "monitorctl-postgres-base:15"  # the same, built from Debian's arch
 CONTAINER_LABEL = "monitorctl.test"         # on every container started here: `make test-docker` removes them
 
 
-def docker_base(client) -> str:
+def docker_base() -> str:
     """The image docker/Dockerfile builds FROM: the official one when it is here or can be pulled, else
     the one built from Debian's archive; EmbeddedError naming the fix when there is neither."""
+    import docker
     import docker.errors
+    client = docker.from_env(timeout=60)
     for name in (OFFICIAL_BASE, LOCAL_BASE):
         try:
             client.images.get(name)
@@ -210,7 +212,6 @@ def docker_base(client) -> str:
 
 
 def start_docker(settings: dict[str, str] | None = None) -> Server:
-    import docker
     # Ryuk, testcontainers' reaper, is an image of its own that an air-gapped engine cannot pull: the
     # server's stop() removes the container instead, and `make test-docker` removes any left behind
     os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
@@ -220,7 +221,7 @@ def start_docker(settings: dict[str, str] | None = None) -> Server:
     except ImportError:  # testcontainers before the community/ split
         from testcontainers.postgres import PostgresContainer
 
-    base = docker_base(docker.from_env(timeout=30))
+    base = docker_base()
     image = DockerImage(path=str(DOCKER_DIR), tag="monitorctl-postgres:15", clean_up=False,
                         buildargs={"BASE": base}).build()
     container = PostgresContainer(str(image), username="postgres", password="postgres", dbname=CRON_DATABASE)

@@ -127,14 +127,21 @@ def stored_mapping(conn) -> dict | None:
 
 
 def resolve_mapping(conn, with_ledger: bool, config: dict | None) -> dict:
-    if config and config.get("sources"):
-        return mapping_mod.stored_form(config)
+    """The mapping to install: the config's sources, else the stored mapping, else (--with-ledger) the
+    reference ledger's; a config's amount_scale applies to whichever it is."""
+    config = config or {}
     stored = stored_mapping(conn)
-    if stored:
-        return stored
-    if with_ledger:
-        return mapping_mod.ledger_mapping()
-    raise UsageError("no source mapping: pass --with-ledger (reference ledger) or --config FILE (your tables)")
+    if config.get("sources"):
+        found = config
+    elif stored:
+        found = stored
+    elif with_ledger:
+        found = mapping_mod.ledger_mapping()
+    else:
+        raise UsageError("no source mapping: pass --with-ledger (reference ledger) or --config FILE (your tables)")
+    if "amount_scale" in config:
+        found = dict(found, amount_scale=config["amount_scale"])
+    return mapping_mod.stored_form(found)
 
 
 def render_sql(conn, context: dict) -> list[tuple[str, str]]:
@@ -167,11 +174,12 @@ def install(dsn: str, with_ledger: bool = False, config: dict | None = None, do_
 def _install(conn, dsn, with_ledger, config, do_schedule, say, report) -> InstallReport:
     """install() under the install lock."""
     check_not_newer(conn)
-    if config and config.get("sources") and not with_ledger:
-        mapping_mod.check_database(conn, mapping_mod.stored_form(config))  # before anything changes
-    elif not (config and config.get("sources")) and not with_ledger and not stored_mapping(conn):
-        raise UsageError("no source mapping: pass --with-ledger (reference ledger) or --config FILE "
-                         "(your tables)")
+    # the mapping is checked before anything changes, unless its tables come with the install (the
+    # reference ledger of a first --with-ledger)
+    mapping = warnings = None
+    if (config and config.get("sources")) or stored_mapping(conn) or not with_ledger:
+        mapping = resolve_mapping(conn, with_ledger, config)
+        warnings = mapping_mod.check_database(conn, mapping)
     fresh = applied_ids(conn) is None
     ledger_existed = db.value(conn, "ledger_exists")
     try:
@@ -183,10 +191,17 @@ def _install(conn, dsn, with_ledger, config, do_schedule, say, report) -> Instal
             report.applied += apply_migrations(dsn, "ledger")
         for mid in report.applied:
             say(f"applied migration {mid}")
-        mapping = resolve_mapping(conn, with_ledger, config)
-        for warning in mapping_mod.check_database(conn, mapping):
+        if mapping is None:
+            mapping = resolve_mapping(conn, with_ledger, config)
+            warnings = mapping_mod.check_database(conn, mapping)
+        for warning in warnings:
             say(f"warning: config: {warning}")
+        before = stored_mapping(conn)
         with conn.transaction():
+            if before is not None and before != mapping:
+                # what the detectors cached was read through the old mapping (its units, filters,
+                # legs, words): made again from the new one by their next run, a full pass
+                db.run(conn, "reset_source_caches")
             conn.execute(query("store_mapping"), (Jsonb(mapping),))
             for name, text in render_sql(conn, mapping_mod.template_context(conn, mapping)):
                 try:
@@ -233,15 +248,18 @@ def set_unavailable(conn, mapping: dict, say) -> None:
     """Turn off the built-in detectors the mapping gives nothing to read (and say why); turn back on
     those a previous mapping had turned off that now have their sources."""
     before = db.value(conn, "unavailable_detectors") or {}
+    was = db.value(conn, "unavailable_was_enabled") or {}  # as the user had them when turned off
     now = mapping_mod.unavailable(mapping)
     for name in sorted(set(before) - set(now)):
-        db.run(conn, "detector_set_enabled", {"name": name, "enabled": True})
-        say(f"{name} is on again: the mapping now gives it what it reads")
+        if was.pop(name, True):
+            db.run(conn, "detector_set_enabled", {"name": name, "enabled": True})
+            say(f"{name} is on again: the mapping now gives it what it reads")
     for name, why in sorted(now.items()):
-        db.run(conn, "detector_set_enabled", {"name": name, "enabled": False})
         if name not in before:
+            was[name] = bool(db.value(conn, "detector_enabled", {"name": name}))
             say(f"{name} is off: {why}")
-    db.run(conn, "store_unavailable", (Jsonb(now),))
+        db.run(conn, "detector_set_enabled", {"name": name, "enabled": False})
+    db.run(conn, "store_unavailable", {"why": Jsonb(now), "was": Jsonb(was)})
 
 
 def set_enabled(conn, detector: str, enabled: bool, where: str = "") -> None:

@@ -321,10 +321,16 @@ def check_database(conn, mapping: dict) -> list[str]:
             name = column_name(value)
             if name and name not in have:
                 raise UsageError(f"config: '{where}.columns.{col}' = {name!r}: no such column in {spec['relation']}")
-            if col in TIMES and name and have[name] == "timestamp without time zone" and not _zone(value):
-                warnings.append(f"'{where}.columns.{col}' = {name!r} is a timestamp without time zone: it is read "
-                                "in the server's time zone; say which it holds with { column = "
-                                f"\"{name}\", time_zone = \"UTC\" }} (docs/mapping.md)")
+            if col in TIMES and name:
+                warnings += _check_zone(f"{where}.columns.{col}", name, have[name], value)
+        if answers and column_name(answers.get("at")):
+            warnings += _check_zone(f"{where}.answers.at", column_name(answers["at"]),
+                                    ans_have[column_name(answers["at"])], answers["at"])
+        if answers and "at" not in answers:
+            warnings.append(f"'{where}.answers' has no 'at': an answer that comes more than late_window (5 minutes) "
+                            "after its transaction is missed by failed_debit and consecutive_failures, and "
+                            "balance_mismatch may report its account until its next full pass; map `at` to follow "
+                            "late answers (docs/mapping.md, \"State in appended rows\")")
         ctx = render_relation(conn, rel, spec, mapping)
         sample = sql.SQL("(select * from {} as s where {} limit {}) s").format(
             sql.SQL(ctx["relation"]), sql.SQL(ctx["where"]), sql.Literal(PROBE_ROWS))
@@ -380,6 +386,22 @@ def check_vocabulary(conn, spec: dict, ctx: dict) -> None:
             raise UsageError(
                 f"config: '{key}': the rows hold status words monitorctl does not know ({shown}): map each to "
                 f"one of {', '.join(STATUSES)}, e.g. status = {{ {source}, map = {{ {words[0]} = \"success\" }} }}")
+
+
+ZONELESS = re.compile(r"^timestamp(\(\d+\))? without time zone$")
+
+
+def _check_zone(key: str, name: str, type_: str, value) -> list[str]:
+    """A clock-time column read in a named zone must hold clock times (timestamp without time zone):
+    refused on any other type (AT TIME ZONE would shift a timestamptz); a warning without a zone."""
+    zoneless = bool(ZONELESS.match(type_))
+    if _zone(value) and not zoneless:
+        raise UsageError(f"config: '{key}.time_zone': {name!r} is a {type_}, not a timestamp without time zone: "
+                         "it already says which instant it is, so leave time_zone out")
+    if zoneless and not _zone(value):
+        return [f"'{key}' = {name!r} is a {type_}: it is read in the server's time zone; say which it holds "
+                f"with {{ column = \"{name}\", time_zone = \"UTC\" }} (docs/mapping.md)"]
+    return []
 
 
 def column_name(value) -> str | None:
@@ -498,7 +520,9 @@ def _transaction_shape(conn, spec: dict, out: dict) -> dict:
         extra["status"] = f"coalesce(ans.status, ({own or 'NULL'})::text, 'pending')"
         if "at" in answers and "updated_at" not in cols:
             extra["updated_at"] = f"coalesce(ans.at, {out['created_at']})"
-        extra["row_xmin"] = f"coalesce(ans.row_xmin, {out['row_xmin']})" if out["row_xmin"] != "NULL" else "NULL"
+        # a new answer makes its transaction new: its xmin, when both relations store rows here
+        extra["row_xmin"] = (f"coalesce(ans.row_xmin, {out['row_xmin']})"
+                             if out["row_xmin"] != "NULL" and found[2] else "NULL")
     elif own is None:
         extra["status"] = "'success'"  # a ledger without statuses records only what happened
     return extra

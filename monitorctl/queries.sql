@@ -360,10 +360,24 @@ select to_regclass('monitor.detectors') is not null
 -- the built-in detectors the mapping gives nothing to read, and why (monitorctl/mapping.py: unavailable)
 select value from monitor.settings where key = 'sources.unavailable'
 
+-- name: unavailable_was_enabled
+-- whether each of those was enabled when the mapping turned it off (restored when it is fed again)
+select value from monitor.settings where key = 'sources.unavailable_was_enabled'
+
 -- name: store_unavailable
 insert into monitor.settings (key, value, description)
-values ('sources.unavailable', %s, 'the built-in detectors the mapping gives nothing to read, and why')
+values ('sources.unavailable', %(why)s, 'the built-in detectors the mapping gives nothing to read, and why'),
+       ('sources.unavailable_was_enabled', %(was)s, 'whether each was enabled when the mapping turned it off')
 on conflict (key) do update set value = excluded.value
+
+-- name: detector_enabled
+select enabled from monitor.detectors where name = %(name)s
+
+-- name: reset_source_caches
+-- a new mapping: the caches read through the old one go, and the next runs are full passes
+truncate monitor.account_totals, monitor.failure_minutes;
+delete from monitor.watermarks where detector = 'balance_mismatch.horizon' or detector like '%%.full';
+drop materialized view if exists monitor.volume_hourly
 
 -- name: detector_set_enabled
 update monitor.detectors set enabled = %(enabled)s where name = %(name)s

@@ -29,8 +29,12 @@ BEGIN
         rel := 'monitor.src_scans'; id_col := 'scan_id'; t_col := 'scanned_at';
         extra := 'NULL::numeric AS amount, NULL::text AS status';
     ELSIF p_source IN ('transactions', 'debits') THEN
+        -- with both sides watched, a transfer's two legs are rows of their own (txn_id:debit,
+        -- txn_id:credit): a payer's burst and a payee's never share an id, nor a self-transfer's legs
         rel := CASE p_source WHEN 'debits' THEN '(SELECT * FROM monitor.src_transactions t WHERE t.is_debit)'
-                             ELSE 'monitor.src_transactions' END;
+                             ELSE '(SELECT t.account_id, CASE WHEN t.leg IS NULL THEN t.txn_id ELSE t.txn_id || '':'' || t.leg END'
+                                  ' AS txn_id, t.created_at, t.device_id, t.amount, t.status, t.row_xmin'
+                                  ' FROM monitor.src_transactions t)' END;
         id_col := 'txn_id'; t_col := 'created_at';
         extra := 'r.amount, r.status';
     ELSE

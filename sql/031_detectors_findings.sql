@@ -4,24 +4,38 @@
 
 -- A failed transaction that still took money, on the best evidence the mapping gives
 -- (monitor.failed_debit_evidence, docs/mapping.md): its balances (balance_after < balance_before),
--- a `posted` mark (the money moved), or else its account's balance: a failed debit whose amount is
--- exactly what the balance lacks against its history (monitor.account_difference). One finding per
--- transaction: a transfer is judged on its debit leg.
+-- a `posted` mark (the money moved), or else its account's balance: a failed debit, not seen by the
+-- previous run, whose amount is exactly what its account's balance lacks against its history
+-- (monitor.account_difference, read once per account), when it is the only new failed debit of that
+-- amount on the account and the account has no failed_debit event open (one that already explains
+-- the difference). One finding per transaction: a transfer is judged on its debit leg.
 CREATE OR REPLACE FUNCTION monitor.detect_failed_debit(params jsonb, since timestamptz)
 RETURNS SETOF monitor.finding
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, monitor, pg_temp AS $$
 BEGIN
     -- a one-shot plan per run: the planner sees the actual window (an index range scan)
     RETURN QUERY EXECUTE $q$
-    WITH failed AS MATERIALIZED (  -- the failed rows first: the balance check reads an account's rows
-        SELECT t.*,
-               CASE $4 WHEN 'balances' THEN t.balance_before - t.balance_after
-                       WHEN 'posted' THEN CASE WHEN t.posted AND t.amount < 0 THEN -t.amount END
-                       ELSE CASE WHEN t.amount < 0 AND monitor.account_difference(t.account_id) = t.amount
-                                 THEN -t.amount END END AS lost
+    WITH failed AS MATERIALIZED (  -- the failed rows of the window first
+        SELECT t.*, (age(t.row_xmin) <= $5) IS NOT FALSE AS fresh
           FROM monitor.src_transactions t
          WHERE ((t.created_at >= $2 AND t.created_at < $3) OR (t.updated_at >= $2 AND t.updated_at < $3))
            AND t.status = 'failed' AND t.is_primary
+    ), differences AS MATERIALIZED (  -- the balance evidence: each account once, and only when needed
+        SELECT a.account_id, monitor.account_difference(a.account_id) AS diff
+          FROM (SELECT DISTINCT f.account_id FROM failed f
+                 WHERE $4 = 'difference' AND f.fresh AND f.amount < 0
+                   AND NOT EXISTS (SELECT FROM monitor.events e
+                                    WHERE e.detector = 'failed_debit' AND e.subject = f.account_id
+                                      AND e.status <> 'resolved')) a
+    ), judged AS (
+        SELECT f.*,
+               CASE $4 WHEN 'balances' THEN f.balance_before - f.balance_after
+                       WHEN 'posted' THEN CASE WHEN f.posted AND f.amount < 0 THEN -f.amount END
+                       ELSE CASE WHEN f.fresh AND d.diff = f.amount
+                                  AND (SELECT count(*) FROM failed g
+                                        WHERE g.account_id = f.account_id AND g.fresh AND g.amount = f.amount) = 1
+                                 THEN -f.amount END END AS lost
+          FROM failed f LEFT JOIN differences d ON d.account_id = f.account_id
     )
     SELECT t.account_id,
            t.txn_id,
@@ -39,9 +53,10 @@ BEGIN
                'balance_before', t.balance_before, 'balance_after', t.balance_after,
                'lost', t.lost, 'device_id', t.device_id, 'evidence', $4,
                'created_at', t.created_at, 'updated_at', t.updated_at)
-      FROM failed t
+      FROM judged t
      WHERE t.lost > 0
-    $q$ USING params, since, coalesce((params ->> 'until')::timestamptz, 'infinity'), monitor.failed_debit_evidence();
+    $q$ USING params, since, coalesce((params ->> 'until')::timestamptz, 'infinity'), monitor.failed_debit_evidence(),
+              monitor.seen_age(params);
 END
 $$;
 COMMENT ON FUNCTION monitor.detect_failed_debit(jsonb, timestamptz) IS
@@ -63,9 +78,9 @@ BEGIN
          GROUP BY t.account_id
     ), start AS MATERIALIZED (     -- a run starts after the last success before that row
         SELECT f.account_id,
-               (SELECT max(s.created_at) FROM monitor.src_transactions s
+               (SELECT s.created_at FROM monitor.src_transactions s  -- backwards through (account_id, created_at)
                  WHERE s.account_id = f.account_id AND s.created_at < f.t0 AND s.status = 'success'
-                   AND s.is_primary) AS t
+                   AND s.is_primary ORDER BY s.created_at DESC LIMIT 1) AS t
           FROM fresh f
     ), seq AS (                    -- each account's rows from there, read through (account_id, created_at)
         SELECT r.account_id, r.txn_id, r.created_at, r.status, r.amount, r.device_id,

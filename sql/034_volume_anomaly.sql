@@ -4,10 +4,19 @@
 -- (hours with no transactions count as 0 once the source has data), refreshed CONCURRENTLY by the
 -- monitor.refresh pg_cron job, and by the runner when it is older than an hour.
 
+-- A transfer counts once (its debit leg). A baseline made before that (0.1.0) is made again.
+DO $$
+BEGIN
+    IF pg_catalog.pg_get_viewdef(pg_catalog.to_regclass('monitor.volume_hourly')) NOT LIKE '%is_primary%' THEN
+        DROP MATERIALIZED VIEW monitor.volume_hourly;
+    END IF;
+END
+$$;
 CREATE MATERIALIZED VIEW IF NOT EXISTS monitor.volume_hourly AS
 SELECT date_trunc('hour', t.created_at AT TIME ZONE 'UTC') AS hour_utc, count(*) AS txns
   FROM monitor.src_transactions t
  WHERE t.created_at >= date_trunc('hour', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' - interval '57 days'
+   AND t.is_primary
  GROUP BY 1
 WITH NO DATA;
 CREATE UNIQUE INDEX IF NOT EXISTS volume_hourly_hour ON monitor.volume_hourly (hour_utc);
@@ -53,6 +62,7 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, monitor, pg_temp AS $$
     ), cur AS (
         SELECT count(*) AS n FROM monitor.src_transactions t
          WHERE t.created_at >= p_hour AT TIME ZONE 'UTC' AND t.created_at < (p_hour + interval '1 hour') AT TIME ZONE 'UTC'
+           AND t.is_primary
     ), samples AS (
         SELECT p_hour - make_interval(days => 7 * k) AS hour_utc,
                coalesce((SELECT v.txns FROM monitor.volume_hourly v

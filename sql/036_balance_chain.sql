@@ -8,7 +8,9 @@
 --
 -- Incremental like the other finding detectors: the accounts with rows not seen before read their
 -- rows from the earliest such row on, with the one row before it as the first link's other end, and
--- the first broken link of each is reported, both rows as evidence (key: the row that breaks it).
+-- the first broken link at a row not seen before is reported per account, both rows as evidence
+-- (key: the row that breaks it). A first run (or a rescan) sees every row as new: one finding per
+-- account, its first break.
 CREATE OR REPLACE FUNCTION monitor.detect_balance_chain(params jsonb, since timestamptz)
 RETURNS SETOF monitor.finding
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, monitor, pg_temp AS $$
@@ -30,15 +32,15 @@ BEGIN
           FROM fresh f
          CROSS JOIN LATERAL (
                (SELECT t.txn_id, t.account_id, t.amount, t.status, t.balance_before, t.balance_after,
-                       t.created_at, t.sequence
+                       t.created_at, t.sequence, false AS fresh
                   FROM monitor.src_transactions t
                  WHERE t.account_id = f.account_id AND t.created_at < f.t0
                    AND t.balance_before IS NOT NULL AND t.balance_after IS NOT NULL
-                 ORDER BY t.created_at DESC, t.sequence DESC NULLS LAST, t.txn_id COLLATE "C" DESC
+                 ORDER BY t.created_at DESC, t.sequence DESC NULLS FIRST, t.txn_id COLLATE "C" DESC
                  LIMIT 1)
                UNION ALL
                SELECT t.txn_id, t.account_id, t.amount, t.status, t.balance_before, t.balance_after,
-                      t.created_at, t.sequence
+                      t.created_at, t.sequence, (age(t.row_xmin) <= $4) IS NOT FALSE
                  FROM monitor.src_transactions t
                 WHERE t.account_id = f.account_id AND t.created_at >= f.t0 AND t.created_at < $3
                   AND t.balance_before IS NOT NULL AND t.balance_after IS NOT NULL) r
@@ -47,7 +49,7 @@ BEGIN
         SELECT DISTINCT ON (c.account_id) c.*,
                CASE WHEN c.prev_id IS NOT NULL AND c.balance_before <> c.prev_after THEN 'link' ELSE 'sum' END AS kind
           FROM chain c
-         WHERE c.created_at >= c.t0
+         WHERE c.fresh  -- a break at a row the previous run saw was reported then
            AND ((c.prev_id IS NOT NULL AND c.balance_before <> c.prev_after)
                 OR (c.status = 'success' AND c.balance_after <> c.balance_before + c.amount))
          ORDER BY c.account_id, c.created_at, c.sequence NULLS LAST, c.txn_id COLLATE "C"

@@ -137,7 +137,7 @@ BEGIN
     FROM (SELECT count(*) AS total,
                  count(*) FILTER (WHERE status = 'success') AS ok,
                  count(*) FILTER (WHERE status = 'failed') AS failed
-            FROM monitor.src_transactions WHERE created_at >= now() - interval '1 hour') t,
+            FROM monitor.src_transactions WHERE created_at >= now() - interval '1 hour' AND is_primary) t,
          (SELECT count(*) FILTER (WHERE severity = 'critical') AS critical,
                  count(*) FILTER (WHERE severity = 'high') AS high,
                  count(*) FILTER (WHERE severity = 'medium') AS medium,

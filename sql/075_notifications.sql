@@ -234,8 +234,9 @@ CREATE OR REPLACE FUNCTION monitor.in_turn(q monitor.deliveries) RETURNS boolean
 LANGUAGE sql STABLE SET search_path = pg_catalog, monitor, pg_temp AS $$
     SELECT q.event_id IS NULL OR NOT EXISTS (
         SELECT FROM monitor.deliveries p
+          LEFT JOIN monitor.deliveries g ON g.delivery_id = p.digest_id  -- folded into a digest: its turn
          WHERE p.event_id = q.event_id AND p.receiver = q.receiver AND p.delivery_id < q.delivery_id
-           AND p.status IN ('pending', 'failed'))
+           AND (p.status IN ('pending', 'failed') OR (p.status = 'digested' AND g.status IN ('pending', 'failed'))))
 $$;
 
 -- Claim up to p_limit deliveries that are due, for one worker, under a lease of p_lease: each is

@@ -462,3 +462,113 @@ def test_doctor_says_a_clock_time_without_its_zone_defeats_every_index(app_db):
     missing = [r for r in json.loads(proc.stdout) if r["status"] == "missing"]
     assert missing and all("timestamp without time zone read in the session's zone" in r["suggestion"]
                            and 'time_zone = "UTC"' in r["suggestion"] for r in missing)
+
+
+PAYMENTS = """
+create table public.wallet (id text primary key, cents bigint not null);
+create table public.pay (id text primary key, wallet text not null, cents bigint not null, state text not null,
+                         at timestamptz not null default now());
+insert into public.wallet values ('w1', 10000), ('w2', 10000);
+insert into public.pay values ('p0', 'w1', 10000, 'ok', now() - interval '1 hour'),
+                              ('q0', 'w2', 10000, 'ok', now() - interval '1 hour');
+"""
+PAY = """
+amount_scale = 100
+[sources.accounts]
+relation = "public.wallet"
+[sources.accounts.columns]
+account_id = "id"
+balance = "cents"
+[sources.transactions]
+relation = "public.pay"
+[sources.transactions.columns]
+txn_id = "id"
+account_id = "wallet"
+amount = "cents"
+status = { column = "state", map = { ok = "success", no = "failed" } }
+created_at = "at"
+"""
+
+
+@pytest.fixture
+def pay_db(fresh_db, tmp_path):
+    with psycopg.connect(fresh_db, autocommit=True) as c:
+        c.execute(PAYMENTS)
+    cfg = tmp_path / "pay.toml"
+    cfg.write_text(PAY)
+    assert cli("install", "--config", str(cfg), "--no-schedule", dsn=fresh_db).returncode == 0
+    return fresh_db, cfg
+
+
+def test_failed_debit_on_the_balance_reports_one_unambiguous_payment_once(pay_db):
+    """Without balances around a payment, a declined one is judged by its wallet's balance: reported
+    when it alone explains what the balance lacks, once, and not again for a later decline."""
+    dsn, _ = pay_db
+    with psycopg.connect(dsn, autocommit=True) as c:
+        c.execute("insert into public.pay values ('p1', 'w1', -1000, 'no', now())")  # declined, took 10.00
+        c.execute("update public.wallet set cents = cents - 1000 where id = 'w1'")
+        c.execute("insert into public.pay values ('q1', 'w2', -700, 'no', now()), ('q2', 'w2', -700, 'no', now())")
+        c.execute("update public.wallet set cents = cents - 700 where id = 'w2'")  # one of the two took it
+        c.execute("select monitor.run_detector('failed_debit')")
+        assert c.execute("select dedup_key, amount from monitor.events").fetchall() == [("p1", 10)]
+        c.execute("insert into public.pay values ('p2', 'w1', -1000, 'no', now())")  # declined, took nothing
+        c.execute("select monitor.run_detector('failed_debit')")
+        c.execute("select monitor.run_detector('balance_mismatch')")
+        got = dict(c.execute("select subject, evidence -> 'explained_by' from monitor.events"
+                             " where detector = 'balance_mismatch'").fetchall())
+    assert got == {"w1": ["p1", "p2"], "w2": ["q1", "q2"]}  # the candidates are named where one is not sure
+
+
+def test_a_changed_mapping_drops_what_the_detectors_cached_through_the_old_one(pay_db):
+    dsn, cfg = pay_db
+    with psycopg.connect(dsn, autocommit=True) as c:
+        c.execute("select monitor.run_detector('balance_mismatch')")
+        assert c.execute("select count(*) from monitor.account_totals").fetchone()[0] == 2
+    cfg.write_text(PAY.replace("amount_scale = 100", "amount_scale = 1000"))
+    assert cli("install", "--config", str(cfg), "--no-schedule", dsn=dsn).returncode == 0
+    with psycopg.connect(dsn, autocommit=True) as c:
+        c.execute("insert into public.pay values ('p1', 'w1', -500, 'ok', now())")
+        c.execute("update public.wallet set cents = cents - 500 where id = 'w1'")
+        c.execute("select monitor.run_detector('balance_mismatch')")
+        assert c.execute("select count(*) from monitor.events").fetchone()[0] == 0
+        assert c.execute("select balance from monitor.src_accounts where account_id = 'w1'").fetchone()[0] == 9.5
+
+
+def test_time_zone_is_for_clock_times_only(pay_db):
+    dsn, cfg = pay_db
+    cfg.write_text(PAY.replace('created_at = "at"', 'created_at = { column = "at", time_zone = "Europe/Paris" }'))
+    proc = cli("install", "--config", str(cfg), "--no-schedule", dsn=dsn)
+    assert proc.returncode == 2 and "'sources.transactions.columns.created_at.time_zone'" in proc.stderr
+    assert "timestamp with time zone, not a timestamp without time zone" in proc.stderr
+
+
+def test_a_detector_the_user_turned_off_stays_off_when_the_mapping_feeds_it_again(xfer_db):
+    dsn, cfg = xfer_db
+    with psycopg.connect(dsn, autocommit=True) as c:
+        c.execute("create table public.scan (id text primary key, card text not null, at timestamptz not null)")
+    with_scans = XFER + '[sources.scans]\nrelation = "public.scan"\n[sources.scans.columns]\n' \
+                        'scan_id = "id"\naccount_id = "card"\nscanned_at = "at"\n'
+    cfg.write_text(with_scans)
+    assert cli("install", "--config", str(cfg), "--no-schedule", dsn=dsn).returncode == 0
+    assert cli("detectors", "disable", "duplicate_scan", "concurrent_txn", dsn=dsn).returncode == 0
+    cfg.write_text(XFER)  # no scans: duplicate_scan off
+    assert cli("install", "--config", str(cfg), "--no-schedule", dsn=dsn).returncode == 0
+    cfg.write_text(with_scans)
+    proc = cli("install", "--config", str(cfg), "--no-schedule", dsn=dsn)
+    assert proc.returncode == 0 and "duplicate_scan is on again" not in proc.stderr
+    with psycopg.connect(dsn) as c:
+        assert c.execute("select enabled from monitor.detectors where name = 'duplicate_scan'").fetchone() == (False,)
+
+
+def test_both_sides_watched_a_transfers_legs_are_bursts_of_their_own(xfer_db):
+    dsn, cfg = xfer_db
+    assert cli("install", "--config", str(cfg), "--no-schedule", dsn=dsn).returncode == 0
+    with psycopg.connect(dsn, autocommit=True) as c:
+        c.execute("insert into public.acct values (4, 100, false), (5, 0, false)")
+        c.execute("insert into public.xfer values (10, 4, 5, 10, 'DONE', now()), (11, 4, 5, 10, 'DONE', now()),"
+                  " (12, 4, 4, 5, 'DONE', now() - interval '10 seconds')")  # and a self-transfer
+        c.execute("""select monitor.set_params('concurrent_txn', '{"debits_only": false}')""")
+        c.execute("select monitor.run_detector('concurrent_txn')")
+        got = sorted(c.execute("select subject, dedup_key from monitor.events").fetchall())
+    # the payer's two debits, the payee's two credits, the self-transfer's two legs: three bursts
+    assert got == [("4", "10:debit"), ("4", "12:credit"), ("5", "10:credit")]

@@ -455,3 +455,17 @@ def test_a_receiver_hears_of_an_events_transitions_in_order(ledger, conn):
             sent.append(transition)
             attempt(conn, d, transition != "acknowledged", 500, "boom", retry=False)  # the ack is given up
     assert sent == ["opened", "acknowledged", "resolved"]
+
+
+def test_a_resolution_waits_for_the_digest_that_carries_its_opening(ledger, conn):
+    receivers(conn, "hook")
+    route(conn, "hook")
+    conn.execute("insert into ledger.accounts (account_id, balance) select 'S' || g, -g from generate_series(1, 137) g")
+    ledger.run("negative_balance")
+    [(digest_id, _, transition, _)] = claim(conn)
+    assert transition == "digest"
+    conn.execute("update ledger.accounts set balance = 0 where account_id = 'S1'")
+    ledger.run("negative_balance")        # S1 resolves while the digest of its opening is in flight
+    assert claim(conn, "w2", lease="1 second") == []
+    attempt(conn, digest_id, True, 200, "ok")
+    assert [r[2] for r in claim(conn, "w2")] == ["auto_resolved"]

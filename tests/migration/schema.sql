@@ -619,15 +619,15 @@ BEGIN
           FROM fresh f
          CROSS JOIN LATERAL (
                (SELECT t.txn_id, t.account_id, t.amount, t.status, t.balance_before, t.balance_after,
-                       t.created_at, t.sequence
+                       t.created_at, t.sequence, false AS fresh
                   FROM monitor.src_transactions t
                  WHERE t.account_id = f.account_id AND t.created_at < f.t0
                    AND t.balance_before IS NOT NULL AND t.balance_after IS NOT NULL
-                 ORDER BY t.created_at DESC, t.sequence DESC NULLS LAST, t.txn_id COLLATE "C" DESC
+                 ORDER BY t.created_at DESC, t.sequence DESC NULLS FIRST, t.txn_id COLLATE "C" DESC
                  LIMIT 1)
                UNION ALL
                SELECT t.txn_id, t.account_id, t.amount, t.status, t.balance_before, t.balance_after,
-                      t.created_at, t.sequence
+                      t.created_at, t.sequence, (age(t.row_xmin) <= $4) IS NOT FALSE
                  FROM monitor.src_transactions t
                 WHERE t.account_id = f.account_id AND t.created_at >= f.t0 AND t.created_at < $3
                   AND t.balance_before IS NOT NULL AND t.balance_after IS NOT NULL) r
@@ -636,7 +636,7 @@ BEGIN
         SELECT DISTINCT ON (c.account_id) c.*,
                CASE WHEN c.prev_id IS NOT NULL AND c.balance_before <> c.prev_after THEN 'link' ELSE 'sum' END AS kind
           FROM chain c
-         WHERE c.created_at >= c.t0
+         WHERE c.fresh  -- a break at a row the previous run saw was reported then
            AND ((c.prev_id IS NOT NULL AND c.balance_before <> c.prev_after)
                 OR (c.status = 'success' AND c.balance_after <> c.balance_before + c.amount))
          ORDER BY c.account_id, c.created_at, c.sequence NULLS LAST, c.txn_id COLLATE "C"
@@ -805,9 +805,9 @@ BEGIN
          GROUP BY t.account_id
     ), start AS MATERIALIZED (     -- a run starts after the last success before that row
         SELECT f.account_id,
-               (SELECT max(s.created_at) FROM monitor.src_transactions s
+               (SELECT s.created_at FROM monitor.src_transactions s  -- backwards through (account_id, created_at)
                  WHERE s.account_id = f.account_id AND s.created_at < f.t0 AND s.status = 'success'
-                   AND s.is_primary) AS t
+                   AND s.is_primary ORDER BY s.created_at DESC LIMIT 1) AS t
           FROM fresh f
     ), seq AS (                    -- each account's rows from there, read through (account_id, created_at)
         SELECT r.account_id, r.txn_id, r.created_at, r.status, r.amount, r.device_id,
@@ -946,15 +946,27 @@ CREATE FUNCTION monitor.detect_failed_debit(params jsonb, since timestamp with t
 BEGIN
     -- a one-shot plan per run: the planner sees the actual window (an index range scan)
     RETURN QUERY EXECUTE $q$
-    WITH failed AS MATERIALIZED (  -- the failed rows first: the balance check reads an account's rows
-        SELECT t.*,
-               CASE $4 WHEN 'balances' THEN t.balance_before - t.balance_after
-                       WHEN 'posted' THEN CASE WHEN t.posted AND t.amount < 0 THEN -t.amount END
-                       ELSE CASE WHEN t.amount < 0 AND monitor.account_difference(t.account_id) = t.amount
-                                 THEN -t.amount END END AS lost
+    WITH failed AS MATERIALIZED (  -- the failed rows of the window first
+        SELECT t.*, (age(t.row_xmin) <= $5) IS NOT FALSE AS fresh
           FROM monitor.src_transactions t
          WHERE ((t.created_at >= $2 AND t.created_at < $3) OR (t.updated_at >= $2 AND t.updated_at < $3))
            AND t.status = 'failed' AND t.is_primary
+    ), differences AS MATERIALIZED (  -- the balance evidence: each account once, and only when needed
+        SELECT a.account_id, monitor.account_difference(a.account_id) AS diff
+          FROM (SELECT DISTINCT f.account_id FROM failed f
+                 WHERE $4 = 'difference' AND f.fresh AND f.amount < 0
+                   AND NOT EXISTS (SELECT FROM monitor.events e
+                                    WHERE e.detector = 'failed_debit' AND e.subject = f.account_id
+                                      AND e.status <> 'resolved')) a
+    ), judged AS (
+        SELECT f.*,
+               CASE $4 WHEN 'balances' THEN f.balance_before - f.balance_after
+                       WHEN 'posted' THEN CASE WHEN f.posted AND f.amount < 0 THEN -f.amount END
+                       ELSE CASE WHEN f.fresh AND d.diff = f.amount
+                                  AND (SELECT count(*) FROM failed g
+                                        WHERE g.account_id = f.account_id AND g.fresh AND g.amount = f.amount) = 1
+                                 THEN -f.amount END END AS lost
+          FROM failed f LEFT JOIN differences d ON d.account_id = f.account_id
     )
     SELECT t.account_id,
            t.txn_id,
@@ -972,9 +984,10 @@ BEGIN
                'balance_before', t.balance_before, 'balance_after', t.balance_after,
                'lost', t.lost, 'device_id', t.device_id, 'evidence', $4,
                'created_at', t.created_at, 'updated_at', t.updated_at)
-      FROM failed t
+      FROM judged t
      WHERE t.lost > 0
-    $q$ USING params, since, coalesce((params ->> 'until')::timestamptz, 'infinity'), monitor.failed_debit_evidence();
+    $q$ USING params, since, coalesce((params ->> 'until')::timestamptz, 'infinity'), monitor.failed_debit_evidence(),
+              monitor.seen_age(params);
 END
 $_$;
 
@@ -1298,8 +1311,12 @@ BEGIN
         rel := 'monitor.src_scans'; id_col := 'scan_id'; t_col := 'scanned_at';
         extra := 'NULL::numeric AS amount, NULL::text AS status';
     ELSIF p_source IN ('transactions', 'debits') THEN
+        -- with both sides watched, a transfer's two legs are rows of their own (txn_id:debit,
+        -- txn_id:credit): a payer's burst and a payee's never share an id, nor a self-transfer's legs
         rel := CASE p_source WHEN 'debits' THEN '(SELECT * FROM monitor.src_transactions t WHERE t.is_debit)'
-                             ELSE 'monitor.src_transactions' END;
+                             ELSE '(SELECT t.account_id, CASE WHEN t.leg IS NULL THEN t.txn_id ELSE t.txn_id || '':'' || t.leg END'
+                                  ' AS txn_id, t.created_at, t.device_id, t.amount, t.status, t.row_xmin'
+                                  ' FROM monitor.src_transactions t)' END;
         id_col := 'txn_id'; t_col := 'created_at';
         extra := 'r.amount, r.status';
     ELSE
@@ -1503,8 +1520,9 @@ CREATE FUNCTION monitor.in_turn(q monitor.deliveries) RETURNS boolean
     AS $$
     SELECT q.event_id IS NULL OR NOT EXISTS (
         SELECT FROM monitor.deliveries p
+          LEFT JOIN monitor.deliveries g ON g.delivery_id = p.digest_id  -- folded into a digest: its turn
          WHERE p.event_id = q.event_id AND p.receiver = q.receiver AND p.delivery_id < q.delivery_id
-           AND p.status IN ('pending', 'failed'))
+           AND (p.status IN ('pending', 'failed') OR (p.status = 'digested' AND g.status IN ('pending', 'failed'))))
 $$;
 
 CREATE FUNCTION monitor.interval_ms(p_interval text) RETURNS text
@@ -2388,7 +2406,7 @@ BEGIN
     FROM (SELECT count(*) AS total,
                  count(*) FILTER (WHERE status = 'success') AS ok,
                  count(*) FILTER (WHERE status = 'failed') AS failed
-            FROM monitor.src_transactions WHERE created_at >= now() - interval '1 hour') t,
+            FROM monitor.src_transactions WHERE created_at >= now() - interval '1 hour' AND is_primary) t,
          (SELECT count(*) FILTER (WHERE severity = 'critical') AS critical,
                  count(*) FILTER (WHERE severity = 'high') AS high,
                  count(*) FILTER (WHERE severity = 'medium') AS medium,
@@ -2569,6 +2587,7 @@ CREATE FUNCTION monitor.volume_anomaly_at(params jsonb, p_hour timestamp without
     ), cur AS (
         SELECT count(*) AS n FROM monitor.src_transactions t
          WHERE t.created_at >= p_hour AT TIME ZONE 'UTC' AND t.created_at < (p_hour + interval '1 hour') AT TIME ZONE 'UTC'
+           AND t.is_primary
     ), samples AS (
         SELECT p_hour - make_interval(days => 7 * k) AS hour_utc,
                coalesce((SELECT v.txns FROM monitor.volume_hourly v
@@ -2871,7 +2890,7 @@ CREATE MATERIALIZED VIEW monitor.volume_hourly AS
  SELECT date_trunc('hour'::text, (t.created_at AT TIME ZONE 'UTC'::text)) AS hour_utc,
     count(*) AS txns
    FROM monitor.src_transactions t
-  WHERE (t.created_at >= ((date_trunc('hour'::text, (now() AT TIME ZONE 'UTC'::text)) AT TIME ZONE 'UTC'::text) - '57 days'::interval))
+  WHERE ((t.created_at >= ((date_trunc('hour'::text, (now() AT TIME ZONE 'UTC'::text)) AT TIME ZONE 'UTC'::text) - '57 days'::interval)) AND t.is_primary)
   GROUP BY (date_trunc('hour'::text, (t.created_at AT TIME ZONE 'UTC'::text)))
   WITH NO DATA;
 

@@ -161,7 +161,7 @@ def test_an_image_that_cannot_be_pulled_falls_back(monkeypatch, starters):
                                     "dial tcp: lookup registry-1.docker.io: no such host", build_log=iter([]))
 
     monkeypatch.setattr(image, "DockerImage", Unbuildable)
-    monkeypatch.setattr(embedded, "docker_base", lambda client: embedded.OFFICIAL_BASE)
+    monkeypatch.setattr(embedded, "docker_base", lambda: embedded.OFFICIAL_BASE)
     monkeypatch.setattr(embedded, "start_docker", REAL_START_DOCKER)
     monkeypatch.setenv("MONITOR_TEST_BACKEND", "docker")
     monkeypatch.setattr(embedded, "local_binaries_present", lambda: True)
