@@ -141,7 +141,7 @@ def partial_advice(conn, mapping: dict) -> list[Advice]:
     for rel, logical, status, who, probe in PARTIAL_NEEDS:
         spec = mapping["sources"][rel]
         column, status_map = spec["columns"].get(logical), spec["columns"].get("status")
-        if column is None or status_map is None:
+        if column is None or (status_map is None and "answers" not in spec):
             continue
         found = mapping_mod.find_relation(conn, spec["relation"])
         try:
