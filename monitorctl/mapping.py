@@ -18,10 +18,11 @@ import tomllib
 from decimal import Decimal
 from pathlib import Path
 
+import psycopg
 from psycopg import sql
 
 from .db import query
-from .errors import UsageError
+from .errors import MonitorError, UsageError
 
 # logical relation -> column -> required? (transactions: account_id, or debit_account with credit_account)
 COLUMNS: dict[str, dict[str, bool]] = {
@@ -290,6 +291,8 @@ def _probe(conn, key: str, statement) -> list:
     try:
         with conn.transaction(force_rollback=True):
             return conn.execute(statement, binary=True).fetchall()
+    except psycopg.errors.InsufficientPrivilege as exc:  # the role, not the mapping: exit 1
+        raise MonitorError(f"config: '{key}': {' '.join(str(exc).split())}")
     except Exception as exc:  # psycopg.Error: report the key, not a traceback
         message = " ".join(str(exc).split())
         raise UsageError(f"config: '{key}': {message}")
