@@ -13,6 +13,7 @@ DROP FUNCTION IF EXISTS monitor.find_bursts(text, interval, integer, timestamptz
 
 -- 0.2.0
 DROP FUNCTION IF EXISTS monitor.find_bursts(text, interval, integer, timestamptz, timestamptz);
+DROP FUNCTION IF EXISTS monitor.find_bursts(text, interval, integer, timestamptz, timestamptz, integer);  -- + exclude
 -- monitor.prune: deliveries added; pg_cron's run records left to the prune-cron job (0.1.0 had one more
 -- INOUT, as the procedure now has again: the same argument types, so it is dropped and made anew)
 DROP PROCEDURE IF EXISTS monitor.prune(boolean, integer, integer, bigint, bigint, bigint, bigint, bigint);

@@ -10,7 +10,7 @@
 
 CREATE OR REPLACE FUNCTION monitor.find_bursts(p_source text, p_window interval, p_min_count integer,
                                                p_since timestamptz, p_until timestamptz DEFAULT 'infinity',
-                                               p_seen integer DEFAULT 2147483647)
+                                               p_seen integer DEFAULT 2147483647, p_exclude text[] DEFAULT '{}')
 RETURNS TABLE (account_id text, ids text[], times timestamptz[], devices text[], amounts numeric[],
                statuses text[])
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, monitor, pg_temp AS $$
@@ -43,8 +43,8 @@ BEGIN
     -- 0. The earliest fresh row: at or after since, not seen by the previous run. Under a stream,
     --    the rows of the late window were seen and this is about the previous run's time.
     EXECUTE format('SELECT min(r.%2$I) FROM %1$s r WHERE r.%2$I >= $1 AND r.%2$I < $3'
-                   ' AND (age(r.row_xmin) <= $2) IS NOT FALSE', rel, t_col)
-        INTO first_new USING p_since, seen, p_until;
+                   ' AND (age(r.row_xmin) <= $2) IS NOT FALSE AND r.account_id <> ALL ($4)', rel, t_col)
+        INTO first_new USING p_since, seen, p_until, coalesce(p_exclude, '{}');
     IF first_new IS NULL THEN
         RETURN;
     END IF;
@@ -55,6 +55,7 @@ BEGIN
             SELECT r.account_id, r.%3$I AS id, r.%2$I AS t, r.device_id, %4$s,
                    r.%2$I >= $1 AND r.%2$I < $6 AND (age(r.row_xmin) <= $4) IS NOT FALSE AS fresh  -- not seen before
               FROM %1$s r WHERE r.%2$I >= $5 - $2 AND r.%2$I < $6 + $2  -- a backfill's slice ends at $6
+               AND r.account_id <> ALL ($7)  -- excluded subjects: not followed at all (a system account)
         ), fresh AS (              -- an account alone in the range has no neighbour within the window
             SELECT w.account_id FROM win w GROUP BY w.account_id HAVING bool_or(w.fresh) AND count(*) >= 2
         ), gaps AS (               -- one sort: each row's distance to its neighbours
@@ -78,7 +79,8 @@ BEGIN
           FROM numbered n
          GROUP BY n.account_id, n.burst
         HAVING bool_or(n.fresh) AND (count(*) >= $3 OR min(n.t) < $5)
-    $q$, rel, t_col, id_col, extra) USING p_since, p_window, greatest(p_min_count, 2), seen, first_new, p_until
+    $q$, rel, t_col, id_col, extra) USING p_since, p_window, greatest(p_min_count, 2), seen, first_new, p_until,
+                                          coalesce(p_exclude, '{}')
     LOOP
         IF b.times[1] >= first_new THEN
             account_id := b.account_id; ids := b.ids; times := b.times; devices := b.devices;
@@ -110,7 +112,10 @@ BEGIN
             SELECT r.account_id, r.%3$I AS id, r.%2$I AS t, r.device_id, %4$s,
                    CASE WHEN lag(r.%2$I) OVER o IS NULL OR r.%2$I - lag(r.%2$I) OVER o > $2
                         THEN 1 ELSE 0 END AS starts
-              FROM start s JOIN %1$s r ON r.account_id = s.account_id AND r.%2$I >= s.t AND r.%2$I < $6 + $2
+              FROM start s
+             CROSS JOIN LATERAL (  -- per account through (account_id, time); OFFSET 0 keeps it a lookup per
+                 SELECT r.* FROM %1$s r  -- account when the view joins (appended answers), never a hash join
+                  WHERE r.account_id = s.account_id AND r.%2$I >= s.t AND r.%2$I < $6 + $2 OFFSET 0) r
             WINDOW o AS (PARTITION BY r.account_id ORDER BY r.%2$I, r.%3$I COLLATE "C")
         ), numbered AS (
             SELECT m.*, sum(m.starts) OVER (PARTITION BY m.account_id ORDER BY m.t, m.id COLLATE "C") AS burst
@@ -129,6 +134,7 @@ BEGIN
     USING p_since, p_window, p_min_count, back_accounts, back_starts, p_until;
 END
 $$;
-COMMENT ON FUNCTION monitor.find_bursts(text, interval, integer, timestamptz, timestamptz, integer) IS
+COMMENT ON FUNCTION monitor.find_bursts(text, interval, integer, timestamptz, timestamptz, integer, text[]) IS
     'Maximal bursts (each row within the window of the previous) that reach a row at or after since '
-    '(and before until: a backfill''s slice); rows of transactions older than p_seen are context only.';
+    '(and before until: a backfill''s slice); rows of transactions older than p_seen are context only; '
+    'the accounts of p_exclude are left out.';

@@ -89,9 +89,9 @@ BEGIN
                    OVER (PARTITION BY r.account_id ORDER BY r.created_at, r.txn_id COLLATE "C") AS run
           FROM start s
           CROSS JOIN LATERAL (
-              SELECT t.* FROM monitor.src_transactions t
-               WHERE t.account_id = s.account_id AND t.created_at >= coalesce(s.t, '-infinity')
-                 AND t.created_at < $3 AND t.status IN ('success', 'failed') AND t.is_primary) r
+              SELECT t.* FROM monitor.src_transactions t  -- OFFSET 0: a lookup per account, never a hash join
+               WHERE t.account_id = s.account_id AND t.created_at >= coalesce(s.t, '-infinity')  -- of the view
+                 AND t.created_at < $3 AND t.status IN ('success', 'failed') AND t.is_primary OFFSET 0) r
     ), runs AS (
         SELECT q.account_id,
                array_agg(q.txn_id ORDER BY q.created_at, q.txn_id COLLATE "C") AS ids,
@@ -149,7 +149,8 @@ BEGIN
                'devices', to_jsonb(b.devices[1:50]), 'member_keys', to_jsonb(b.ids),
                'window', $1 ->> 'window', 'min_count', ($1 -> 'min_count'))
       FROM monitor.find_bursts('scans', ($1 ->> 'window')::interval,
-                               ($1 ->> 'min_count')::integer, $2, $3, monitor.seen_age($1)) b
+                               ($1 ->> 'min_count')::integer, $2, $3, monitor.seen_age($1),
+                               ARRAY(SELECT jsonb_array_elements_text(coalesce($1 -> 'exclude', '[]'))) ) b
     $q$ USING params, since, coalesce((params ->> 'until')::timestamptz, 'infinity');
 END
 $$;
@@ -180,7 +181,8 @@ BEGIN
                'window', $1 ->> 'window', 'min_count', ($1 -> 'min_count'))
       FROM monitor.find_bursts(CASE WHEN ($1 ->> 'debits_only')::boolean IS FALSE THEN 'transactions' ELSE 'debits' END,
                                ($1 ->> 'window')::interval,
-                               ($1 ->> 'min_count')::integer, $2, $3, monitor.seen_age($1)) b
+                               ($1 ->> 'min_count')::integer, $2, $3, monitor.seen_age($1),
+                               ARRAY(SELECT jsonb_array_elements_text(coalesce($1 -> 'exclude', '[]'))) ) b
     $q$ USING params, since, coalesce((params ->> 'until')::timestamptz, 'infinity');
 END
 $$;

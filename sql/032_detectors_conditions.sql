@@ -43,23 +43,46 @@ $$;
 COMMENT ON FUNCTION monitor.detect_negative_balance(jsonb, timestamptz) IS
     'negative_balance: an account whose balance is below zero.';
 
--- A transaction still pending more than `age` after it was created (a transfer once, on its debit leg).
+-- A transaction still pending more than `age` after it was created (a transfer once, on its debit
+-- leg). A full pass (a run without `seen`: the first, a rescan, one every `full_pass`) reads every
+-- pending row older than the age (through a partial index on pending rows, when the table has
+-- one); the runs between read only the rows that came of age since the previous run (created in
+-- [since - age, now - age), since being that run's start less late_window) and the rows of the open
+-- events, by txn_id (so that one settled resolves): O(new rows) without a partial index, and where
+-- the status comes from appended answers, which no index can select.
 CREATE OR REPLACE FUNCTION monitor.detect_stuck_pending(params jsonb, since timestamptz)
 RETURNS SETOF monitor.finding
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, monitor, pg_temp AS $$
-BEGIN
-    -- a one-shot plan per run: the planner sees the actual window (an index range scan)
-    RETURN QUERY EXECUTE $q$
+DECLARE
+    report text := $r$
     SELECT t.account_id, t.txn_id, t.txn_id, t.amount,
            format('transaction %s on %s pending for %s', t.txn_id, t.account_id,
                   date_trunc('second', now() - t.created_at)),
            jsonb_build_object('txn_id', t.txn_id, 'account_id', t.account_id, 'amount', t.amount,
                               'status', t.status, 'created_at', t.created_at, 'device_id', t.device_id,
-                              'pending_for', (now() - t.created_at)::text, 'age', $1 ->> 'age')
-      FROM monitor.src_transactions t
-     WHERE t.status = 'pending' AND t.is_primary
-       AND t.created_at < now() - ($1 ->> 'age')::interval
-    $q$ USING params, since;
+                              'pending_for', (now() - t.created_at)::text, 'age', $1 ->> 'age') $r$;
+BEGIN
+    IF NOT params ? 'seen' THEN
+        -- a one-shot plan per run: the planner sees the actual time (an index range scan)
+        RETURN QUERY EXECUTE report || $q$
+          FROM monitor.src_transactions t
+         WHERE t.status = 'pending' AND t.is_primary
+           AND t.created_at < now() - ($1 ->> 'age')::interval $q$ USING params, since;
+    ELSE
+        RETURN QUERY EXECUTE report || $q$
+          FROM (SELECT DISTINCT ON (c.txn_id) c.* FROM (
+                    SELECT t.* FROM monitor.src_transactions t
+                     WHERE t.created_at >= $2 - ($1 ->> 'age')::interval
+                       AND t.created_at < now() - ($1 ->> 'age')::interval
+                    UNION ALL
+                    SELECT o.* FROM monitor.events e
+                     CROSS JOIN LATERAL (SELECT t.* FROM monitor.src_transactions t
+                                          WHERE t.txn_id = e.txn_id OFFSET 0) o
+                     WHERE e.detector = 'stuck_pending' AND e.status <> 'resolved') c
+                 ORDER BY c.txn_id, c.is_primary DESC) t
+         WHERE t.status = 'pending' AND t.is_primary
+           AND t.created_at < now() - ($1 ->> 'age')::interval $q$ USING params, since;
+    END IF;
 END
 $$;
 COMMENT ON FUNCTION monitor.detect_stuck_pending(jsonb, timestamptz) IS

@@ -43,7 +43,7 @@ BEGIN
                       t.created_at, t.sequence, (age(t.row_xmin) <= $4) IS NOT FALSE
                  FROM monitor.src_transactions t
                 WHERE t.account_id = f.account_id AND t.created_at >= f.t0 AND t.created_at < $3
-                  AND t.balance_before IS NOT NULL AND t.balance_after IS NOT NULL) r
+                  AND t.balance_before IS NOT NULL AND t.balance_after IS NOT NULL OFFSET 0) r
         WINDOW w AS (PARTITION BY r.account_id ORDER BY r.created_at, r.sequence NULLS LAST, r.txn_id COLLATE "C")
     ), broken AS (
         SELECT DISTINCT ON (c.account_id) c.*,

@@ -145,7 +145,7 @@ WITH builtin (name, severity, kind, schedule, prepare, params, description) AS (
      '{"full_pass": "1 hour", "late_window": "5 minutes"}',
      'An account whose balance is below zero.'),
     ('stuck_pending', 'high', 'condition', '* * * * *', NULL,
-     '{"age": "10 minutes"}',
+     '{"age": "10 minutes", "full_pass": "1 hour", "late_window": "5 minutes"}',
      'A transaction still pending longer than the age.'),
     ('failure_rate', 'medium', 'condition', '* * * * *', 'monitor.prepare_failure_rate',
      '{"window": "15 minutes", "min_volume": 20, "threshold": 0.05, "full_pass": "1 hour",

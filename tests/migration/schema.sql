@@ -630,7 +630,7 @@ BEGIN
                       t.created_at, t.sequence, (age(t.row_xmin) <= $4) IS NOT FALSE
                  FROM monitor.src_transactions t
                 WHERE t.account_id = f.account_id AND t.created_at >= f.t0 AND t.created_at < $3
-                  AND t.balance_before IS NOT NULL AND t.balance_after IS NOT NULL) r
+                  AND t.balance_before IS NOT NULL AND t.balance_after IS NOT NULL OFFSET 0) r
         WINDOW w AS (PARTITION BY r.account_id ORDER BY r.created_at, r.sequence NULLS LAST, r.txn_id COLLATE "C")
     ), broken AS (
         SELECT DISTINCT ON (c.account_id) c.*,
@@ -783,7 +783,8 @@ BEGIN
                'window', $1 ->> 'window', 'min_count', ($1 -> 'min_count'))
       FROM monitor.find_bursts(CASE WHEN ($1 ->> 'debits_only')::boolean IS FALSE THEN 'transactions' ELSE 'debits' END,
                                ($1 ->> 'window')::interval,
-                               ($1 ->> 'min_count')::integer, $2, $3, monitor.seen_age($1)) b
+                               ($1 ->> 'min_count')::integer, $2, $3, monitor.seen_age($1),
+                               ARRAY(SELECT jsonb_array_elements_text(coalesce($1 -> 'exclude', '[]'))) ) b
     $q$ USING params, since, coalesce((params ->> 'until')::timestamptz, 'infinity');
 END
 $_$;
@@ -816,9 +817,9 @@ BEGIN
                    OVER (PARTITION BY r.account_id ORDER BY r.created_at, r.txn_id COLLATE "C") AS run
           FROM start s
           CROSS JOIN LATERAL (
-              SELECT t.* FROM monitor.src_transactions t
-               WHERE t.account_id = s.account_id AND t.created_at >= coalesce(s.t, '-infinity')
-                 AND t.created_at < $3 AND t.status IN ('success', 'failed') AND t.is_primary) r
+              SELECT t.* FROM monitor.src_transactions t  -- OFFSET 0: a lookup per account, never a hash join
+               WHERE t.account_id = s.account_id AND t.created_at >= coalesce(s.t, '-infinity')  -- of the view
+                 AND t.created_at < $3 AND t.status IN ('success', 'failed') AND t.is_primary OFFSET 0) r
     ), runs AS (
         SELECT q.account_id,
                array_agg(q.txn_id ORDER BY q.created_at, q.txn_id COLLATE "C") AS ids,
@@ -932,7 +933,8 @@ BEGIN
                'devices', to_jsonb(b.devices[1:50]), 'member_keys', to_jsonb(b.ids),
                'window', $1 ->> 'window', 'min_count', ($1 -> 'min_count'))
       FROM monitor.find_bursts('scans', ($1 ->> 'window')::interval,
-                               ($1 ->> 'min_count')::integer, $2, $3, monitor.seen_age($1)) b
+                               ($1 ->> 'min_count')::integer, $2, $3, monitor.seen_age($1),
+                               ARRAY(SELECT jsonb_array_elements_text(coalesce($1 -> 'exclude', '[]'))) ) b
     $q$ USING params, since, coalesce((params ->> 'until')::timestamptz, 'infinity');
 END
 $_$;
@@ -1069,19 +1071,36 @@ CREATE FUNCTION monitor.detect_stuck_pending(params jsonb, since timestamp with 
     LANGUAGE plpgsql STABLE
     SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
     AS $_$
-BEGIN
-    -- a one-shot plan per run: the planner sees the actual window (an index range scan)
-    RETURN QUERY EXECUTE $q$
+DECLARE
+    report text := $r$
     SELECT t.account_id, t.txn_id, t.txn_id, t.amount,
            format('transaction %s on %s pending for %s', t.txn_id, t.account_id,
                   date_trunc('second', now() - t.created_at)),
            jsonb_build_object('txn_id', t.txn_id, 'account_id', t.account_id, 'amount', t.amount,
                               'status', t.status, 'created_at', t.created_at, 'device_id', t.device_id,
-                              'pending_for', (now() - t.created_at)::text, 'age', $1 ->> 'age')
-      FROM monitor.src_transactions t
-     WHERE t.status = 'pending' AND t.is_primary
-       AND t.created_at < now() - ($1 ->> 'age')::interval
-    $q$ USING params, since;
+                              'pending_for', (now() - t.created_at)::text, 'age', $1 ->> 'age') $r$;
+BEGIN
+    IF NOT params ? 'seen' THEN
+        -- a one-shot plan per run: the planner sees the actual time (an index range scan)
+        RETURN QUERY EXECUTE report || $q$
+          FROM monitor.src_transactions t
+         WHERE t.status = 'pending' AND t.is_primary
+           AND t.created_at < now() - ($1 ->> 'age')::interval $q$ USING params, since;
+    ELSE
+        RETURN QUERY EXECUTE report || $q$
+          FROM (SELECT DISTINCT ON (c.txn_id) c.* FROM (
+                    SELECT t.* FROM monitor.src_transactions t
+                     WHERE t.created_at >= $2 - ($1 ->> 'age')::interval
+                       AND t.created_at < now() - ($1 ->> 'age')::interval
+                    UNION ALL
+                    SELECT o.* FROM monitor.events e
+                     CROSS JOIN LATERAL (SELECT t.* FROM monitor.src_transactions t
+                                          WHERE t.txn_id = e.txn_id OFFSET 0) o
+                     WHERE e.detector = 'stuck_pending' AND e.status <> 'resolved') c
+                 ORDER BY c.txn_id, c.is_primary DESC) t
+         WHERE t.status = 'pending' AND t.is_primary
+           AND t.created_at < now() - ($1 ->> 'age')::interval $q$ USING params, since;
+    END IF;
 END
 $_$;
 
@@ -1292,7 +1311,7 @@ CREATE FUNCTION monitor.failed_debit_evidence() RETURNS text
     SELECT 'balances'::text
 $$;
 
-CREATE FUNCTION monitor.find_bursts(p_source text, p_window interval, p_min_count integer, p_since timestamp with time zone, p_until timestamp with time zone DEFAULT 'infinity'::timestamp with time zone, p_seen integer DEFAULT 2147483647) RETURNS TABLE(account_id text, ids text[], times timestamp with time zone[], devices text[], amounts numeric[], statuses text[])
+CREATE FUNCTION monitor.find_bursts(p_source text, p_window interval, p_min_count integer, p_since timestamp with time zone, p_until timestamp with time zone DEFAULT 'infinity'::timestamp with time zone, p_seen integer DEFAULT 2147483647, p_exclude text[] DEFAULT '{}'::text[]) RETURNS TABLE(account_id text, ids text[], times timestamp with time zone[], devices text[], amounts numeric[], statuses text[])
     LANGUAGE plpgsql STABLE
     SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
     AS $_$
@@ -1325,8 +1344,8 @@ BEGIN
     -- 0. The earliest fresh row: at or after since, not seen by the previous run. Under a stream,
     --    the rows of the late window were seen and this is about the previous run's time.
     EXECUTE format('SELECT min(r.%2$I) FROM %1$s r WHERE r.%2$I >= $1 AND r.%2$I < $3'
-                   ' AND (age(r.row_xmin) <= $2) IS NOT FALSE', rel, t_col)
-        INTO first_new USING p_since, seen, p_until;
+                   ' AND (age(r.row_xmin) <= $2) IS NOT FALSE AND r.account_id <> ALL ($4)', rel, t_col)
+        INTO first_new USING p_since, seen, p_until, coalesce(p_exclude, '{}');
     IF first_new IS NULL THEN
         RETURN;
     END IF;
@@ -1337,6 +1356,7 @@ BEGIN
             SELECT r.account_id, r.%3$I AS id, r.%2$I AS t, r.device_id, %4$s,
                    r.%2$I >= $1 AND r.%2$I < $6 AND (age(r.row_xmin) <= $4) IS NOT FALSE AS fresh  -- not seen before
               FROM %1$s r WHERE r.%2$I >= $5 - $2 AND r.%2$I < $6 + $2  -- a backfill's slice ends at $6
+               AND r.account_id <> ALL ($7)  -- excluded subjects: not followed at all (a system account)
         ), fresh AS (              -- an account alone in the range has no neighbour within the window
             SELECT w.account_id FROM win w GROUP BY w.account_id HAVING bool_or(w.fresh) AND count(*) >= 2
         ), gaps AS (               -- one sort: each row's distance to its neighbours
@@ -1360,7 +1380,8 @@ BEGIN
           FROM numbered n
          GROUP BY n.account_id, n.burst
         HAVING bool_or(n.fresh) AND (count(*) >= $3 OR min(n.t) < $5)
-    $q$, rel, t_col, id_col, extra) USING p_since, p_window, greatest(p_min_count, 2), seen, first_new, p_until
+    $q$, rel, t_col, id_col, extra) USING p_since, p_window, greatest(p_min_count, 2), seen, first_new, p_until,
+                                          coalesce(p_exclude, '{}')
     LOOP
         IF b.times[1] >= first_new THEN
             account_id := b.account_id; ids := b.ids; times := b.times; devices := b.devices;
@@ -1392,7 +1413,10 @@ BEGIN
             SELECT r.account_id, r.%3$I AS id, r.%2$I AS t, r.device_id, %4$s,
                    CASE WHEN lag(r.%2$I) OVER o IS NULL OR r.%2$I - lag(r.%2$I) OVER o > $2
                         THEN 1 ELSE 0 END AS starts
-              FROM start s JOIN %1$s r ON r.account_id = s.account_id AND r.%2$I >= s.t AND r.%2$I < $6 + $2
+              FROM start s
+             CROSS JOIN LATERAL (  -- per account through (account_id, time); OFFSET 0 keeps it a lookup per
+                 SELECT r.* FROM %1$s r  -- account when the view joins (appended answers), never a hash join
+                  WHERE r.account_id = s.account_id AND r.%2$I >= s.t AND r.%2$I < $6 + $2 OFFSET 0) r
             WINDOW o AS (PARTITION BY r.account_id ORDER BY r.%2$I, r.%3$I COLLATE "C")
         ), numbered AS (
             SELECT m.*, sum(m.starts) OVER (PARTITION BY m.account_id ORDER BY m.t, m.id COLLATE "C") AS burst
@@ -1412,7 +1436,7 @@ BEGIN
 END
 $_$;
 
-COMMENT ON FUNCTION monitor.find_bursts(p_source text, p_window interval, p_min_count integer, p_since timestamp with time zone, p_until timestamp with time zone, p_seen integer) IS 'Maximal bursts (each row within the window of the previous) that reach a row at or after since (and before until: a backfill''s slice); rows of transactions older than p_seen are context only.';
+COMMENT ON FUNCTION monitor.find_bursts(p_source text, p_window interval, p_min_count integer, p_since timestamp with time zone, p_until timestamp with time zone, p_seen integer, p_exclude text[]) IS 'Maximal bursts (each row within the window of the previous) that reach a row at or after since (and before until: a backfill''s slice); rows of transactions older than p_seen are context only; the accounts of p_exclude are left out.';
 
 CREATE FUNCTION monitor.fold_digests() RETURNS integer
     LANGUAGE plpgsql

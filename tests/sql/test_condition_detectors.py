@@ -84,6 +84,26 @@ def test_stuck_pending_resolves_when_settled(conn, ledger):
     assert ledger.events("stuck_pending")[0]["status"] == "resolved"
 
 
+def test_stuck_pending_between_full_passes_reads_the_rows_that_came_of_age(conn, ledger):
+    """Between full passes a run reads the rows that came of age since the previous one and those of
+    its open events, not every old row: the ledger's old pending row, inserted after the first run with
+    its old time, waits for the full pass; the one that comes of age is found at once."""
+    ledger.set_params("stuck_pending", age="1 second")
+    ledger.recent(0)
+    ledger.account_exists("A")
+    ledger.run("stuck_pending")                               # a full pass: nothing pending yet
+    ledger.txn("old", "A", status="pending", at=-3600)        # written now, an hour back
+    conn.execute("insert into ledger.transactions (txn_id, account_id, amount, status, created_at)"
+                 " values ('young', 'A', -1, 'pending', now())")
+    import time
+    time.sleep(1.2)
+    ledger.run("stuck_pending")
+    assert ledger.keys("stuck_pending") == ["young"]
+    conn.execute("delete from monitor.watermarks where detector = 'stuck_pending.full'")  # the hour is up
+    ledger.run("stuck_pending")
+    assert sorted(ledger.keys("stuck_pending", "open")) == ["old", "young"]
+
+
 def insert_rate_rows(conn, ok, failed, at_sql="now() - interval '1 minute'"):
     conn.execute("insert into ledger.accounts (account_id) values ('R') on conflict do nothing")
     conn.execute(f"""insert into ledger.transactions (txn_id, account_id, amount, status, created_at)
