@@ -17,6 +17,7 @@ one serves is asked of the planner itself: EXPLAIN of the detector's filter, seq
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import psycopg
@@ -158,12 +159,14 @@ def partial_advice(conn, mapping: dict) -> list[Advice]:
             out.append(Advice(spec["relation"], (logical,), who, "expression",
                               "mapped through an sql expression: consider a partial expression index"))
             continue
-        if "answers" in spec:
+        if "answers" in spec or mapping_mod.reads_other_rows(status_map):
             out.append(Advice(spec["relation"], (f"{key[1]} where status = {status}",), who, "expression",
-                              "the status is read from the latest answer: no partial index can select it"))
+                              "the status is read from other rows (answers, a subquery): no partial index "
+                              "can select it"))
             continue
-        predicate = sql.SQL("{} = {}").format(sql.SQL(mapping_mod.status_expression(status_map, "")),
-                                                sql.Literal(status))
+        # the mapping's own status over the table's columns (its sql without the row alias s)
+        predicate = sql.SQL("{} = {}").format(
+            sql.SQL(re.sub(r"\bs\.", "", mapping_mod.status_expression(status_map, ""))), sql.Literal(status))
         suggestion = sql.SQL("CREATE INDEX ON {} ({}) WHERE {}").format(
             sql.SQL(found[1]), sql.SQL(key[1]), predicate).as_string(conn)
         served = partial_index_serves(conn, probe)

@@ -30,7 +30,7 @@ COLUMNS: dict[str, dict[str, bool]] = {
                  "allow_negative": False},
     "transactions": {
         "txn_id": True, "account_id": False, "debit_account": False, "credit_account": False,
-        "amount": True, "status": False, "posted": False, "sequence": False,
+        "amount": True, "status": False, "posted": False, "sequence": False, "primary": False,
         "balance_before": False, "balance_after": False, "device_id": False,
         "created_at": True, "updated_at": False,
     },
@@ -41,7 +41,7 @@ DEFAULT_RELATIONS = {"accounts": "ledger.accounts", "transactions": "ledger.tran
 # the type each logical column takes in the source views (sql/010_sources.sql.j2 casts to it)
 TYPES = {"account_id": "text", "balance": "numeric", "opening_balance": "numeric", "updated_at": "timestamptz",
          "allow_negative": "boolean", "txn_id": "text", "debit_account": "text", "credit_account": "text",
-         "amount": "numeric", "status": "text", "posted": "boolean", "sequence": "numeric",
+         "amount": "numeric", "status": "text", "posted": "boolean", "sequence": "numeric", "primary": "boolean",
          "balance_before": "numeric", "balance_after": "numeric", "device_id": "text",
          "created_at": "timestamptz", "scan_id": "text", "scanned_at": "timestamptz"}
 MONEY = ("balance", "opening_balance", "amount", "balance_before", "balance_after")
@@ -221,6 +221,8 @@ def _check_source(rel: str, spec) -> None:
         if not legs and "account_id" not in columns:
             raise UsageError(f"config: '{where}.columns.account_id' is missing (or map debit_account and "
                              "credit_account for transfers)")
+        if legs and "primary" in columns:
+            raise UsageError(f"config: '{where}.columns.primary': a transfer's debit leg is its primary row already")
         if legs and ("balance_before" in columns or "balance_after" in columns):
             raise UsageError(f"config: '{where}.columns.balance_before': a transfer has two accounts, so one "
                              "pair of balances cannot describe it (map them on an entry-per-account source)")
@@ -387,8 +389,9 @@ def check_vocabulary(conn, spec: dict, ctx: dict) -> None:
             source = (f"column = \"{value}\"" if isinstance(value, str) else
                       f"column = \"{value['column']}\"" if "column" in value else "sql = \"...\"")
             raise UsageError(
-                f"config: '{key}': the rows hold status words monitorctl does not know ({shown}): map each to "
-                f"one of {', '.join(STATUSES)}, e.g. status = {{ {source}, map = {{ {words[0]} = \"success\" }} }}")
+                f"config: '{key}': the rows hold status words monitorctl does not know ({shown}; words are "
+                f"compared exactly, case too): map each to what it means, one of {', '.join(STATUSES)}: "
+                f"status = {{ {source}, map = {{ {words[0]} = \"...\" }} }} (docs/mapping.md, \"Statuses\")")
 
 
 ZONELESS = re.compile(r"^timestamp(\(\d+\))? without time zone$")
@@ -405,6 +408,11 @@ def _check_zone(key: str, name: str, type_: str, value) -> list[str]:
         return [f"'{key}' = {name!r} is a {type_}: it is read in the server's time zone; say which it holds "
                 f"with {{ column = \"{name}\", time_zone = \"UTC\" }} (docs/mapping.md)"]
     return []
+
+
+def reads_other_rows(value) -> bool:
+    """Whether an `sql` value reads rows of its own (a subquery), as far as its text shows."""
+    return isinstance(value, dict) and "sql" in value and bool(re.search(r"\bselect\b", value["sql"], re.I))
 
 
 def column_name(value) -> str | None:
@@ -484,8 +492,11 @@ def render_relation(conn, rel: str, spec: dict | None, mapping: dict | None = No
             out[col] = expression(value, "s")
     # the inserting (or last updating) transaction of a row, when the relation stores rows here (a
     # table, partitioned table or materialized view; not a view or a foreign table): built-in
-    # detectors skip late-window rows their previous run already saw
-    out["row_xmin"] = "s.xmin" if stores_rows else "NULL"
+    # detectors skip late-window rows their previous run already saw. Not when a value that changes
+    # (a status, a time, a balance) is read from other rows through a subquery: the row's own xmin
+    # does not move when they change
+    changing = [cols.get(c) for c in ("status", "updated_at", "balance", "posted")]
+    out["row_xmin"] = "s.xmin" if stores_rows and not any(reads_other_rows(v) for v in changing) else "NULL"
     if rel == "transactions":
         out.update(_transaction_shape(conn, spec, out))
     return out
@@ -505,8 +516,9 @@ def _transaction_shape(conn, spec: dict, out: dict) -> dict:
             {"account_id": out["credit_account"], "amount": out["amount"], "leg": "'credit'",
              "is_debit": "false", "is_primary": "false"}]
     else:
+        primary = f"coalesce(({out['primary']})::boolean, false)" if "primary" in cols else "true"
         extra["legs"] = [{"account_id": out["account_id"], "amount": out["amount"], "leg": "NULL",
-                          "is_debit": f"({out['amount']}) < 0", "is_primary": "true"}]
+                          "is_debit": f"({out['amount']}) < 0", "is_primary": primary}]
     answers = spec.get("answers")
     own = out["status"] if "status" in cols else None
     if answers:

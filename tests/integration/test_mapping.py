@@ -371,13 +371,13 @@ def test_status_words_present_but_not_mapped_are_refused_naming_them(xfer_db):
     proc = cli("install", "--config", str(cfg), dsn=dsn)
     assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 1, proc.stderr
     assert "'sources.transactions.columns.status'" in proc.stderr
-    assert "'BOUNCED', 'ON_HOLD'" in proc.stderr and 'map = { BOUNCED = "success" }' in proc.stderr
+    assert "'BOUNCED', 'ON_HOLD'" in proc.stderr and 'map = { BOUNCED = "..." }' in proc.stderr
     with psycopg.connect(dsn) as c:
         assert c.execute("select to_regnamespace('monitor')").fetchone()[0] is None
     # a plain status column holding words of its own is refused the same way
     cfg.write_text(XFER.replace('status = { column = "state", map = { DONE = "success" } }', 'status = "state"'))
     proc = cli("install", "--config", str(cfg), dsn=dsn)
-    assert proc.returncode == 2 and "'DONE'" in proc.stderr and "map each to one of success" in proc.stderr
+    assert proc.returncode == 2 and "'DONE'" in proc.stderr and "map each to what it means, one of success" in proc.stderr
 
 
 def test_a_transfer_is_two_legs_and_the_mapping_turns_off_what_it_cannot_feed(xfer_db):
@@ -572,3 +572,58 @@ def test_both_sides_watched_a_transfers_legs_are_bursts_of_their_own(xfer_db):
         got = sorted(c.execute("select subject, dedup_key from monitor.events").fetchall())
     # the payer's two debits, the payee's two credits, the self-transfer's two legs: three bursts
     assert got == [("4", "10:debit"), ("4", "12:credit"), ("5", "10:credit")]
+
+
+JOURNAL = """
+create table public.entry (id bigint primary key, state text not null, changed_at timestamptz not null);
+create table public.posting (id bigint primary key, entry_id bigint not null, account text not null,
+                             amount numeric not null, at timestamptz not null);
+create table public.ac (id text primary key, balance numeric not null);
+insert into public.ac values ('payer', 0), ('payee', 0), ('fees', 0);
+insert into public.entry values (1, 'draft', now() - interval '1 hour');
+insert into public.posting values (1, 1, 'payer', -10, now() - interval '1 hour'),
+                                  (2, 1, 'payee', 9.8, now() - interval '1 hour'),
+                                  (3, 1, 'fees', 0.2, now() - interval '1 hour');
+"""
+JOURNAL_MAP = """
+[sources.accounts]
+relation = "public.ac"
+[sources.accounts.columns]
+account_id = "id"
+balance = "balance"
+[sources.transactions]
+relation = "public.posting"
+[sources.transactions.columns]
+txn_id = "entry_id"
+account_id = "account"
+amount = "amount"
+primary = { sql = "s.amount < 0" }
+status = { sql = "(select e.state from public.entry e where e.id = s.entry_id)", map = { posted = "success", draft = "pending", voided = "failed" } }
+created_at = "at"
+updated_at = { sql = "(select e.changed_at from public.entry e where e.id = s.entry_id)" }
+"""
+
+
+def test_a_journal_entry_with_several_postings_is_one_transaction(fresh_db, tmp_path):
+    """A header with postings: txn_id is the entry, `primary` names the posting that stands for it,
+    and a status read from the header through a subquery is followed when it changes."""
+    import json
+    with psycopg.connect(fresh_db, autocommit=True) as c:
+        c.execute(JOURNAL)
+    cfg = tmp_path / "journal.toml"
+    cfg.write_text(JOURNAL_MAP)
+    assert cli("install", "--config", str(cfg), "--no-schedule", dsn=fresh_db).returncode == 0
+    with psycopg.connect(fresh_db, autocommit=True) as c:
+        c.execute("select monitor.run_detector('stuck_pending')")
+        assert c.execute("select subject, dedup_key from monitor.events").fetchall() == [("payer", "1")]
+        assert c.execute("select count(*) from monitor.src_transactions where row_xmin is not null").fetchone() == (0,)
+        c.execute("select monitor.run_detector('failed_debit')")
+        # the header is voided an hour later, and the money had moved anyway: the postings do not change
+        c.execute("update public.entry set state = 'voided', changed_at = now()")
+        c.execute("update public.ac set balance = case id when 'payer' then -10 when 'payee' then 9.8 else 0.2 end")
+        c.execute("select monitor.run_detector('failed_debit')")
+        assert c.execute("select subject, dedup_key from monitor.events where detector = 'failed_debit'"
+                         ).fetchall() == [("payer", "1")]
+    advice = json.loads(cli("doctor", "--format", "json", dsn=fresh_db).stdout)
+    status = [a for a in advice if "where status" in a["columns"]]
+    assert status and all(a["status"] == "expression" and "subquery" in a["suggestion"] for a in status)
