@@ -68,6 +68,6 @@ test-server: venv pgcron
 bench: venv pgcron
 	$(VENV)/bin/python -m bench.run $(if $(SCALE),--scale $(SCALE))
 
-## bench-smoke: the benchmark at its smallest scale, checked for every figure (what CI runs)
+## bench-smoke: the benchmark at its smallest scale, checked for every figure (what CI runs after make test)
 bench-smoke: venv pgcron
-	$(VENV)/bin/pytest -q tests/bench
+	$(VENV)/bin/pytest -q -o addopts="-ra" tests/bench
