@@ -18,8 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
-import sys
 import time
 import tomllib
 from pathlib import Path
@@ -30,6 +28,7 @@ from monitorctl import embedded, mapping
 from monitorctl.install import install
 
 from .common import BENCH_DIR, say
+from .mapped import doctor
 
 ROOT = BENCH_DIR.parent
 SHAPES = {"double_entry": "double-entry.toml", "entries": "entries.toml", "payments": "payments.toml"}
@@ -54,9 +53,8 @@ def shape_sql(shape: str, part: str, rows: int) -> str:
 
 
 def doctor_indexes(dsn: str) -> list[str]:
-    proc = subprocess.run([sys.executable, "-m", "monitorctl", "--dsn", dsn, "doctor", "--format", "json"],
-                          capture_output=True, text=True, timeout=600, cwd=ROOT)
-    made = [a["suggestion"] for a in json.loads(proc.stdout) if a["status"] == "missing"]
+    """Create what `monitorctl doctor` asks for; the statements."""
+    made = [a["suggestion"] for a in doctor(dsn) if a["status"] == "missing"]
     with psycopg.connect(dsn, autocommit=True) as c:
         for statement in made:
             c.execute(statement)

@@ -37,7 +37,7 @@ from .errors import DatabaseUnavailable, MonitorError, UsageError
 from .model import SEVERITIES, at_least, check_severity, statuses_of
 from .notify.manage import Notifications
 from .observe import Observation
-from .registry import require_detector
+from .registry import require_available, require_detector
 
 __all__ = ["Monitor", "RunSlice", "Change", "PruneResult", "Transition", "Rows", "SEVERITIES"]
 
@@ -243,9 +243,8 @@ class Monitor(Notifications, Observation):
     def _configure(conn, name: str, params: dict | None = None, schedule_: str | None = None,
                    severity: str | None = None, enabled: bool | None = None) -> dict:
         require_detector(conn, name)
-        why = (db.value(conn, "unavailable_detectors") or {}).get(name)
-        if enabled and why:
-            raise UsageError(f"{name} cannot be enabled: {why} (docs/mapping.md)")
+        if enabled:
+            require_available(conn, name)
         return db.row(conn, "configure_detector", {
             "name": name, "params": Jsonb(params) if params else None, "schedule": schedule_,
             "severity": severity, "enabled": enabled})

@@ -17,7 +17,7 @@ from yoyo import get_backend, read_migrations
 from . import __version__, db, mapping as mapping_mod, resources, schedule
 from .db import connect, query, yoyo_uri
 from .errors import DatabaseUnavailable, MonitorError, UsageError
-from .registry import require_detector
+from .registry import require_available, require_detector
 
 INSTALL_LOCK = (472101, 1)  # advisory lock keys held for the whole install / uninstall
 MIGRATION_TABLE = "_yoyo_migration"
@@ -252,23 +252,28 @@ def set_unavailable(conn, mapping: dict, say) -> None:
     now = mapping_mod.unavailable(mapping)
     for name in sorted(set(before) - set(now)):
         if was.pop(name, True):
-            db.run(conn, "detector_set_enabled", {"name": name, "enabled": True})
+            configure_enabled(conn, name, True)
             say(f"{name} is on again: the mapping now gives it what it reads")
     for name, why in sorted(now.items()):
         if name not in before:
             was[name] = bool(db.value(conn, "detector_enabled", {"name": name}))
             say(f"{name} is off: {why}")
-        db.run(conn, "detector_set_enabled", {"name": name, "enabled": False})
+        configure_enabled(conn, name, False)
     db.run(conn, "store_unavailable", {"why": Jsonb(now), "was": Jsonb(was)})
 
 
 def set_enabled(conn, detector: str, enabled: bool, where: str = "") -> None:
     """Enable or disable one detector (refused for one the mapping gives nothing to read)."""
     require_detector(conn, detector)
-    why = (db.value(conn, "unavailable_detectors") or {}).get(detector)
-    if enabled and why:
-        raise UsageError(f"{where}{detector} cannot be enabled: {why} (docs/mapping.md)")
-    db.run(conn, "detector_set_enabled", {"name": detector, "enabled": enabled})
+    if enabled:
+        require_available(conn, detector, where)
+    configure_enabled(conn, detector, enabled)
+
+
+def configure_enabled(conn, detector: str, enabled: bool) -> None:
+    """The enabled flag alone, through monitor.configure_detector (as `detectors enable|disable`)."""
+    db.row(conn, "configure_detector", {"name": detector, "params": None, "schedule": None, "severity": None,
+                                        "enabled": enabled})
 
 
 def set_params(conn, detector: str, params: dict, where: str = "") -> dict:

@@ -508,7 +508,7 @@ def _transaction_shape(conn, spec: dict, out: dict) -> dict:
     negated) and a credit leg of credit_account; the status of a row answered by appended rows is its
     latest answer's."""
     cols = spec["columns"]
-    extra: dict = {"join": ""}
+    extra: dict = {"answers": None}
     if "debit_account" in cols:
         extra["legs"] = [
             {"account_id": out["debit_account"], "amount": f"-({out['amount']})", "leg": "'debit'",
@@ -521,17 +521,15 @@ def _transaction_shape(conn, spec: dict, out: dict) -> dict:
                           "is_debit": f"({out['amount']}) < 0", "is_primary": primary}]
     answers = spec.get("answers")
     own = out["status"] if "status" in cols else None
-    if answers:
+    if answers:  # the template joins each row to its latest answer (`ans`), over the answer alias a
         found = find_relation(conn, answers["relation"])
-        at = expression(answers["at"], "a") if "at" in answers else "NULL"
-        extra["join"] = (
-            "LEFT JOIN LATERAL (SELECT ({status})::text AS status, ({at})::timestamptz AS at, {xmin} AS row_xmin "
-            "FROM {rel} AS a WHERE a.{key} = {txn} AND {where} ORDER BY a.{order} DESC LIMIT 1) ans ON true"
-        ).format(status=status_expression(answers["status"], "a"), at=at,
-                 xmin="a.xmin" if found[2] else "NULL", rel=found[1],
-                 key=sql.Identifier(answers["key"]).as_string(None), txn=_raw(cols["txn_id"], "s"),
-                 where=f"({answers['where']})" if "where" in answers else "true",
-                 order=sql.Identifier(answers["order_by"]).as_string(None))
+        extra["answers"] = {
+            "relation": found[1], "status": status_expression(answers["status"], "a"),
+            "at": expression(answers["at"], "a") if "at" in answers else "NULL",
+            "row_xmin": "a.xmin" if found[2] else "NULL",
+            "key": sql.Identifier(answers["key"]).as_string(None), "txn_id": _raw(cols["txn_id"], "s"),
+            "where": f"({answers['where']})" if "where" in answers else "true",
+            "order_by": sql.Identifier(answers["order_by"]).as_string(None)}
         extra["status"] = f"coalesce(ans.status, ({own or 'NULL'})::text, 'pending')"
         if "at" in answers and "updated_at" not in cols:
             extra["updated_at"] = f"coalesce(ans.at, {out['created_at']})"

@@ -379,9 +379,6 @@ truncate monitor.account_totals, monitor.failure_minutes;
 delete from monitor.watermarks where detector = 'balance_mismatch.horizon' or detector like '%%.full';
 drop materialized view if exists monitor.volume_hourly
 
--- name: detector_set_enabled
-update monitor.detectors set enabled = %(enabled)s where name = %(name)s
-
 -- name: stored_mapping
 select value from monitor.settings where key = 'sources.mapping'
 

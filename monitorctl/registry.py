@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from . import db
-from .errors import UnknownDetector
+from .errors import UnknownDetector, UsageError
 
 
 def require_detector(conn, name: str, *, with_events: bool = False) -> None:
@@ -15,3 +15,11 @@ def require_detector(conn, name: str, *, with_events: bool = False) -> None:
     if db.value(conn, "detector_known" if with_events else "detector_exists", {"name": name}):
         return
     raise UnknownDetector(name, db.value(conn, "detector_names") or "")
+
+
+def require_available(conn, name: str, where: str = "") -> None:
+    """Raise UsageError when the mapping gives detector ``name`` nothing to read (install turned it off,
+    monitorctl/mapping.py: unavailable): it cannot be enabled."""
+    why = (db.value(conn, "unavailable_detectors") or {}).get(name)
+    if why:
+        raise UsageError(f"{where}{name} cannot be enabled: {why} (docs/mapping.md)")
