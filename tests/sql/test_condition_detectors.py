@@ -104,6 +104,18 @@ def test_stuck_pending_between_full_passes_reads_the_rows_that_came_of_age(conn,
     assert sorted(ledger.keys("stuck_pending", "open")) == ["old", "young"]
 
 
+def test_stuck_pending_between_full_passes_still_reads_a_row_committed_late(conn, ledger):
+    """A row committed with a creation time up to late_window (5 minutes) back is read by the next
+    run, as every detector's late rows are, not left to the full pass."""
+    ledger.set_params("stuck_pending", age="1 second")
+    ledger.account_exists("A")
+    ledger.run("stuck_pending")                               # a full pass
+    conn.execute("insert into ledger.transactions (txn_id, account_id, amount, status, created_at)"
+                 " values ('late', 'A', -1, 'pending', now() - interval '4 minutes')")
+    ledger.run("stuck_pending")                               # between full passes
+    assert ledger.keys("stuck_pending") == ["late"]
+
+
 def insert_rate_rows(conn, ok, failed, at_sql="now() - interval '1 minute'"):
     conn.execute("insert into ledger.accounts (account_id) values ('R') on conflict do nothing")
     conn.execute(f"""insert into ledger.transactions (txn_id, account_id, amount, status, created_at)

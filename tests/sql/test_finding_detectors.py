@@ -165,3 +165,17 @@ def test_min_count_parameter(ledger):
     assert ledger.run("duplicate_scan") == 0
     ledger.scan("s3", "A", at=2)
     assert ledger.run("duplicate_scan") == 1
+
+
+def test_concurrent_txn_watches_debits_by_default_and_every_transaction_when_asked(ledger):
+    """Two payments a second apart are a burst; a top-up and a payment a second apart are one only
+    with debits_only = false (the rule over an account's transactions, any direction)."""
+    ledger.txn("p1", "P", amount=-5, at=0)
+    ledger.txn("p2", "P", amount=-5, at=1)
+    ledger.txn("t1", "T", amount=20, at=0)
+    ledger.txn("t2", "T", amount=-5, at=1)
+    ledger.run("concurrent_txn")
+    assert ledger.keys("concurrent_txn") == ["p1"]
+    ledger.set_params("concurrent_txn", debits_only=False)
+    ledger.run("concurrent_txn", since=ledger.at(-60))
+    assert sorted(ledger.keys("concurrent_txn")) == ["p1", "t1"]
