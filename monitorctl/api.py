@@ -166,14 +166,16 @@ class Monitor(Notifications, Observation):
     # -- install ----------------------------------------------------------------------------------
 
     def install(self, with_ledger: bool = False, config: dict | str | Path | None = None,
-                schedule_jobs: bool = True) -> inst.InstallReport:
+                schedule_jobs: bool = True, distributed: bool = False) -> inst.InstallReport:
         """Apply pending migrations, (re)create functions and views, register detectors, and (unless
         ``schedule_jobs`` is false) bring pg_cron's jobs in line. ``config`` is a mapping (a dict as
-        read from TOML) or the path of its TOML file. Commits: each migration with its record; then
-        the sql/ files, mapping, parameters and install mark together; then each pg_cron change."""
+        read from TOML) or the path of its TOML file; ``distributed`` (with ``with_ledger``, on a Citus
+        coordinator) distributes the reference ledger by account (docs/scaling.md). Commits: each
+        migration with its record; then the distribution; then the sql/ files, mapping, parameters
+        and install mark together; then each pg_cron change."""
         cfg = mapping.load(config) if isinstance(config, (str, Path)) else config
         report = inst.install(self.dsn, with_ledger=with_ledger, config=cfg, do_schedule=schedule_jobs,
-                              say=self.say, conn=self.connection)
+                              say=self.say, conn=self.connection, distributed=distributed)
         self._checked = False
         return report
 

@@ -50,6 +50,7 @@ class Server:
     cron_database: str | None  # None when pg_cron is not available
     cron_note: str = ""
     container_id: str | None = None  # the docker backend's container
+    workers: list["Server"] = field(default_factory=list)  # the citus backend's worker nodes
     _stop: list = field(default_factory=list, repr=False)
 
     def dsn(self, dbname: str = CRON_DATABASE) -> str:
@@ -60,22 +61,44 @@ class Server:
         return self.cron_database is not None
 
     def create_database(self, name: str, template: str | None = None) -> str:
-        """Create (or re-create) database ``name`` and return its DSN."""
+        """Create (or re-create) database ``name`` and return its DSN.
+
+        On a Citus cluster the database is made on every node: from ``template`` (a database made here
+        before, copied on every node alike), or new, with the citus extension and its workers added."""
         from psycopg import sql
 
-        with psycopg.connect(self.dsn(), autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-            stmt = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
-            if template:
-                stmt += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
-            conn.execute(stmt)
+        for node in (self, *self.workers):
+            with psycopg.connect(node.dsn(), autocommit=True) as conn:
+                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+                stmt = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+                if template:
+                    stmt += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
+                conn.execute(stmt)
+        if self.workers and not template:
+            citus_cluster(self, name)
         return self.dsn(name)
 
     def drop_database(self, name: str) -> None:
         from psycopg import sql
 
-        with psycopg.connect(self.dsn(), autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        for node in (self, *self.workers):
+            with psycopg.connect(node.dsn(), autocommit=True) as conn:
+                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+    def set_template(self, name: str, template: bool) -> None:
+        """Mark database ``name`` as a template that may be copied, or not. Nobody may stay connected
+        to a database being copied: on a Citus cluster (where each node's maintenance daemon and the
+        nodes' cached connections stay in it) a template takes no connections and those are ended."""
+        from psycopg import sql
+
+        for node in (self, *self.workers):
+            with psycopg.connect(node.dsn(), autocommit=True) as conn:
+                allow = not (template and self.workers)
+                conn.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS {} IS_TEMPLATE {}").format(
+                    sql.Identifier(name), sql.Literal(allow), sql.Literal(template)))
+                if not allow:
+                    conn.execute("select pg_terminate_backend(pid) from pg_stat_activity where datname = %s",
+                                 (name,))
 
     def stop(self) -> None:
         while self._stop:
@@ -83,7 +106,7 @@ class Server:
                 self._stop.pop()()
 
 
-BACKENDS = ("local", "docker", "dsn")  # what MONITOR_TEST_BACKEND (or demo --backend) may ask for
+BACKENDS = ("local", "docker", "dsn", "citus")  # what MONITOR_TEST_BACKEND (or demo --backend) may ask for
 
 
 def choose_backend(wanted: str | None = None) -> tuple[str, str]:
@@ -94,7 +117,7 @@ def choose_backend(wanted: str | None = None) -> tuple[str, str]:
     source = "--backend" if wanted else "MONITOR_TEST_BACKEND"
     wanted = (wanted or os.environ.get("MONITOR_TEST_BACKEND", "")).strip().lower()
     if wanted and wanted not in BACKENDS:
-        raise EmbeddedError(f"{source}={wanted!r} is not a backend: use local, docker or dsn")
+        raise EmbeddedError(f"{source}={wanted!r} is not a backend: use local, docker, dsn or citus")
     if wanted == "dsn":
         if not os.environ.get("MONITOR_TEST_DSN"):
             raise EmbeddedError(f"{source}=dsn needs MONITOR_TEST_DSN, the connection string of your server")
@@ -122,6 +145,8 @@ def start(progress=None, settings: dict[str, str] | None = None, backend: str | 
     say(f"server: {'your server (MONITOR_TEST_DSN)' if backend == 'external' else backend} ({why})")
     if backend == "external":
         return external(os.environ["MONITOR_TEST_DSN"])
+    if backend == "citus":
+        return start_citus(say, settings=settings)
     if backend == "docker":
         say("starting PostgreSQL with pg_cron in a Docker container")
         try:
@@ -288,9 +313,10 @@ def _as_server_user(cmd: list[str]) -> list[str]:
 
 
 def start_local(say=lambda msg: None, with_cron: bool | None = None,
-                settings: dict[str, str] | None = None) -> Server:
+                settings: dict[str, str] | None = None, preload: tuple[str, ...] = ()) -> Server:
     """A throwaway cluster; ``with_cron``: None preloads pg_cron when installed, False never, True must.
-    ``settings``: server parameters written after the defaults below (they win)."""
+    ``settings``: server parameters written after the defaults below (they win); ``preload``: libraries
+    loaded before pg_cron (citus must come first)."""
     bindir = pg_bindir()
     if with_cron is None:
         with_cron = cron_library_present(bindir)
@@ -330,9 +356,11 @@ def start_local(say=lambda msg: None, with_cron: bool | None = None,
             "timezone = 'UTC'",
         ]
         conf += [f"{k} = '{v}'" for k, v in (settings or {}).items()]
+        libraries = [*preload, *(["pg_cron"] if with_cron else [])]
+        if libraries:
+            conf.append(f"shared_preload_libraries = '{','.join(libraries)}'")
         if with_cron:
             conf += [
-                "shared_preload_libraries = 'pg_cron'",
                 f"cron.database_name = '{CRON_DATABASE}'",
                 f"cron.host = '{sockdir}'",
             ]
@@ -392,6 +420,59 @@ def _install_signal_handlers() -> None:
         if signal.getsignal(sig) in (signal.SIG_DFL, None):
             with contextlib.suppress(ValueError):  # not in the main thread
                 signal.signal(sig, lambda signum, frame: sys.exit(128 + signum))
+
+
+# -- citus (three local clusters) ------------------------------------------------------------------
+
+CITUS_WORKERS = 2
+
+
+def citus_present(bindir: Path | None = None) -> bool:
+    """True when Citus (citus.so and its extension files) is installed for this PostgreSQL."""
+    try:
+        bindir = bindir or pg_bindir()
+    except EmbeddedError:
+        return False
+    share = Path("/usr/share/postgresql") / bindir.parent.name / "extension"
+    return (bindir.parent / "lib" / "citus.so").exists() and (share / "citus.control").exists()
+
+
+def start_citus(say=lambda msg: None, settings: dict[str, str] | None = None,
+                workers: int = CITUS_WORKERS) -> Server:
+    """A Citus cluster on this machine: a coordinator with pg_cron and ``workers`` workers, each a local
+    cluster of its own (citus and pg_cron preloaded on every node, as Citus asks). The nodes reach each
+    other over their unix sockets. Databases made through the returned server exist on every node."""
+    bindir = pg_bindir()
+    if not citus_present(bindir):
+        raise EmbeddedError("Citus is not installed for this PostgreSQL: see docs/scaling.md")
+    if not cron_library_present(bindir):
+        raise EmbeddedError("pg_cron is not installed (apt-get install postgresql-15-cron)")
+    settings = {"citus.shard_count": "8", "max_worker_processes": "32", **(settings or {})}
+    say(f"starting a Citus cluster: a coordinator and {workers} workers")
+    coordinator = start_local(say, with_cron=True, settings=settings, preload=("citus",))
+    coordinator.backend = "citus"
+    try:
+        for _ in range(workers):
+            worker = start_local(say, with_cron=True, settings=settings, preload=("citus",))
+            coordinator.workers.append(worker)
+            coordinator._stop.insert(0, worker.stop)
+    except BaseException:
+        coordinator.stop()
+        raise
+    return coordinator
+
+
+def citus_cluster(server: Server, dbname: str) -> None:
+    """Make database ``dbname`` (on every node already) one Citus cluster: the extension everywhere,
+    the coordinator's address, and the workers added."""
+    for node in (server, *server.workers):
+        with psycopg.connect(node.dsn(dbname), autocommit=True) as conn:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS citus")
+    with psycopg.connect(server.dsn(dbname), autocommit=True) as conn:
+        conn.execute("select citus_set_coordinator_host(%s, %s)",
+                     (server.conninfo["host"], int(server.conninfo["port"])))
+        for worker in server.workers:
+            conn.execute("select citus_add_node(%s, %s)", (worker.conninfo["host"], int(worker.conninfo["port"])))
 
 
 # -- shared ---------------------------------------------------------------------------------------

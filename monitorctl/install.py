@@ -14,7 +14,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 from yoyo import get_backend, read_migrations
 
-from . import __version__, db, mapping as mapping_mod, resources, schedule
+from . import __version__, citus, db, mapping as mapping_mod, resources, schedule
 from .db import connect, query, yoyo_uri
 from .errors import DatabaseUnavailable, MonitorError, UsageError
 from .registry import require_available, require_detector
@@ -157,23 +157,31 @@ def render_sql(conn, context: dict) -> list[tuple[str, str]]:
 
 
 def install(dsn: str, with_ledger: bool = False, config: dict | None = None, do_schedule: bool = True,
-            say=lambda msg: None, conn=None) -> InstallReport:
+            say=lambda msg: None, conn=None, distributed: bool = False) -> InstallReport:
     """Install or upgrade, on ``conn`` (an autocommit connection to ``dsn``) or a connection of its own.
 
     Migrations are applied by yoyo on its own connection, each in one transaction with its record;
-    the re-runnable sql/ files, the mapping, the parameters of ``config`` and the install mark are
-    committed together in one transaction; pg_cron's jobs are synchronised afterwards."""
+    ``distributed`` (with ``with_ledger``, on a Citus coordinator) then distributes the reference
+    ledger by account in one transaction; the re-runnable sql/ files, the mapping, the parameters of
+    ``config`` and the install mark are committed together in one transaction; pg_cron's jobs are
+    synchronised afterwards."""
+    if distributed and not with_ledger:
+        raise UsageError("--distributed distributes the reference ledger: pass --with-ledger too (your own tables "
+                         "you distribute yourself, docs/scaling.md)")
     report = InstallReport()
     with (nullcontext(conn) if conn is not None else connect(dsn)) as conn:
         check_not_newer(conn)  # at once, rather than after waiting for another install's lock
         with install_lock(conn, say):
-            report = _install(conn, dsn, with_ledger, config, do_schedule, say, report)
+            report = _install(conn, dsn, with_ledger, config, do_schedule, say, report, distributed)
     return report
 
 
-def _install(conn, dsn, with_ledger, config, do_schedule, say, report) -> InstallReport:
+def _install(conn, dsn, with_ledger, config, do_schedule, say, report, distributed=False) -> InstallReport:
     """install() under the install lock."""
     check_not_newer(conn)
+    citus_version = citus.version(conn)
+    if distributed:
+        citus.require_coordinator(conn)  # before anything changes
     # the mapping is checked before anything changes, unless its tables come with the install (the
     # reference ledger of a first --with-ledger)
     mapping = warnings = None
@@ -191,6 +199,10 @@ def _install(conn, dsn, with_ledger, config, do_schedule, say, report) -> Instal
             report.applied += apply_migrations(dsn, "ledger")
         for mid in report.applied:
             say(f"applied migration {mid}")
+        if distributed:
+            citus.distribute_ledger(conn)
+            say("the reference ledger is distributed by account_id (ledger.accounts, ledger.transactions and "
+                "ledger.scans co-located)")
         if mapping is None:
             mapping = resolve_mapping(conn, with_ledger, config)
             warnings = mapping_mod.check_database(conn, mapping)
@@ -228,6 +240,9 @@ def _install(conn, dsn, with_ledger, config, do_schedule, say, report) -> Instal
                 db.run(conn, "drop_ledger_schema")
         raise
     say(f"installed monitor schema {resources.schema_version()} and {len(render_sql_names())} SQL files")
+    if citus_version:
+        say(f"Citus {citus_version}: monitor's tables and pg_cron's jobs are on this coordinator; `monitorctl doctor` "
+            "says how the mapped tables are distributed")
     stale = conn.execute(query("unregistered_custom")).fetchone()[0]
     if stale:
         say(f"note: custom detectors {stale} must be registered again (monitorctl detectors add ...): their runs "

@@ -21,6 +21,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
+from . import citus
 from .db import query
 from .errors import MonitorError, UsageError
 
@@ -468,6 +469,14 @@ def money_factor(mapping: dict) -> str:
     return "1" if scale == 1 else str(Decimal(1).scaleb(-(len(str(scale)) - 1)))
 
 
+def rows_elsewhere(conn, oid: int) -> bool:
+    """A Citus distributed or reference table: its rows are stored on other servers, and a row's xmin
+    there is another server's transaction id, meaningless to the runner's late-window skip, which is
+    therefore off for it (docs/scaling.md)."""
+    found = citus.table(conn, oid)
+    return bool(found and found.rows_elsewhere)
+
+
 def render_relation(conn, rel: str, spec: dict | None, mapping: dict | None = None) -> dict:
     """The template context of one logical relation (sql/010_sources.sql.j2): SQL over the row alias s."""
     if spec is None:  # an optional source that is not mapped
@@ -475,7 +484,7 @@ def render_relation(conn, rel: str, spec: dict | None, mapping: dict | None = No
     found = find_relation(conn, spec["relation"])
     if found is None:
         raise UsageError(f"config: 'sources.{rel}.relation' = {spec['relation']!r}: relation does not exist")
-    relation, stores_rows = found[1], found[2]
+    relation, stores_rows = found[1], found[2] and not rows_elsewhere(conn, found[0])
     cols = spec["columns"]
     factor = money_factor(mapping)
     out = {"mapped": True, "relation": relation, "relation_text": spec["relation"],
@@ -526,7 +535,7 @@ def _transaction_shape(conn, spec: dict, out: dict) -> dict:
         extra["answers"] = {
             "relation": found[1], "status": status_expression(answers["status"], "a"),
             "at": expression(answers["at"], "a") if "at" in answers else "NULL",
-            "row_xmin": "a.xmin" if found[2] else "NULL",
+            "row_xmin": "a.xmin" if found[2] and not rows_elsewhere(conn, found[0]) else "NULL",
             "key": sql.Identifier(answers["key"]).as_string(None), "txn_id": _raw(cols["txn_id"], "s"),
             "where": f"({answers['where']})" if "where" in answers else "true",
             "order_by": sql.Identifier(answers["order_by"]).as_string(None)}
@@ -535,7 +544,7 @@ def _transaction_shape(conn, spec: dict, out: dict) -> dict:
             extra["updated_at"] = f"coalesce(ans.at, {out['created_at']})"
         # a new answer makes its transaction new: its xmin, when both relations store rows here
         extra["row_xmin"] = (f"coalesce(ans.row_xmin, {out['row_xmin']})"
-                             if out["row_xmin"] != "NULL" and found[2] else "NULL")
+                             if out["row_xmin"] != "NULL" and extra["answers"]["row_xmin"] != "NULL" else "NULL")
     elif own is None:
         extra["status"] = "'success'"  # a ledger without statuses records only what happened
     return extra

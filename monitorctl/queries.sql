@@ -571,3 +571,22 @@ select s.taken_at, s.txn_last_hour, s.successes, s.failures, s.success_rate
 select s.taken_at, s.txn_last_hour, s.successes, s.failures, s.success_rate, s.open_critical, s.open_high,
        s.open_medium, s.open_low
   from monitor.health_snapshots s where s.taken_at >= now() - %(window)s::interval order by s.taken_at
+
+-- Citus (monitorctl/citus.py, docs/scaling.md).
+
+-- name: citus_version
+-- the citus extension's version in this database, and whether this node is the coordinator
+select e.extversion, coalesce((select groupid = 0 from pg_catalog.pg_dist_local_group), true)
+from pg_catalog.pg_extension e where e.extname = 'citus'
+
+-- name: citus_table
+-- how Citus stores a relation (only asked where the citus extension is installed): its kind
+-- (distributed, reference, local: a Citus local table on the coordinator), distribution column and
+-- co-location group; no row for a plain PostgreSQL table
+select case when p.partmethod <> 'n' then 'distributed' when p.repmodel = 't' then 'reference' else 'local' end
+           as kind,
+       case when p.partmethod <> 'n' then pg_catalog.column_to_column_name(p.logicalrelid, p.partkey) end
+           as column,
+       p.colocationid as colocation,
+       (select count(*) from pg_catalog.pg_dist_shard s where s.logicalrelid = p.logicalrelid) as shards
+from pg_catalog.pg_dist_partition p where p.logicalrelid = %s

@@ -2,7 +2,7 @@
 
 The server comes from monitorctl.embedded: MONITOR_TEST_DSN if set, else a throwaway local cluster
 when the PostgreSQL server binaries are present, else a Docker container (MONITOR_TEST_BACKEND=docker
-asks for one). A template database is installed once
+asks for one; MONITOR_TEST_BACKEND=citus, a three-node Citus cluster, docs/scaling.md). A template database is installed once
 (`install --with-ledger --no-schedule`); each test gets its own copy of it.
 """
 
@@ -20,6 +20,18 @@ from monitorctl.install import install
 _counter = itertools.count()
 
 
+def on_citus() -> bool:
+    """The tests run against a Citus cluster (MONITOR_TEST_BACKEND=citus, `make test-citus`)."""
+    return os.environ.get("MONITOR_TEST_BACKEND", "").strip().lower() == "citus"
+
+
+def pytest_runtest_setup(item):
+    # @pytest.mark.single_node("why"): a test of something a Citus cluster does not have, skipped there
+    marker = item.get_closest_marker("single_node")
+    if marker and on_citus():
+        pytest.skip(f"not on a Citus cluster: {marker.args[0]}")
+
+
 @pytest.fixture(scope="session")
 def pg_server(request):
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
@@ -34,16 +46,14 @@ def template_db(pg_server):
     """A database with monitor and the reference ledger installed, pg_cron jobs not created."""
     name = f"monitor_template_{os.getpid()}"
     dsn = pg_server.create_database(name)
-    install(dsn, with_ledger=True, do_schedule=False)
+    # on a Citus cluster the reference ledger is distributed by account (install --distributed)
+    install(dsn, with_ledger=True, do_schedule=False, distributed=pg_server.backend == "citus")
     with psycopg.connect(dsn, autocommit=True) as conn:
         # no jobs in the template, but scheduling on: a test's `detectors enable` creates its jobs
         conn.execute("update monitor.settings set value = 'true' where key = 'scheduling.enabled'")
-    with psycopg.connect(pg_server.dsn(), autocommit=True) as conn:
-        # nobody may stay connected to a template that is being copied
-        conn.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS true IS_TEMPLATE true')
+    pg_server.set_template(name, True)
     yield name
-    with psycopg.connect(pg_server.dsn(), autocommit=True) as conn:
-        conn.execute(f'ALTER DATABASE "{name}" IS_TEMPLATE false')
+    pg_server.set_template(name, False)
     pg_server.drop_database(name)
 
 

@@ -20,6 +20,9 @@ def install(
     config: Optional[Path] = typer.Option(None, "--config", envvar="MONITOR_CONFIG",
                                           help="Mapping file (TOML) onto your own tables, and detector parameters."),
     no_schedule: bool = typer.Option(False, "--no-schedule", help="Do not create or update pg_cron jobs."),
+    distributed: bool = typer.Option(False, "--distributed", help="With --with-ledger, on a Citus coordinator: "
+                                     "distribute the reference ledger by account_id, its tables co-located "
+                                     "(docs/scaling.md)."),
 ) -> None:
     """Apply pending migrations, (re)create detector functions and source views, register detectors
     and pg_cron jobs. Idempotent: running it again after an upgrade is the upgrade.
@@ -27,7 +30,8 @@ def install(
     Example: monitorctl install --with-ledger
     """
     with monitor_of(ctx) as monitor:
-        report = monitor.install(with_ledger=with_ledger, config=config, schedule_jobs=not no_schedule)
+        report = monitor.install(with_ledger=with_ledger, config=config, schedule_jobs=not no_schedule,
+                                 distributed=distributed)
     if report.scheduling:
         s = report.scheduling
         say(f"pg_cron {s.version} in database {s.cron_database}: {len(s.created)} jobs created, "
