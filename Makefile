@@ -62,6 +62,14 @@ test-server: venv pgcron
 	fi
 	$(VENV)/bin/pytest -q -o addopts="-ra" tests/server
 
+.PHONY: test-citus
+
+## test-citus: the Citus suite (tests/citus), the SQL scenario tests and the acceptance tests against a
+## three-node Citus cluster on this machine (a coordinator with pg_cron, two workers); every test is
+## skipped, with the reason, when Citus is not installed (docs/scaling.md)
+test-citus: venv pgcron
+	MONITOR_TEST_BACKEND=citus $(VENV)/bin/pytest -q -o addopts="-ra" tests/citus tests/sql tests/acceptance
+
 .PHONY: bench bench-smoke
 
 ## bench: the benchmark at the default scale (10M transactions; about 20 minutes on 2 cores), see docs/benchmarks.md

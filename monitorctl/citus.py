@@ -42,11 +42,10 @@ def table(conn, oid: int) -> Table | None:
 
 def require_coordinator(conn) -> None:
     """Refuse (naming the fix) a database that is not the coordinator of a Citus cluster."""
-    found = conn.execute(query("citus_version")).fetchone()
-    if found is None:
+    if version(conn) is None:
         raise UsageError("--distributed needs Citus: CREATE EXTENSION citus in this database and add its workers "
                          "first (docs/scaling.md)")
-    if not found[1]:
+    if not db.value(conn, "citus_is_coordinator"):
         raise UsageError("--distributed runs on the Citus coordinator: connect to the coordinator, not a worker")
 
 

@@ -13,6 +13,14 @@ without a partial index is every older row of the table, failed_debit and consec
 failed ones of their window. For those the advice is a partial index whose predicate is the mapping's
 own status (a column, its `{ sql = ... }` expression or its word map over the raw column), and whether
 one serves is asked of the planner itself: EXPLAIN of the detector's filter, sequential scans off.
+
+On a Citus coordinator doctor also says how each mapped table is stored (docs/scaling.md): the
+detectors' work is per account, so it runs on the shards when every mapped table is distributed by
+its account column and the tables are co-located; a plain table there, a table distributed by
+another column, or tables in different co-location groups are reported as missing, with the call
+that fixes it. (Indexes on a distributed table are made on every shard by CREATE INDEX on the
+coordinator, and EXPLAIN shows a shard's index under its own name: the partial-index check reads
+the shards' plans.)
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
-from . import db, mapping as mapping_mod
+from . import citus, db, mapping as mapping_mod
 from .db import query
 
 # (relation, logical columns that should lead an index, who needs it)
@@ -82,7 +90,59 @@ def index_advice(conn, mapping: dict) -> list[Advice]:
     if answers:
         out.append(_advise(conn, answers["relation"], [answers["key"], answers["order_by"]],
                            ("answers.key", "answers.order_by"), "the latest answer of every transaction"))
-    return out + partial_advice(conn, mapping)
+    return out + partial_advice(conn, mapping) + distribution_advice(conn, mapping)
+
+
+DISTRIBUTION_NEED = "every detector's per-account work on the shards"
+
+
+def distribution_advice(conn, mapping: dict) -> list[Advice]:
+    """On a Citus coordinator: whether each mapped table is distributed by its account column, and the
+    tables co-located with the transactions (nothing where Citus is not installed)."""
+    if citus.version(conn) is None:
+        return []
+    out, groups = [], {}
+    for rel in ("transactions", "accounts", "scans"):
+        spec = mapping["sources"].get(rel)
+        if spec is None:
+            continue
+        cols = spec["columns"]
+        accounts = [mapping_mod.column_name(cols[c]) for c in ("account_id", "debit_account", "credit_account")
+                    if c in cols]
+        found = mapping_mod.find_relation(conn, spec["relation"])
+        if found is None or found[3] not in ("r", "p"):
+            out.append(Advice(spec["relation"], ("distribution",), DISTRIBUTION_NEED, "view",
+                              f"{spec['relation']} is not a table: distribute the tables it reads by their account "
+                              "column, co-located"))
+            continue
+        table = citus.table(conn, found[0])
+        account = accounts[0] or "<account column>"
+        if table is None or table.kind == "local":
+            out.append(Advice(found[1], ("distribution",), DISTRIBUTION_NEED, "missing",
+                              f"SELECT create_distributed_table('{found[1]}', '{account}')"
+                              + (f" (co-located with {groups_first(groups)})" if groups else "")))
+        elif table.kind == "reference":
+            out.append(Advice(found[1], ("reference table",), DISTRIBUTION_NEED, "ok",
+                              "a copy on every node: joins with it run on the shards"))
+        elif table.column not in accounts:
+            out.append(Advice(found[1], (f"distributed by {table.column}",), DISTRIBUTION_NEED, "missing",
+                              f"SELECT alter_distributed_table('{found[1]}', distribution_column := '{account}')"))
+        else:
+            groups[found[1]] = table.colocation
+            note = ("the credit legs of an account are on the shards of other accounts: per-account work on them "
+                    "gathers rows across nodes" if len(accounts) == 2 else "")
+            out.append(Advice(found[1], (f"distributed by {table.column}", f"{table.shards} shards"),
+                              DISTRIBUTION_NEED, "ok", note))
+    first = groups_first(groups)
+    for name, group in groups.items():
+        if group != groups[first]:
+            out.append(Advice(name, ("co-location",), DISTRIBUTION_NEED, "missing",
+                              f"SELECT alter_distributed_table('{name}', colocate_with := '{first}')"))
+    return out
+
+
+def groups_first(groups: dict) -> str:
+    return next(iter(groups))
 
 
 def _advise(conn, relation: str, values: list, logical: tuple[str, ...], who: str) -> Advice:
@@ -191,8 +251,13 @@ def partial_index_serves(conn, probe: str) -> bool | None:
     def walk(node):
         if "Index Name" in node:
             names.add(node["Index Name"])
+            names.add(re.sub(r"_[0-9]+$", "", node["Index Name"]))  # a Citus shard's index: <index>_<shard id>
         for child in node.get("Plans", []):
             walk(child)
+        for task in node.get("Distributed Query", {}).get("Job", {}).get("Tasks", []):  # Citus: each shard's plan
+            for remote in task.get("Remote Plan", []):
+                for plan in remote:
+                    walk(plan["Plan"])
 
     walk(plan[0]["Plan"])
     return bool(names) and conn.execute(query("partial_indexes"), (sorted(names),)).fetchone()[0]

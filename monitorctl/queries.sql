@@ -575,9 +575,12 @@ select s.taken_at, s.txn_last_hour, s.successes, s.failures, s.success_rate, s.o
 -- Citus (monitorctl/citus.py, docs/scaling.md).
 
 -- name: citus_version
--- the citus extension's version in this database, and whether this node is the coordinator
-select e.extversion, coalesce((select groupid = 0 from pg_catalog.pg_dist_local_group), true)
-from pg_catalog.pg_extension e where e.extname = 'citus'
+-- the citus extension's version in this database
+select e.extversion from pg_catalog.pg_extension e where e.extname = 'citus'
+
+-- name: citus_is_coordinator
+-- this node is the coordinator of its cluster (only asked where the citus extension is installed)
+select pg_catalog.citus_is_coordinator()
 
 -- name: citus_table
 -- how Citus stores a relation (only asked where the citus extension is installed): its kind

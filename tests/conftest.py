@@ -36,6 +36,8 @@ def pytest_runtest_setup(item):
 def pg_server(request):
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
     say = (lambda msg: reporter.write_line(f"monitorctl tests: {msg}")) if reporter else None
+    if on_citus() and not embedded.citus_present():
+        pytest.skip("Citus is not installed for this PostgreSQL: `make test-citus` needs it (docs/scaling.md)")
     server = embedded.start(progress=say)
     yield server
     server.stop()

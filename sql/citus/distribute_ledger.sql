@@ -40,6 +40,9 @@ BEGIN
             PERFORM create_distributed_table(format('ledger.%I', t), 'account_id', colocate_with => 'ledger.accounts');
         END IF;
     END LOOP;
+    -- the primary key led by txn_id served lookups by id (stuck_pending follows its open events so):
+    -- an index of its own now, on every shard
+    CREATE INDEX IF NOT EXISTS transactions_txn_id ON ledger.transactions (txn_id);
     -- the rows copied to the shards, left behind on the coordinator (referencing tables first)
     FOREACH t IN ARRAY ARRAY['scans', 'transactions', 'accounts'] LOOP
         PERFORM truncate_local_data_after_distributing_table(format('ledger.%I', t)::regclass);

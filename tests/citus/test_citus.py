@@ -1,0 +1,173 @@
+"""monitorctl on a Citus cluster (docs/scaling.md): `make test-citus` runs these against three local
+clusters, a coordinator with pg_cron and two workers; skipped, saying why, where Citus is not installed.
+
+The scenario tests (tests/sql) and the acceptance tests run there too: the events they assert are the
+single node's. Here: the distributed reference ledger, doctor, the late-window skip, and the demo's
+festival giving the same events on the cluster as on a single node."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from monitorctl import embedded
+from monitorctl.api import Monitor
+from tests.conftest import on_citus
+from tests.foundation_support import monitorctl
+
+pytestmark = pytest.mark.skipif(not on_citus(), reason="the Citus suite runs with MONITOR_TEST_BACKEND=citus "
+                                                       "(make test-citus)")
+
+LEDGER = ("ledger.accounts", "ledger.transactions", "ledger.scans")
+
+
+def citus_tables(conn) -> dict:
+    return {r[0]: r[1:] for r in conn.execute(
+        "select table_name::text, citus_table_type, distribution_column, colocation_id from citus_tables")}
+
+
+def primary_key(conn, table: str) -> list[str]:
+    return [r[0] for r in conn.execute(
+        "select a.attname::text from pg_constraint c join pg_attribute a"
+        " on a.attrelid = c.conrelid and a.attnum = any (c.conkey)"
+        " where c.conrelid = %s::regclass and c.contype = 'p' order by a.attname", (table,))]
+
+
+def test_install_distributed_moves_the_rows_to_the_shards_and_changes_nothing_when_run_again(fresh_db):
+    first = monitorctl(fresh_db, "install", "--with-ledger", "--no-schedule")
+    assert first.returncode == 0, first.stderr
+    assert "Citus 13" in first.stdout + first.stderr
+    with psycopg.connect(fresh_db, autocommit=True) as conn:
+        assert citus_tables(conn) == {}
+        conn.execute("insert into ledger.accounts (account_id, balance) values ('a1', 10), ('a2', 5)")
+        conn.execute("insert into ledger.transactions (txn_id, account_id, amount, status, balance_before,"
+                     " balance_after) values ('t1', 'a1', 10, 'success', 0, 10), ('t2', 'a2', 5, 'success', 0, 5)")
+        conn.execute("insert into ledger.scans (scan_id, account_id) values ('s1', 'a1')")
+
+    for _ in range(2):
+        done = monitorctl(fresh_db, "install", "--with-ledger", "--distributed", "--no-schedule")
+        assert done.returncode == 0, done.stderr
+        assert "distributed by account_id" in done.stdout + done.stderr
+
+    with psycopg.connect(fresh_db, autocommit=True) as conn:
+        tables = citus_tables(conn)
+        assert set(tables) == set(LEDGER)
+        assert {t[0] for t in tables.values()} == {"distributed"}
+        assert {t[1] for t in tables.values()} == {"account_id"}
+        assert len({t[2] for t in tables.values()}) == 1, tables  # co-located
+        assert primary_key(conn, "ledger.transactions") == ["account_id", "txn_id"]
+        assert primary_key(conn, "ledger.scans") == ["account_id", "scan_id"]
+        assert conn.execute("select count(*) from ledger.transactions").fetchone()[0] == 2
+        assert conn.execute("select count(*) from ledger.scans").fetchone()[0] == 1
+        # nothing left in the coordinator's own copy of the tables (the shards hold the rows)
+        for table in LEDGER:
+            assert conn.execute("select pg_catalog.pg_relation_size(%s::regclass)", (table,)).fetchone()[0] == 0
+        # the trigger still keeps updated_at, now on the workers
+        before = conn.execute("select updated_at from ledger.accounts where account_id = 'a1'").fetchone()[0]
+        conn.execute("update ledger.accounts set balance = 11 where account_id = 'a1'")
+        assert conn.execute("select updated_at from ledger.accounts where account_id = 'a1'").fetchone()[0] > before
+
+
+def test_distributed_without_the_ledger_or_without_citus_is_refused_before_anything_changes(pg_server, fresh_db):
+    alone = monitorctl(fresh_db, "install", "--distributed", "--no-schedule")
+    assert alone.returncode == 2 and "pass --with-ledger too" in alone.stderr, alone.stderr
+    name = "t_citus_plain"
+    with psycopg.connect(pg_server.dsn(), autocommit=True) as conn:  # a database of the coordinator alone
+        conn.execute(f"drop database if exists {name} with (force)")
+        conn.execute(f"create database {name}")
+    try:
+        plain = monitorctl(pg_server.dsn(name), "install", "--with-ledger", "--distributed", "--no-schedule")
+        assert plain.returncode == 2, plain.stderr
+        assert "--distributed needs Citus: CREATE EXTENSION citus" in plain.stderr
+        with psycopg.connect(pg_server.dsn(name), autocommit=True) as conn:
+            assert conn.execute("select count(*) from pg_namespace where nspname in ('monitor', 'ledger')"
+                                ).fetchone()[0] == 0
+    finally:
+        pg_server.drop_database(name)
+
+
+def test_late_window_skip_is_off_for_distributed_tables_and_on_for_the_coordinators_own(fresh_db):
+    with psycopg.connect(fresh_db, autocommit=True) as conn:
+        conn.execute("create schema pay")
+        conn.execute("create table pay.txns (id text, account text, amount numeric, status text,"
+                     " created_at timestamptz default now(), updated_at timestamptz default now())")
+        conn.execute("create table pay.wallets (account text primary key, balance numeric,"
+                     " updated_at timestamptz default now())")
+        conn.execute("select create_distributed_table('pay.wallets', 'account')")
+    config = {"sources": {
+        "transactions": {"relation": "pay.txns", "columns": {
+            "txn_id": "id", "account_id": "account", "amount": "amount", "status": "status",
+            "created_at": "created_at", "updated_at": "updated_at"}},
+        "accounts": {"relation": "pay.wallets", "columns": {
+            "account_id": "account", "balance": "balance", "updated_at": "updated_at"}}}}
+    with Monitor(fresh_db) as monitor:
+        monitor.install(config=config, schedule_jobs=False)
+        conn = monitor.connection
+        views = {v: conn.execute("select pg_get_viewdef(%s::regclass)", (v,)).fetchone()[0]
+                 for v in ("monitor.src_transactions", "monitor.src_accounts")}
+        assert "s.xmin" in views["monitor.src_transactions"]       # a plain table on the coordinator
+        assert "NULL::xid AS row_xmin" in views["monitor.src_accounts"]  # distributed: a worker's xmin
+        rows = monitor.doctor()
+    by = {(r["relation"], r["columns"].split(",")[0]): r for r in rows}
+    assert by[("pay.txns", "distribution")]["status"] == "missing"
+    assert "create_distributed_table('pay.txns', 'account')" in by[("pay.txns", "distribution")]["suggestion"]
+    assert by[("pay.wallets", "distributed by account")]["status"] == "ok"
+
+
+def test_doctor_names_a_table_distributed_by_another_column_and_tables_not_co_located(fresh_db):
+    with psycopg.connect(fresh_db, autocommit=True) as conn:
+        conn.execute("create schema pay")
+        conn.execute("create table pay.txns (id text, account text, amount numeric, status text,"
+                     " created_at timestamptz default now(), updated_at timestamptz default now())")
+        conn.execute("create table pay.wallets (account text primary key, balance numeric,"
+                     " updated_at timestamptz default now())")
+        conn.execute("select create_distributed_table('pay.txns', 'id')")
+        conn.execute("select create_distributed_table('pay.wallets', 'account', colocate_with => 'none')")
+    config = {"sources": {
+        "transactions": {"relation": "pay.txns", "columns": {
+            "txn_id": "id", "account_id": "account", "amount": "amount", "status": "status",
+            "created_at": "created_at", "updated_at": "updated_at"}},
+        "accounts": {"relation": "pay.wallets", "columns": {
+            "account_id": "account", "balance": "balance", "updated_at": "updated_at"}}}}
+    with Monitor(fresh_db) as monitor:
+        monitor.install(config=config, schedule_jobs=False)
+    done = monitorctl(fresh_db, "doctor")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "distributed by id" in done.stdout
+    assert "alter_distributed_table('pay.txns', distribution_column := 'account')" in done.stdout
+
+    with psycopg.connect(fresh_db, autocommit=True) as conn:
+        conn.execute("select alter_distributed_table('pay.txns', distribution_column := 'account',"
+                     " colocate_with := 'none')")
+    done = monitorctl(fresh_db, "doctor")
+    assert "co-location" in done.stdout and "colocate_with := 'pay.txns'" in done.stdout, done.stdout
+    with psycopg.connect(fresh_db, autocommit=True) as conn:
+        conn.execute("select alter_distributed_table('pay.wallets', colocate_with := 'pay.txns')")
+    done = monitorctl(fresh_db, "doctor", "--format", "json")
+    assert "co-location" not in done.stdout and "distributed by id" not in done.stdout, done.stdout
+
+
+def events_of(dsn: str) -> set[tuple]:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        return set(conn.execute("select detector, dedup_key, severity, status, subject, amount"
+                                " from monitor.events").fetchall())
+
+
+def festival(dsn: str, distributed: bool) -> set[tuple]:
+    with Monitor(dsn) as monitor:
+        monitor.install(with_ledger=True, schedule_jobs=False, distributed=distributed)
+        monitor.load_festival(cards=400, hours=2)
+        monitor.run()
+    return events_of(dsn)
+
+
+def test_the_festival_gives_the_same_events_on_the_cluster_as_on_a_single_node(pg_server, fresh_db):
+    single = embedded.start_local(with_cron=False)
+    try:
+        alone = festival(single.create_database("festival"), distributed=False)
+    finally:
+        single.stop()
+    cluster = festival(fresh_db, distributed=True)
+    assert {e[0] for e in alone} >= {"failed_debit", "balance_mismatch", "duplicate_scan", "concurrent_txn",
+                                     "negative_balance", "stuck_pending", "consecutive_failures"}
+    assert cluster == alone
