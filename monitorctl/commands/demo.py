@@ -87,11 +87,13 @@ def notified(receiver: LocalReceiver, secret: str, told: dict) -> None:
 def stop_command(server: embedded.Server) -> str:
     if server.container_id:
         return f"docker rm -f {server.container_id[:12]}"
-    stopper = next((s for s in server._stop if isinstance(s, embedded._LocalStopper)), None)
-    if stopper is None:
-        return ""
-    pg_ctl = embedded._as_server_user([str(stopper.bindir / "pg_ctl"), "-D", str(stopper.datadir), "stop"])
-    return f"{' '.join(pg_ctl)} && rm -rf {stopper.base}"
+    commands = []
+    for node in (*server.workers, server):  # a Citus cluster: the workers, then the coordinator
+        stopper = next((s for s in node._stop if isinstance(s, embedded._LocalStopper)), None)
+        if stopper is not None:
+            pg_ctl = embedded._as_server_user([str(stopper.bindir / "pg_ctl"), "-D", str(stopper.datadir), "stop"])
+            commands.append(f"{' '.join(pg_ctl)} && rm -rf {stopper.base}")
+    return " && ".join(commands)
 
 
 def keep(server: embedded.Server, dsn: str, monitor: Monitor) -> dict:
@@ -99,11 +101,12 @@ def keep(server: embedded.Server, dsn: str, monitor: Monitor) -> dict:
     import atexit
 
     # the demo installed without scheduling (its detectors ran once, by hand): schedule them now
-    report = monitor.install(with_ledger=True, schedule_jobs=True)
+    report = monitor.install(with_ledger=True, schedule_jobs=True, distributed=server.backend == "citus")
     report, why = report.scheduling, report.scheduling_off
     stop = stop_command(server)
-    atexit.unregister(server.stop)
-    server._stop.clear()
+    for node in (server, *server.workers):
+        atexit.unregister(node.stop)
+        node._stop.clear()
     return {"dsn": dsn, "stop": stop,
             "scheduling": f"pg_cron {report.version} runs the detectors every minute" if report
             else f"scheduling is off: {why}"}
@@ -116,10 +119,11 @@ def demo(
                               "transactions)."),
     hours: int = typer.Option(4, "--hours", min=1, max=24, help="Hours of festival, ending now."),
     seed: float = typer.Option(0.42, "--seed", min=-1, max=1, help="Random seed: the same seed, the same festival."),
-    backend: Optional[str] = typer.Option(None, "--backend", metavar="local|docker|dsn",
+    backend: Optional[str] = typer.Option(None, "--backend", metavar="local|docker|dsn|citus",
                                           help="Where the server runs: a local cluster (PostgreSQL's server "
-                                          "binaries), a Docker container (docker/), or your own server "
-                                          "(MONITOR_TEST_DSN). Default: MONITOR_TEST_BACKEND, else local "
+                                          "binaries), a Docker container (docker/), your own server "
+                                          "(MONITOR_TEST_DSN), or a three-node Citus cluster on this machine "
+                                          "(docs/scaling.md). Default: MONITOR_TEST_BACKEND, else local "
                                           "when the binaries are installed, else Docker when an engine "
                                           "answers."),
     fmt: Format = FORMAT_OPTION,
@@ -142,8 +146,9 @@ def demo(
     try:
         dsn = server.create_database(DATABASE)
         with Monitor(dsn) as monitor:
-            monitor.install(with_ledger=True, schedule_jobs=False)
-            say(f"  installed monitor and the reference ledger in database {DATABASE}")
+            monitor.install(with_ledger=True, schedule_jobs=False, distributed=server.backend == "citus")
+            say(f"  installed monitor and the reference ledger in database {DATABASE}"
+                + (", distributed by account" if server.backend == "citus" else ""))
             counts = monitor.load_festival(cards, hours, seed)
             say(f"  festival: {counts['cards']:,} cards, {counts['transactions']:,} transactions and "
                 f"{counts['scans']:,} scans over {hours} hours, {counts['incidents']} injected incidents")

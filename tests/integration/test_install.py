@@ -164,6 +164,17 @@ def test_install_without_a_mapping_is_refused_naming_both_options(fresh_db):
         assert c.execute("select to_regclass('monitor.detectors')").fetchone()[0] is None
 
 
+@pytest.mark.single_node("the database has Citus there (tests/citus checks the refusal on a plain one)")
+def test_distributed_without_citus_or_without_the_ledger_is_refused_in_one_line(fresh_db):
+    for args, said in ((["--with-ledger", "--distributed"], "--distributed needs Citus: CREATE EXTENSION citus"),
+                       (["--distributed"], "pass --with-ledger too")):
+        result = monitorctl(fresh_db, "install", *args, "--no-schedule")
+        assert result.returncode == 2, result.stderr
+        assert said in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+        with psycopg.connect(fresh_db) as c:
+            assert c.execute("select to_regnamespace('monitor'), to_regnamespace('ledger')").fetchone() == (None, None)
+
+
 def test_no_schedule_creates_no_jobs_and_says_so(pg_server, target):
     result = monitorctl(target, "install", "--with-ledger", "--no-schedule")
     assert result.returncode == 0, result.stderr
