@@ -2,7 +2,9 @@
 -- hour of the week over the previous `baseline_days`: it fires when the count deviates from the
 -- samples' mean by more than sigma x max(sample stddev, sqrt(mean), 1) x sqrt(1 + 1/samples). Hourly counts come from a materialized view
 -- (hours with no transactions count as 0 once the source has data), refreshed CONCURRENTLY by the
--- monitor.refresh pg_cron job, and by the runner when it is older than an hour.
+-- monitor.refresh pg_cron job, and by the runner when it is older than an hour. On a Citus cluster
+-- the refresh's count runs on the shards, each by its worker's clock: its 57 days' lower bound keeps
+-- a day's margin over the longest baseline (56 days), so a worker's now() a moment apart changes nothing.
 
 -- A transfer counts once (its debit leg). A baseline made before that (0.1.0) is made again.
 DO $$
@@ -53,16 +55,25 @@ BEGIN
 END
 $$;
 
--- The anomaly test for the hour starting at p_hour (UTC, timestamp without time zone).
+-- The anomaly test for the hour starting at p_hour (UTC, timestamp without time zone). The hour's own
+-- count is a statement of its own over the source view, with its bounds as parameters: on a Citus
+-- cluster it runs on the shards (each counts its rows, the coordinator adds them up), where the
+-- baseline, a table of monitor's, does not exist; the rest reads the baseline alone. (A function in
+-- LANGUAGE sql cannot do this: Citus cannot plan a distributed query with its parameters.)
 CREATE OR REPLACE FUNCTION monitor.volume_anomaly_at(params jsonb, p_hour timestamp)
 RETURNS SETOF monitor.finding
-LANGUAGE sql STABLE SET search_path = pg_catalog, monitor, pg_temp AS $$
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, monitor, pg_temp AS $$
+DECLARE
+    v_observed bigint;  -- the hour's count
+BEGIN
+    -- a one-shot plan: the planner sees the actual hour (an index range scan)
+    EXECUTE $q$
+    SELECT count(*) FROM monitor.src_transactions t
+     WHERE t.created_at >= $1 AND t.created_at < $2 AND t.is_primary $q$
+    INTO v_observed USING p_hour AT TIME ZONE 'UTC', (p_hour + interval '1 hour') AT TIME ZONE 'UTC';
+    RETURN QUERY
     WITH first_hour AS (
-        SELECT min(hour_utc) AS h FROM monitor.volume_hourly
-    ), cur AS (
-        SELECT count(*) AS n FROM monitor.src_transactions t
-         WHERE t.created_at >= p_hour AT TIME ZONE 'UTC' AND t.created_at < (p_hour + interval '1 hour') AT TIME ZONE 'UTC'
-           AND t.is_primary
+        SELECT min(v.hour_utc) AS h FROM monitor.volume_hourly v
     ), samples AS (
         SELECT p_hour - make_interval(days => 7 * k) AS hour_utc,
                coalesce((SELECT v.txns FROM monitor.volume_hourly v
@@ -70,16 +81,16 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, monitor, pg_temp AS $$
           FROM generate_series(1, (params ->> 'baseline_days')::integer / 7) k, first_hour f
          WHERE p_hour - make_interval(days => 7 * k) >= f.h
     ), stats AS (
-        SELECT count(*) AS n, avg(txns) AS mean, coalesce(stddev_samp(txns), 0) AS sd,
-               jsonb_agg(jsonb_build_object('hour', hour_utc, 'txns', txns) ORDER BY hour_utc) AS rows
-          FROM samples
+        SELECT count(*) AS n, avg(s.txns) AS mean, coalesce(stddev_samp(s.txns), 0) AS sd,
+               jsonb_agg(jsonb_build_object('hour', s.hour_utc, 'txns', s.txns) ORDER BY s.hour_utc) AS rows
+          FROM samples s
     ), judged AS (
-        SELECT cur.n AS observed, s.*,
+        SELECT v_observed AS observed, s.*,
                -- sqrt(1 + 1/n): a new hour deviates from a mean of n samples by more than one hour
                -- deviates from the true mean (a prediction interval), see CHANGELOG.md
                (params ->> 'sigma')::numeric * greatest(s.sd, sqrt(s.mean), 1)
                    * sqrt(1 + 1.0 / greatest(s.n, 1)) AS allowed
-          FROM cur, stats s
+          FROM stats s
     )
     SELECT 'system', 'system', NULL::text, NULL::numeric,
            format('%s transactions in the hour from %s UTC, expected about %s (allowed deviation %s)',
@@ -90,7 +101,8 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, monitor, pg_temp AS $$
                               'baseline_days', params -> 'baseline_days', 'min_samples', params -> 'min_samples')
       FROM judged j
      WHERE j.n >= (params ->> 'min_samples')::integer
-       AND abs(j.observed - j.mean) > j.allowed
+       AND abs(j.observed - j.mean) > j.allowed;
+END
 $$;
 
 CREATE OR REPLACE FUNCTION monitor.detect_volume_anomaly(params jsonb, since timestamptz)

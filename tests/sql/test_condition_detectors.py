@@ -1,5 +1,7 @@
 """balance_mismatch, negative_balance, stuck_pending, failure_rate, volume_anomaly, detector_health."""
 
+from datetime import timedelta
+
 import pytest
 
 
@@ -252,6 +254,8 @@ def rows_read(conn, relation: str, detector: str) -> int:
         return conn.execute(counted, (relation,)).fetchone()[0] - before
 
 
+@pytest.mark.single_node("counts the rows read in the coordinator's table statistics; on a cluster the rows "
+                         "are read on the workers (test_negative_balance_between_full_passes checks the events)")
 def test_negative_balance_between_full_passes_reads_only_changed_accounts(ledger, conn):
     conn.execute("drop index ledger.accounts_negative")   # as on a ledger with no index on negative balances
     conn.execute("insert into ledger.accounts (account_id, balance, updated_at)"
@@ -277,6 +281,31 @@ def test_negative_balance_between_full_passes_reads_only_changed_accounts(ledger
                  " where detector = 'negative_balance.full'")
     ledger.run("negative_balance")
     assert ledger.keys("negative_balance", "open") == ["a8", "a9"]
+
+
+def test_negative_balance_between_full_passes(ledger, conn):
+    """The events of the runs between full passes, on any deployment: an account that went negative,
+    one that recovered, one written with an old updated_at (left to the full pass)."""
+    conn.execute("insert into ledger.accounts (account_id, balance, updated_at)"
+                 " select 'a' || g, 10, now() - interval '1 day' from generate_series(1, 50) g")
+    conn.execute("update ledger.accounts set balance = -1 where account_id = 'a7'")
+    ledger.run("negative_balance")                                       # a full pass
+    assert ledger.keys("negative_balance") == ["a7"]
+    conn.execute("update ledger.accounts set balance = -2 where account_id = 'a8'")
+    ledger.run("negative_balance")
+    assert ledger.keys("negative_balance", "open") == ["a7", "a8"]
+    conn.execute("update ledger.accounts set balance = 3 where account_id = 'a7'")   # recovered: resolved
+    ledger.run("negative_balance")
+    assert ledger.keys("negative_balance", "open") == ["a8"]
+    # a negative account written with an old updated_at (the ledger's trigger touches updates only)
+    conn.execute("insert into ledger.accounts (account_id, balance, updated_at)"
+                 " values ('b1', -5, now() - interval '2 days')")
+    ledger.run("negative_balance")
+    assert ledger.keys("negative_balance", "open") == ["a8"]
+    conn.execute("update monitor.watermarks set high_water = high_water - interval '1 hour'"
+                 " where detector = 'negative_balance.full'")
+    ledger.run("negative_balance")
+    assert ledger.keys("negative_balance", "open") == ["a8", "b1"]
 
 
 def naive_failure_counts(conn, run: dict) -> tuple[int, int]:
@@ -320,3 +349,26 @@ def test_failure_rate_counts_per_minute_agree_with_a_recount(ledger, conn):
     ledger.set_params("failure_rate", full_pass="1 hour")
     assert rows_read(conn, "ledger.transactions", "failure_rate") < 1000
     check()
+
+
+def test_failure_rate_counts_a_changed_row_of_the_minute_of_since_once(ledger, conn):
+    """A run between full passes recounts the minutes from `since` on and those of rows changed since
+    then: a changed row created in since's own minute, before since, makes that minute one to recount
+    twice over, and it must be counted once."""
+    ledger.set_params("failure_rate", threshold=0, min_volume=0)
+    conn.execute("insert into ledger.accounts (account_id) values ('R')")
+    minute = conn.execute("select date_trunc('minute', now()) - interval '8 minutes'").fetchone()[0]
+    conn.execute("insert into ledger.transactions (txn_id, account_id, amount, status, created_at)"
+                 " values ('early', 'R', -1, 'success', %s::timestamptz - interval '2 minutes')", (minute,))
+    ledger.run("failure_rate")                        # a full pass: the per-minute counts exist
+    # the next run's since (high_water less the 5 minute late_window) is 30 seconds into the minute
+    conn.execute("update monitor.watermarks set high_water = %s::timestamptz + interval '5 minutes 30 seconds'"
+                 " where detector = 'failure_rate'", (minute,))
+    conn.execute("insert into ledger.transactions (txn_id, account_id, amount, status, created_at) values"
+                 " ('before', 'R', -1, 'success', %s::timestamptz + interval '10 seconds'),"
+                 " ('after', 'R', -1, 'failed', %s::timestamptz + interval '40 seconds')", (minute, minute))
+    ledger.run("failure_rate")
+    assert ledger.last_run("failure_rate")["since"] == minute + timedelta(seconds=30)
+    [ev] = ledger.events("failure_rate", "open")
+    e = ev["evidence"]
+    assert (e["succeeded"], e["failed"]) == naive_failure_counts(conn, e) == (2, 1)
