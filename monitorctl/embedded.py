@@ -83,7 +83,14 @@ class Server:
 
         for node in (self, *self.workers):
             with psycopg.connect(node.dsn(), autocommit=True) as conn:
-                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+                for attempt in range(50):
+                    try:
+                        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+                        break
+                    except psycopg.errors.ObjectInUse:  # Citus: a background worker of the database, ending
+                        if attempt == 49 or not self.workers:
+                            raise
+                        time.sleep(0.1)
 
     def set_template(self, name: str, template: bool) -> None:
         """Mark database ``name`` as a template that may be copied, or not. Nobody may stay connected
@@ -359,6 +366,8 @@ def start_local(say=lambda msg: None, with_cron: bool | None = None,
         libraries = [*preload, *(["pg_cron"] if with_cron else [])]
         if libraries:
             conf.append(f"shared_preload_libraries = '{','.join(libraries)}'")
+        if "citus" in preload:  # how the node reaches itself (a plan that reads its own shards)
+            conf.append(f"citus.local_hostname = '{sockdir}'")
         if with_cron:
             conf += [
                 f"cron.database_name = '{CRON_DATABASE}'",
