@@ -7,6 +7,12 @@
 -- backwards through the (account_id, time) index, so its first row may be arbitrarily old. Rows
 -- at or after `since` that the detector's previous run already saw (p_seen, from monitor.seen_age)
 -- are context only: a burst is reported when it holds a row not seen before.
+--
+-- Every query here reads the source alone, partitions and groups by account_id, and bounds it by
+-- time (and by a list of accounts) without a join to anything else: on a ledger distributed by
+-- account_id (docs/scaling.md) each shard finds its own accounts' bursts, and only the bursts come
+-- back to the coordinator. There the rows carry no xmin, so every row from since on counts as not
+-- seen: a run then examines its whole late window, as on a single node for a source mapped onto a view.
 
 CREATE OR REPLACE FUNCTION monitor.find_bursts(p_source text, p_window interval, p_min_count integer,
                                                p_since timestamptz, p_until timestamptz DEFAULT 'infinity',
@@ -23,7 +29,9 @@ DECLARE
     seen integer := coalesce(p_seen, 2147483647);
     first_new timestamptz;
     back_accounts text[] := '{}';
-    back_starts timestamptz[] := '{}';
+    more text[];
+    lookback interval := p_window * 64;
+    lo timestamptz;
 BEGIN
     IF p_source = 'scans' THEN
         rel := 'monitor.src_scans'; id_col := 'scan_id'; t_col := 'scanned_at';
@@ -50,8 +58,11 @@ BEGIN
     END IF;
     -- 1. One range scan from that row's time - window: it holds every row a burst reaching a fresh
     --    row can have, unless the burst started before it (then its earlier rows may lie further back).
+    --    The range is read twice (NOT MATERIALIZED), once to find the accounts with a fresh row and a
+    --    neighbour, once for their rows: no slower than writing it to a CTE and reading that back,
+    --    and a CTE read twice would be gathered on a Citus coordinator instead of staying on the shards.
     FOR b IN EXECUTE format($q$
-        WITH win AS (
+        WITH win AS NOT MATERIALIZED (
             SELECT r.account_id, r.%3$I AS id, r.%2$I AS t, r.device_id, %4$s,
                    r.%2$I >= $1 AND r.%2$I < $6 AND (age(r.row_xmin) <= $4) IS NOT FALSE AS fresh  -- not seen before
               FROM %1$s r WHERE r.%2$I >= $5 - $2 AND r.%2$I < $6 + $2  -- a backfill's slice ends at $6
@@ -86,52 +97,61 @@ BEGIN
             account_id := b.account_id; ids := b.ids; times := b.times; devices := b.devices;
             amounts := b.amounts; statuses := b.statuses;
             RETURN NEXT;
-        ELSE
-            back_accounts := back_accounts || b.account_id;
-            back_starts := back_starts || b.times[1];
+        ELSE  -- at most one such burst per account: a burst starting in [first_new - window, first_new)
+            back_accounts := back_accounts || b.account_id;  -- is the only one starting before first_new
         END IF;
     END LOOP;
-    IF cardinality(back_accounts) = 0 THEN
-        RETURN;
-    END IF;
-    -- 2. The few bursts that started before since: follow each backwards through the
-    --    (account_id, time) index to its first row, then number that account's rows again.
-    RETURN QUERY EXECUTE format($q$
-        WITH RECURSIVE back (account_id, t) AS (
-            SELECT s.a, s.t0 FROM unnest($4::text[], $5::timestamptz[]) AS s(a, t0)
-            UNION ALL
-            SELECT b.account_id, p.t
-              FROM back b
-              CROSS JOIN LATERAL (
-                  SELECT r.%2$I AS t FROM %1$s r
-                   WHERE r.account_id = b.account_id AND r.%2$I < b.t AND r.%2$I >= b.t - $2
-                   ORDER BY r.%2$I LIMIT 1) p
-        ), start AS (
-            SELECT b.account_id, min(b.t) AS t FROM back b GROUP BY b.account_id
-        ), marked AS (
-            SELECT r.account_id, r.%3$I AS id, r.%2$I AS t, r.device_id, %4$s,
-                   CASE WHEN lag(r.%2$I) OVER o IS NULL OR r.%2$I - lag(r.%2$I) OVER o > $2
-                        THEN 1 ELSE 0 END AS starts
-              FROM start s
-             CROSS JOIN LATERAL (  -- per account through (account_id, time); OFFSET 0 keeps it a lookup per
-                 SELECT r.* FROM %1$s r  -- account when the view joins (appended answers), never a hash join
-                  WHERE r.account_id = s.account_id AND r.%2$I >= s.t AND r.%2$I < $6 + $2 OFFSET 0) r
-            WINDOW o AS (PARTITION BY r.account_id ORDER BY r.%2$I, r.%3$I COLLATE "C")
-        ), numbered AS (
-            SELECT m.*, sum(m.starts) OVER (PARTITION BY m.account_id ORDER BY m.t, m.id COLLATE "C") AS burst
-              FROM marked m
-        )
-        SELECT n.account_id,
-               array_agg(n.id ORDER BY n.t, n.id COLLATE "C"),
-               array_agg(n.t ORDER BY n.t, n.id COLLATE "C"),
-               array_agg(n.device_id ORDER BY n.t, n.id COLLATE "C"),
-               array_agg(n.amount ORDER BY n.t, n.id COLLATE "C"),
-               array_agg(n.status ORDER BY n.t, n.id COLLATE "C")
-          FROM numbered n
-         GROUP BY n.account_id, n.burst
-        HAVING count(*) >= $3 AND max(n.t) >= $1
-    $q$, rel, t_col, id_col, extra)
-    USING p_since, p_window, p_min_count, back_accounts, back_starts, p_until;
+    -- 2. The few bursts that started before first_new: each is its account's earliest burst holding a
+    --    fresh row. Read those accounts from further back, the lookback doubling each round, until each
+    --    burst's first row has nothing within the window before it that the round could have missed
+    --    (a round reads each account through (account_id, time) from lo on; the bursts found early
+    --    are reported, the others read again from further back). No recursive query: on Citus one
+    --    runs on a single shard only.
+    lo := first_new - p_window;
+    WHILE cardinality(back_accounts) > 0 LOOP
+        lo := lo - lookback;
+        lookback := lookback * 2;
+        more := '{}';
+        FOR b IN EXECUTE format($q$
+            WITH marked AS (
+                SELECT r.account_id, r.%3$I AS id, r.%2$I AS t, r.device_id, %4$s,
+                       r.%2$I >= $1 AND r.%2$I < $6 AND (age(r.row_xmin) <= $7) IS NOT FALSE AS fresh,
+                       CASE WHEN lag(r.%2$I) OVER o IS NULL OR r.%2$I - lag(r.%2$I) OVER o > $2
+                            THEN 1 ELSE 0 END AS starts
+                  FROM %1$s r
+                 WHERE r.account_id = ANY ($4) AND r.%2$I >= $5 AND r.%2$I < $6 + $2
+                WINDOW o AS (PARTITION BY r.account_id ORDER BY r.%2$I, r.%3$I COLLATE "C")
+            ), numbered AS (
+                SELECT m.*, sum(m.starts) OVER (PARTITION BY m.account_id ORDER BY m.t, m.id COLLATE "C") AS burst
+                  FROM marked m
+            ), bursts AS (         -- the bursts holding a fresh row, and which is each account's earliest
+                SELECT n.account_id,
+                       array_agg(n.id ORDER BY n.t, n.id COLLATE "C") AS ids,
+                       array_agg(n.t ORDER BY n.t, n.id COLLATE "C") AS times,
+                       array_agg(n.device_id ORDER BY n.t, n.id COLLATE "C") AS devices,
+                       array_agg(n.amount ORDER BY n.t, n.id COLLATE "C") AS amounts,
+                       array_agg(n.status ORDER BY n.t, n.id COLLATE "C") AS statuses,
+                       n.burst = min(n.burst) OVER (PARTITION BY n.account_id) AS earliest
+                  FROM numbered n
+                 GROUP BY n.account_id, n.burst
+                HAVING bool_or(n.fresh)
+            )
+            SELECT b.*, b.times[1] - $2 >= $5 OR NOT isfinite(b.times[1]) AS complete
+              FROM bursts b
+             WHERE b.earliest
+        $q$, rel, t_col, id_col, extra)
+        USING p_since, p_window, p_min_count, back_accounts, lo, p_until, seen
+        LOOP
+            IF NOT b.complete THEN
+                more := more || b.account_id;
+            ELSIF cardinality(b.ids) >= p_min_count THEN
+                account_id := b.account_id; ids := b.ids; times := b.times; devices := b.devices;
+                amounts := b.amounts; statuses := b.statuses;
+                RETURN NEXT;
+            END IF;
+        END LOOP;
+        back_accounts := more;
+    END LOOP;
 END
 $$;
 COMMENT ON FUNCTION monitor.find_bursts(text, interval, integer, timestamptz, timestamptz, integer, text[]) IS

@@ -5,10 +5,17 @@
 -- A failed transaction that still took money, on the best evidence the mapping gives
 -- (monitor.failed_debit_evidence, docs/mapping.md): its balances (balance_after < balance_before),
 -- a `posted` mark (the money moved), or else its account's balance: a failed debit, not seen by the
--- previous run, whose amount is exactly what its account's balance lacks against its history
--- (monitor.account_difference, read once per account), when it is the only new failed debit of that
--- amount on the account and the account has no failed_debit event open (one that already explains
--- the difference). One finding per transaction: a transfer is judged on its debit leg.
+-- previous run and not reported before, whose amount is exactly what its account's balance lacks
+-- against its history (its opening balance and successful amounts, read once per account), when it
+-- is the only such failed debit of that amount on the account and the account has no failed_debit
+-- event open (one that already explains the difference). One finding per transaction: a transfer is
+-- judged on its debit leg.
+--
+-- "Not reported before" keeps the balance evidence the same where rows carry no xmin (a view, a
+-- distributed ledger: every row of the late window then looks new): a failed debit already reported
+-- does not make a later one of the same amount look ambiguous. The balance is read by one query over
+-- the accounts, joined on account_id (on Citus each shard reads its own accounts), not by calling a
+-- function per account.
 CREATE OR REPLACE FUNCTION monitor.detect_failed_debit(params jsonb, since timestamptz)
 RETURNS SETOF monitor.finding
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, monitor, pg_temp AS $$
@@ -20,22 +27,29 @@ BEGIN
           FROM monitor.src_transactions t
          WHERE ((t.created_at >= $2 AND t.created_at < $3) OR (t.updated_at >= $2 AND t.updated_at < $3))
            AND t.status = 'failed' AND t.is_primary
-    ), differences AS MATERIALIZED (  -- the balance evidence: each account once, and only when needed
-        SELECT a.account_id, monitor.account_difference(a.account_id) AS diff
-          FROM (SELECT DISTINCT f.account_id FROM failed f
-                 WHERE $4 = 'difference' AND f.fresh AND f.amount < 0
-                   AND NOT EXISTS (SELECT FROM monitor.events e
-                                    WHERE e.detector = 'failed_debit' AND e.subject = f.account_id
-                                      AND e.status <> 'resolved')) a
+    ), candidates AS MATERIALIZED (  -- the balance evidence: new failed debits, how many of each amount
+        SELECT f.txn_id, f.account_id, count(*) OVER (PARTITION BY f.account_id, f.amount) AS same_amount
+          FROM failed f
+         WHERE $4 = 'difference' AND f.fresh AND f.amount < 0
+           AND NOT EXISTS (SELECT FROM monitor.events e
+                            WHERE e.detector = 'failed_debit' AND e.dedup_key = f.txn_id)
+           AND NOT EXISTS (SELECT FROM monitor.events e
+                            WHERE e.detector = 'failed_debit' AND e.subject = f.account_id
+                              AND e.status <> 'resolved')
+    ), differences AS MATERIALIZED (  -- each candidate's account once, and only when needed
+        SELECT a.account_id, a.balance - a.opening_balance - coalesce(s.total, 0) AS diff
+          FROM monitor.src_accounts a
+          LEFT JOIN LATERAL (SELECT sum(t.amount) AS total FROM monitor.src_transactions t
+                              WHERE t.account_id = a.account_id AND t.status = 'success') s ON true
+         WHERE a.account_id = ANY (ARRAY(SELECT DISTINCT c.account_id FROM candidates c))
     ), judged AS (
         SELECT f.*,
                CASE $4 WHEN 'balances' THEN f.balance_before - f.balance_after
                        WHEN 'posted' THEN CASE WHEN f.posted AND f.amount < 0 THEN -f.amount END
-                       ELSE CASE WHEN f.fresh AND d.diff = f.amount
-                                  AND (SELECT count(*) FROM failed g
-                                        WHERE g.account_id = f.account_id AND g.fresh AND g.amount = f.amount) = 1
-                                 THEN -f.amount END END AS lost
-          FROM failed f LEFT JOIN differences d ON d.account_id = f.account_id
+                       ELSE CASE WHEN c.same_amount = 1 AND d.diff = f.amount THEN -f.amount END END AS lost
+          FROM failed f
+          LEFT JOIN candidates c ON c.txn_id = f.txn_id AND c.account_id = f.account_id
+          LEFT JOIN differences d ON d.account_id = f.account_id
     )
     SELECT t.account_id,
            t.txn_id,
@@ -76,12 +90,13 @@ BEGIN
          WHERE ((t.created_at >= $2 AND t.created_at < $3) OR (t.updated_at >= $2 AND t.updated_at < $3))
            AND t.status = 'failed' AND t.is_primary
          GROUP BY t.account_id
-    ), start AS MATERIALIZED (     -- a run starts after the last success before that row
-        SELECT f.account_id,
-               (SELECT s.created_at FROM monitor.src_transactions s  -- backwards through (account_id, created_at)
-                 WHERE s.account_id = f.account_id AND s.created_at < f.t0 AND s.status = 'success'
-                   AND s.is_primary ORDER BY s.created_at DESC LIMIT 1) AS t
-          FROM fresh f
+    ), start AS (                  -- a run starts after the last success before that row, found
+        SELECT f.account_id, p.t   -- backwards through (account_id, created_at); a lateral join rather
+          FROM fresh f             -- than a scalar subquery, so that Citus runs it on each account's shard
+          LEFT JOIN LATERAL (
+              SELECT s.created_at AS t FROM monitor.src_transactions s
+               WHERE s.account_id = f.account_id AND s.created_at < f.t0 AND s.status = 'success'
+                 AND s.is_primary ORDER BY s.created_at DESC LIMIT 1) p ON true
     ), seq AS (                    -- each account's rows from there, read through (account_id, created_at)
         SELECT r.account_id, r.txn_id, r.created_at, r.status, r.amount, r.device_id,
                ((r.created_at >= $2 AND r.created_at < $3) OR (r.updated_at >= $2 AND r.updated_at < $3)) AS is_new,

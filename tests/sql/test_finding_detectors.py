@@ -179,3 +179,82 @@ def test_concurrent_txn_watches_debits_by_default_and_every_transaction_when_ask
     ledger.set_params("concurrent_txn", debits_only=False)
     ledger.run("concurrent_txn", since=ledger.at(-60))
     assert sorted(ledger.keys("concurrent_txn")) == ["p1", "t1"]
+
+
+def judge_by_the_balance(db):
+    """Install a mapping onto the reference ledger without balances around a transaction: failed_debit
+    then reads its account's balance (docs/mapping.md)."""
+    from monitorctl import mapping
+    from monitorctl.install import install
+    from tests.conftest import on_citus
+
+    config = mapping.ledger_mapping()
+    cols = config["sources"]["transactions"]["columns"]
+    del cols["balance_before"], cols["balance_after"]
+    install(db, config=config, with_ledger=True, do_schedule=False, distributed=on_citus())
+
+
+def test_failed_debit_on_the_balance_is_not_made_ambiguous_by_one_reported_before(ledger, db, conn):
+    """A failed debit already reported (refunded, resolved) does not make a later one of the same
+    amount look ambiguous, also where every row of the late window reads as new (a distributed
+    ledger, a view): the later one alone explains what the balance lacks."""
+    judge_by_the_balance(db)
+    assert conn.execute("select monitor.failed_debit_evidence()").fetchone()[0] == "difference"
+    ledger.recent(120)
+    ledger.account("A", balance=90, opening=100)
+    ledger.txn("f1", "A", amount=-10, status="failed", at=0)
+    assert ledger.run("failed_debit") == 1
+    [ev] = ledger.events("failed_debit")
+    conn.execute("update ledger.accounts set balance = 100 where account_id = 'A'")  # refunded
+    conn.execute("select monitor.resolve(array[%s]::bigint[], 'refunded')", (ev["event_id"],))
+    ledger.txn("f2", "A", amount=-10, status="failed", at=30)
+    conn.execute("update ledger.accounts set balance = 90 where account_id = 'A'")  # it took 10 too
+    assert ledger.run("failed_debit") == 1
+    assert ledger.keys("failed_debit") == ["f1", "f2"]
+    assert ledger.last_run("failed_debit")["status"] == "ok"
+
+
+def test_failed_debit_on_the_balance_names_no_candidate_when_two_could_have_taken_it(ledger, db, conn):
+    judge_by_the_balance(db)
+    ledger.recent(120)
+    ledger.account("A", balance=90, opening=100)
+    ledger.txn("f1", "A", amount=-10, status="failed", at=0)
+    ledger.txn("f2", "A", amount=-10, status="failed", at=1)
+    ledger.account("B", balance=95, opening=100)
+    ledger.txn("g1", "B", amount=-5, status="failed", at=0)
+    ledger.txn("g2", "B", amount=-7, status="failed", at=1)
+    assert ledger.run("failed_debit") == 1
+    assert ledger.keys("failed_debit") == ["g1"]
+    assert ledger.last_run("failed_debit")["status"] == "ok"
+
+
+def test_consecutive_failures_run_starts_after_the_last_success_of_each_account(ledger):
+    """Several accounts at once, each run starting after its own last success (on a distributed
+    ledger each account's shard finds it)."""
+    ledger.recent(600)
+    for a in ("A", "B", "C"):
+        ledger.txn(f"{a}-ok", a, status="success", at=0)
+        fail_run(ledger, a, [10, 20], prefix=f"{a}-old")
+        ledger.txn(f"{a}-ok2", a, status="success", at=30)
+        fail_run(ledger, a, [40, 50, 60], prefix=f"{a}-f")
+    ledger.txn("D-ok", "D", status="success", at=5)
+    fail_run(ledger, "D", [10, 20], prefix="D-f")  # two only: no run of three
+    assert ledger.run("consecutive_failures") == 3
+    assert sorted(ledger.keys("consecutive_failures")) == ["A-f0", "B-f0", "C-f0"]
+
+
+def test_bursts_of_several_accounts_reaching_back_at_different_depths(ledger):
+    """Bursts that started before since, of several accounts at once and at different depths, each
+    reported once from its own first row; a later burst of the same account is reported on its own."""
+    for i in range(120):
+        ledger.scan(f"a{i:03d}", "A", at=4 * i)           # from 0 to 476 s
+    for i in range(20):
+        ledger.scan(f"b{i:03d}", "B", at=400 + 4 * i)     # from 400 to 476 s
+    ledger.scan("c0", "C", at=470)
+    ledger.scan("c1", "C", at=474)                        # starts just before since
+    ledger.scan("a-late0", "A", at=490)
+    ledger.scan("a-late1", "A", at=491)                   # A again, 14 s after its burst
+    assert ledger.run("duplicate_scan", ledger.at(472)) == 4
+    got = {e["dedup_key"]: e["evidence"]["scans"] for e in ledger.events("duplicate_scan")}
+    assert got == {"a000": 120, "b000": 20, "c0": 2, "a-late0": 2}
+    assert [e["occurrences"] for e in ledger.events("duplicate_scan")] == [1, 1, 1, 1]
