@@ -28,9 +28,11 @@ BEGIN
        OR NOT EXISTS (SELECT FROM monitor.account_totals) THEN  -- empty: a crash emptied the unlogged cache
         -- full pass: recompute every total in one sequential pass with an in-memory hash aggregate
         -- (not in (account_id, created_at) index order, which visits the heap at random), and write
-        -- only the totals that differ from the stored ones
+        -- only the totals that differ from the stored ones. The sums are a query of their own
+        -- (MATERIALIZED): on a distributed ledger the shards compute them, and only the per-account
+        -- results meet the totals, which stay on the coordinator.
         PERFORM set_config('work_mem', '256MB', true);
-        EXECUTE 'WITH fresh AS (
+        EXECUTE 'WITH fresh AS MATERIALIZED (
                      SELECT t.account_id, sum(t.amount) AS success_sum FROM monitor.src_transactions t
                       WHERE t.status = ''success'' AND t.created_at < $1
                       GROUP BY t.account_id
@@ -57,16 +59,18 @@ BEGIN
             new_h := old_h;
         END IF;
         -- rows created before the old horizon and changed since (pending -> success, say): recount
-        -- those accounts from their rows
-        EXECUTE 'WITH changed AS (
-                     SELECT DISTINCT t.account_id FROM monitor.src_transactions t
-                      WHERE t.updated_at >= $1 AND t.created_at < $2)
-                 INSERT INTO monitor.account_totals AS a (account_id, success_sum)
-                 SELECT c.account_id,
-                        coalesce((SELECT sum(t.amount) FROM monitor.src_transactions t
-                                   WHERE t.account_id = c.account_id AND t.status = ''success''
-                                     AND t.created_at < $3), 0)
-                   FROM changed c
+        -- those accounts from their rows. One query over the source alone, joined on account_id, so
+        -- that on a distributed ledger each shard recounts its own accounts; its few rows are then
+        -- written here.
+        EXECUTE 'INSERT INTO monitor.account_totals AS a (account_id, success_sum)
+                 SELECT c.account_id, coalesce(s.success_sum, 0)
+                   FROM (SELECT DISTINCT t.account_id FROM monitor.src_transactions t
+                          WHERE t.updated_at >= $1 AND t.created_at < $2) c
+                   LEFT JOIN LATERAL (SELECT t.account_id, sum(t.amount) AS success_sum
+                                        FROM monitor.src_transactions t
+                                       WHERE t.account_id = c.account_id AND t.status = ''success''
+                                         AND t.created_at < $3
+                                       GROUP BY t.account_id) s ON true
                  ON CONFLICT (account_id) DO UPDATE SET success_sum = excluded.success_sum'
             USING since - monitor.balance_horizon_lag(), old_h, new_h;
     END IF;
@@ -89,80 +93,115 @@ DECLARE
     -- with a transaction after the horizon (the live rows, read anyway) are checked at every run, so
     -- a balance that moves up to balance_horizon_lag() after its transaction is still caught
     recheck_live boolean := NOT monitor.accounts_have_updated_at();
-    -- a difference that a failed transaction of the account explains exactly (a rejected payment
-    -- whose money moved anyway) names it
-    report text := $r$
-        SELECT c.account_id, c.account_id, NULL::text, d.diff,
-               format('account %s balance %s differs from its history (%s) by %s%s', c.account_id, c.balance,
-                      c.opening_balance + c.settled + c.live, d.diff,
+    -- The work is split along where the rows live. The reads of the sources (sums grouped by
+    -- account_id, lookups by account_id) are queries of their own (MATERIALIZED) that join source
+    -- rows with source rows on account_id only: on a distributed ledger (docs/scaling.md) each runs
+    -- on the shards that hold the accounts. monitor's own tables (account_totals, events), which
+    -- stay on the coordinator, are joined there with their results: a few rows per run, every
+    -- account on a full pass.
+    -- Two CTEs are joined only by a FULL JOIN, which is hashed or merged: with the new rows not yet
+    -- in the statistics the planner expects a handful of them, and a nested loop of one CTE over
+    -- another would be quadratic. A lookup by key is `= ANY` of an array (an index scan, on every
+    -- shard too, where a join with the coordinator's intermediate result would be a hash join over
+    -- a sequential scan).
+    --
+    -- `checked` (account_id, balance, opening_balance, settled, live; one row per account) comes
+    -- first. A difference that a failed transaction of the account explains exactly (a rejected
+    -- payment whose money moved anyway) names it: the failed rows of the mismatched accounts, read
+    -- by key, one row per account, matched on the coordinator.
+    report text := $r$,
+            mismatched AS MATERIALIZED (
+                SELECT c.account_id, c.balance, c.opening_balance, c.settled + c.live AS success_sum,
+                       c.balance - (c.opening_balance + c.settled + c.live) AS diff
+                  FROM checked c
+                 WHERE abs(c.balance - (c.opening_balance + c.settled + c.live)) > $3
+            ), failed AS MATERIALIZED (
+                SELECT t.account_id, array_agg(t.txn_id ORDER BY t.created_at, t.txn_id) AS ids,
+                       array_agg(t.amount ORDER BY t.created_at, t.txn_id) AS amounts
+                  FROM monitor.src_transactions t
+                 WHERE t.account_id = ANY (ARRAY(SELECT m.account_id FROM mismatched m)) AND t.status = 'failed'
+                 GROUP BY t.account_id
+            ), explained AS (
+                SELECT m.*, nullif(ARRAY(SELECT u.id FROM unnest(f.ids, f.amounts) WITH ORDINALITY u(id, amount, n)
+                                          WHERE u.amount = m.diff ORDER BY u.n), '{}') AS ids
+                  FROM mismatched m FULL JOIN failed f ON f.account_id = m.account_id  -- (each f has its m)
+            )
+        SELECT x.account_id, x.account_id, NULL::text, x.diff,
+               format('account %s balance %s differs from its history (%s) by %s%s', x.account_id, x.balance,
+                      x.opening_balance + x.success_sum, x.diff,
                       CASE WHEN x.ids IS NOT NULL
                            THEN format(': failed transaction %s moved it', array_to_string(x.ids, ', ')) ELSE '' END),
-               jsonb_build_object('account_id', c.account_id, 'balance', c.balance,
-                                  'opening_balance', c.opening_balance,
-                                  'success_sum', c.settled + c.live,
-                                  'expected', c.opening_balance + c.settled + c.live,
-                                  'difference', d.diff, 'explained_by', to_jsonb(x.ids),
+               jsonb_build_object('account_id', x.account_id, 'balance', x.balance,
+                                  'opening_balance', x.opening_balance,
+                                  'success_sum', x.success_sum,
+                                  'expected', x.opening_balance + x.success_sum,
+                                  'difference', x.diff, 'explained_by', to_jsonb(x.ids),
                                   'tolerance', $3)
-          FROM checked c
-         CROSS JOIN LATERAL (SELECT c.balance - (c.opening_balance + c.settled + c.live) AS diff) d
-          LEFT JOIN LATERAL (SELECT array_agg(t.txn_id ORDER BY t.created_at, t.txn_id) AS ids
-                               FROM monitor.src_transactions t
-                              WHERE t.account_id = c.account_id AND t.status = 'failed' AND t.amount = d.diff) x
-            ON true
-         WHERE abs(d.diff) > $3 $r$;
+          FROM explained x $r$;
 BEGIN
     IF full_pass THEN
-        -- every account: one hash join of accounts, totals and the live rows after the horizon
+        -- every account: one hash join of accounts and the live rows after the horizon (on the
+        -- shards), then of its result and the totals
         RETURN QUERY EXECUTE $q$
             WITH live AS (
                 SELECT t.account_id, sum(t.amount) AS live FROM monitor.src_transactions t
                  WHERE t.status = 'success' AND t.created_at >= $1 GROUP BY t.account_id
-            ), checked AS MATERIALIZED (
-                SELECT a.account_id, a.balance, a.opening_balance,
-                       coalesce(tot.success_sum, 0) AS settled, coalesce(l.live, 0) AS live
-                  FROM monitor.src_accounts a
-                  LEFT JOIN monitor.account_totals tot ON tot.account_id = a.account_id
-                  LEFT JOIN live l ON l.account_id = a.account_id
+            ), per AS MATERIALIZED (
+                SELECT a.account_id, a.balance, a.opening_balance, coalesce(l.live, 0) AS live
+                  FROM monitor.src_accounts a LEFT JOIN live l ON l.account_id = a.account_id
+            ), checked AS (
+                SELECT p.account_id, p.balance, p.opening_balance, coalesce(tot.success_sum, 0) AS settled, p.live
+                  FROM per p LEFT JOIN monitor.account_totals tot ON tot.account_id = p.account_id
             )$q$ || report USING h, since, tolerance;
     ELSE
         -- only the accounts that may have changed since `since` and that the previous run did not
         -- see (params ->> 'seen'): the accounts updated since then, read by a range scan of
         -- updated_at (their new row versions sit together), the accounts with new or changed
         -- transactions (a row committed late, created after the horizon, included: the live rows
-        -- are read anyway), and those with an open event. One GROUP BY gathers them with their live
-        -- amounts (after the horizon $1); only the few not updated are then read by key. Every
-        -- join left has an index on its inner side: with the new rows not yet in the statistics,
-        -- the planner expects a handful of them, and a nested loop over a CTE would be quadratic.
+        -- are read anyway), and those with an open event. `per` gathers the first two with their
+        -- live amounts (after the horizon $1), one row per account (a full join of the updated
+        -- accounts and the transactions grouped by account); those with an open event and no row
+        -- read join them (their live amount is then 0: every live row is read). Only the few not
+        -- updated are then read by key.
         RETURN QUERY EXECUTE $q$
-            WITH src AS (
-                SELECT a.account_id, a.balance, a.opening_balance, NULL::numeric AS live,
-                       true AS moved, true AS cand
-                  FROM monitor.src_accounts a
-                 WHERE a.updated_at >= $2 AND (age(a.row_xmin) <= $4) IS NOT FALSE
-                UNION ALL
-                SELECT t.account_id, NULL, NULL,
-                       CASE WHEN t.status = 'success' AND t.created_at >= $1 THEN t.amount END, false,
-                       ((t.created_at >= least($1, $2) OR t.updated_at >= $2) AND (age(t.row_xmin) <= $4) IS NOT FALSE)
-                       OR ($5 AND t.created_at >= $1)
-                  FROM monitor.src_transactions t
-                 WHERE t.created_at >= least($1, $2) OR t.updated_at >= $2
-                UNION ALL
-                SELECT e.subject, NULL, NULL, NULL, false, true FROM monitor.events e
+            WITH open AS MATERIALIZED (
+                SELECT DISTINCT e.subject AS account_id FROM monitor.events e
                  WHERE e.detector = 'balance_mismatch' AND e.status <> 'resolved'
             ), per AS MATERIALIZED (
-                SELECT s.account_id, max(s.balance) AS balance, max(s.opening_balance) AS opening_balance,
-                       coalesce(sum(s.live), 0) AS live, bool_or(s.moved) AS moved
-                  FROM src s GROUP BY s.account_id HAVING bool_or(s.cand)
-            ), accounts AS (
-                SELECT p.account_id, p.balance, p.opening_balance, p.live FROM per p WHERE p.moved
-                UNION ALL
-                SELECT p.account_id, a.balance, a.opening_balance, p.live
-                  FROM per p JOIN monitor.src_accounts a ON a.account_id = p.account_id
-                 WHERE NOT p.moved
+                SELECT coalesce(a.account_id, t.account_id) AS account_id, a.balance, a.opening_balance,
+                       coalesce(t.live, 0) AS live, a.account_id IS NOT NULL AS moved
+                  FROM (SELECT a.account_id, a.balance, a.opening_balance FROM monitor.src_accounts a
+                         WHERE a.updated_at >= $2 AND (age(a.row_xmin) <= $4) IS NOT FALSE) a
+                  FULL JOIN (
+                        SELECT t.account_id,
+                               sum(CASE WHEN t.status = 'success' AND t.created_at >= $1 THEN t.amount END) AS live,
+                               bool_or(((t.created_at >= least($1, $2) OR t.updated_at >= $2)
+                                        AND (age(t.row_xmin) <= $4) IS NOT FALSE)
+                                       OR ($5 AND t.created_at >= $1)) AS cand
+                          FROM monitor.src_transactions t
+                         WHERE t.created_at >= least($1, $2) OR t.updated_at >= $2
+                         GROUP BY t.account_id) t ON t.account_id = a.account_id
+                 WHERE a.account_id IS NOT NULL OR t.cand OR t.account_id IN (SELECT o.account_id FROM open o)
+            ), todo AS MATERIALIZED (
+                SELECT coalesce(p.account_id, o.account_id) AS account_id, p.balance, p.opening_balance,
+                       coalesce(p.live, 0) AS live, coalesce(p.moved, false) AS moved
+                  FROM per p FULL JOIN open o ON o.account_id = p.account_id
+            ), looked_up AS MATERIALIZED (
+                SELECT a.account_id, a.balance, a.opening_balance FROM monitor.src_accounts a
+                 WHERE a.account_id = ANY (ARRAY(SELECT k.account_id FROM todo k WHERE NOT k.moved))
+            ), totals AS MATERIALIZED (
+                SELECT tot.account_id, tot.success_sum FROM monitor.account_totals tot
+                 WHERE tot.account_id = ANY (ARRAY(SELECT k.account_id FROM todo k))
             ), checked AS MATERIALIZED (
-                SELECT a.account_id, a.balance, a.opening_balance,
-                       coalesce(tot.success_sum, 0) AS settled, a.live
-                  FROM accounts a LEFT JOIN monitor.account_totals tot ON tot.account_id = a.account_id
+                -- (an account not found has no balance: no difference; MATERIALIZED: the difference
+                -- tested by `mismatched` would turn the full joins into left joins)
+                SELECT x.account_id, x.balance, x.opening_balance, coalesce(tot.success_sum, 0) AS settled, x.live
+                  FROM (SELECT k.account_id, k.balance, k.opening_balance, k.live FROM todo k WHERE k.moved
+                        UNION ALL
+                        SELECT k.account_id, l.balance, l.opening_balance, k.live
+                          FROM (SELECT * FROM todo k WHERE NOT k.moved) k
+                          FULL JOIN looked_up l ON l.account_id = k.account_id) x
+                  FULL JOIN totals tot ON tot.account_id = x.account_id  -- (each total has its account)
             )$q$ || report USING h, since, tolerance, monitor.seen_age(params), recheck_live;
     END IF;
 END

@@ -8,9 +8,15 @@
 --
 -- Incremental like the other finding detectors: the accounts with rows not seen before read their
 -- rows from the earliest such row on, with the one row before it as the first link's other end, and
--- the first broken link at a row not seen before is reported per account, both rows as evidence
--- (key: the row that breaks it). A first run (or a rescan) sees every row as new: one finding per
--- account, its first break.
+-- per account the first break among the rows read that no event of this detector names yet is
+-- reported, both rows as evidence (key: the row that breaks it). A first run (or a rescan) sees
+-- every row as new: one finding per account, its first break.
+--
+-- Whether a break was reported is asked of monitor.events, not of row_xmin: the rows read from the
+-- earliest new row on include older ones (a row changed late starts the read before breaks already
+-- reported), and where row_xmin is unknown (a source mapped onto a view, a distributed ledger) every
+-- row of the late window looks new. Taking the first break of the rows read would then report the
+-- recorded one again, which the runner drops, and hide a later one.
 CREATE OR REPLACE FUNCTION monitor.detect_balance_chain(params jsonb, since timestamptz)
 RETURNS SETOF monitor.finding
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, monitor, pg_temp AS $$
@@ -32,7 +38,7 @@ BEGIN
           FROM fresh f
          CROSS JOIN LATERAL (
                (SELECT t.txn_id, t.account_id, t.amount, t.status, t.balance_before, t.balance_after,
-                       t.created_at, t.sequence, false AS fresh
+                       t.created_at, t.sequence, false AS read_on
                   FROM monitor.src_transactions t
                  WHERE t.account_id = f.account_id AND t.created_at < f.t0
                    AND t.balance_before IS NOT NULL AND t.balance_after IS NOT NULL
@@ -40,19 +46,29 @@ BEGIN
                  LIMIT 1)
                UNION ALL
                SELECT t.txn_id, t.account_id, t.amount, t.status, t.balance_before, t.balance_after,
-                      t.created_at, t.sequence, (age(t.row_xmin) <= $4) IS NOT FALSE
+                      t.created_at, t.sequence, true
                  FROM monitor.src_transactions t
                 WHERE t.account_id = f.account_id AND t.created_at >= f.t0 AND t.created_at < $3
                   AND t.balance_before IS NOT NULL AND t.balance_after IS NOT NULL OFFSET 0) r
         WINDOW w AS (PARTITION BY r.account_id ORDER BY r.created_at, r.sequence NULLS LAST, r.txn_id COLLATE "C")
-    ), broken AS (
-        SELECT DISTINCT ON (c.account_id) c.*,
+    ), breaks AS MATERIALIZED (
+        -- every break among the rows read (the row before the earliest new one is only a link's
+        -- other end): one query over the source, run where the account's rows are
+        SELECT c.*,
                CASE WHEN c.prev_id IS NOT NULL AND c.balance_before <> c.prev_after THEN 'link' ELSE 'sum' END AS kind
           FROM chain c
-         WHERE c.fresh  -- a break at a row the previous run saw was reported then
+         WHERE c.read_on
            AND ((c.prev_id IS NOT NULL AND c.balance_before <> c.prev_after)
                 OR (c.status = 'success' AND c.balance_after <> c.balance_before + c.amount))
-         ORDER BY c.account_id, c.created_at, c.sequence NULLS LAST, c.txn_id COLLATE "C"
+    ), broken AS (
+        -- the first break per account that no event names yet (resolved ones included: a finding is
+        -- recorded once), each looked up by its key
+        SELECT DISTINCT ON (b.account_id) b.*
+          FROM breaks b
+          LEFT JOIN LATERAL (SELECT true AS recorded FROM monitor.events e
+                              WHERE e.detector = 'balance_chain' AND e.dedup_key = b.txn_id LIMIT 1) e ON true
+         WHERE e.recorded IS NULL
+         ORDER BY b.account_id, b.created_at, b.sequence NULLS LAST, b.txn_id COLLATE "C"
     )
     SELECT b.account_id,
            b.txn_id,

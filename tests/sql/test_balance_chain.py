@@ -45,3 +45,20 @@ def test_rows_of_one_time_follow_their_sequence(conn, ledger):
     ledger.txn("e9", "E", amount=10, before=0, after=10, at=0)
     ledger.txn("e10", "E", amount=10, before=10, after=20, at=0)
     assert ledger.run("balance_chain") == 1  # in text order e10 comes first and e9 does not follow it
+
+
+def test_a_break_a_run_left_behind_another_is_reported_when_its_rows_are_read_again(ledger, conn):
+    """A run reports one break per account; a second break among the same rows waits for a run that
+    reads them again (a row changed late), which skips the one already recorded, wherever row_xmin
+    says the rows were seen."""
+    ledger.recent(120)
+    ledger.txn("f0", "F", amount=0, status="pending", before=0, after=0, at=0)
+    ledger.txn("f1", "F", amount=10, before=0, after=11, at=1)   # the first break
+    ledger.txn("f2", "F", amount=5, before=11, after=16, at=2)
+    ledger.txn("f3", "F", amount=5, before=20, after=25, at=3)   # the second: f2 ended at 16
+    assert ledger.run("balance_chain") == 1
+    assert ledger.keys("balance_chain") == ["f1"]
+    conn.execute("update ledger.transactions set status = 'success' where txn_id = 'f0'")
+    assert ledger.run("balance_chain") == 1
+    assert ledger.run("balance_chain") == 0  # read again, nothing new
+    assert sorted(ledger.keys("balance_chain")) == ["f1", "f3"]
