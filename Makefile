@@ -68,7 +68,8 @@ test-server: venv pgcron
 ## three-node Citus cluster on this machine (a coordinator with pg_cron, two workers); every test is
 ## skipped, with the reason, when Citus is not installed (docs/scaling.md)
 test-citus: venv pgcron
-	MONITOR_TEST_BACKEND=citus $(VENV)/bin/pytest -q -o addopts="-ra" tests/citus tests/sql tests/acceptance
+	MONITOR_TEST_BACKEND=citus $(VENV)/bin/pytest -q -o addopts="-ra" tests/citus tests/sql tests/acceptance \
+	  tests/integration/test_cron_tick.py
 
 .PHONY: bench bench-smoke
 

@@ -619,7 +619,7 @@ BEGIN
           FROM fresh f
          CROSS JOIN LATERAL (
                (SELECT t.txn_id, t.account_id, t.amount, t.status, t.balance_before, t.balance_after,
-                       t.created_at, t.sequence, false AS fresh
+                       t.created_at, t.sequence, false AS read_on
                   FROM monitor.src_transactions t
                  WHERE t.account_id = f.account_id AND t.created_at < f.t0
                    AND t.balance_before IS NOT NULL AND t.balance_after IS NOT NULL
@@ -627,19 +627,29 @@ BEGIN
                  LIMIT 1)
                UNION ALL
                SELECT t.txn_id, t.account_id, t.amount, t.status, t.balance_before, t.balance_after,
-                      t.created_at, t.sequence, (age(t.row_xmin) <= $4) IS NOT FALSE
+                      t.created_at, t.sequence, true
                  FROM monitor.src_transactions t
                 WHERE t.account_id = f.account_id AND t.created_at >= f.t0 AND t.created_at < $3
                   AND t.balance_before IS NOT NULL AND t.balance_after IS NOT NULL OFFSET 0) r
         WINDOW w AS (PARTITION BY r.account_id ORDER BY r.created_at, r.sequence NULLS LAST, r.txn_id COLLATE "C")
-    ), broken AS (
-        SELECT DISTINCT ON (c.account_id) c.*,
+    ), breaks AS MATERIALIZED (
+        -- every break among the rows read (the row before the earliest new one is only a link's
+        -- other end): one query over the source, run where the account's rows are
+        SELECT c.*,
                CASE WHEN c.prev_id IS NOT NULL AND c.balance_before <> c.prev_after THEN 'link' ELSE 'sum' END AS kind
           FROM chain c
-         WHERE c.fresh  -- a break at a row the previous run saw was reported then
+         WHERE c.read_on
            AND ((c.prev_id IS NOT NULL AND c.balance_before <> c.prev_after)
                 OR (c.status = 'success' AND c.balance_after <> c.balance_before + c.amount))
-         ORDER BY c.account_id, c.created_at, c.sequence NULLS LAST, c.txn_id COLLATE "C"
+    ), broken AS (
+        -- the first break per account that no event names yet (resolved ones included: a finding is
+        -- recorded once), each looked up by its key
+        SELECT DISTINCT ON (b.account_id) b.*
+          FROM breaks b
+          LEFT JOIN LATERAL (SELECT true AS recorded FROM monitor.events e
+                              WHERE e.detector = 'balance_chain' AND e.dedup_key = b.txn_id LIMIT 1) e ON true
+         WHERE e.recorded IS NULL
+         ORDER BY b.account_id, b.created_at, b.sequence NULLS LAST, b.txn_id COLLATE "C"
     )
     SELECT b.account_id,
            b.txn_id,
@@ -680,80 +690,115 @@ DECLARE
     -- with a transaction after the horizon (the live rows, read anyway) are checked at every run, so
     -- a balance that moves up to balance_horizon_lag() after its transaction is still caught
     recheck_live boolean := NOT monitor.accounts_have_updated_at();
-    -- a difference that a failed transaction of the account explains exactly (a rejected payment
-    -- whose money moved anyway) names it
-    report text := $r$
-        SELECT c.account_id, c.account_id, NULL::text, d.diff,
-               format('account %s balance %s differs from its history (%s) by %s%s', c.account_id, c.balance,
-                      c.opening_balance + c.settled + c.live, d.diff,
+    -- The work is split along where the rows live. The reads of the sources (sums grouped by
+    -- account_id, lookups by account_id) are queries of their own (MATERIALIZED) that join source
+    -- rows with source rows on account_id only: on a distributed ledger (docs/scaling.md) each runs
+    -- on the shards that hold the accounts. monitor's own tables (account_totals, events), which
+    -- stay on the coordinator, are joined there with their results: a few rows per run, every
+    -- account on a full pass.
+    -- Two CTEs are joined only by a FULL JOIN, which is hashed or merged: with the new rows not yet
+    -- in the statistics the planner expects a handful of them, and a nested loop of one CTE over
+    -- another would be quadratic. A lookup by key is `= ANY` of an array (an index scan, on every
+    -- shard too, where a join with the coordinator's intermediate result would be a hash join over
+    -- a sequential scan).
+    --
+    -- `checked` (account_id, balance, opening_balance, settled, live; one row per account) comes
+    -- first. A difference that a failed transaction of the account explains exactly (a rejected
+    -- payment whose money moved anyway) names it: the failed rows of the mismatched accounts, read
+    -- by key, one row per account, matched on the coordinator.
+    report text := $r$,
+            mismatched AS MATERIALIZED (
+                SELECT c.account_id, c.balance, c.opening_balance, c.settled + c.live AS success_sum,
+                       c.balance - (c.opening_balance + c.settled + c.live) AS diff
+                  FROM checked c
+                 WHERE abs(c.balance - (c.opening_balance + c.settled + c.live)) > $3
+            ), failed AS MATERIALIZED (
+                SELECT t.account_id, array_agg(t.txn_id ORDER BY t.created_at, t.txn_id) AS ids,
+                       array_agg(t.amount ORDER BY t.created_at, t.txn_id) AS amounts
+                  FROM monitor.src_transactions t
+                 WHERE t.account_id = ANY (ARRAY(SELECT m.account_id FROM mismatched m)) AND t.status = 'failed'
+                 GROUP BY t.account_id
+            ), explained AS (
+                SELECT m.*, nullif(ARRAY(SELECT u.id FROM unnest(f.ids, f.amounts) WITH ORDINALITY u(id, amount, n)
+                                          WHERE u.amount = m.diff ORDER BY u.n), '{}') AS ids
+                  FROM mismatched m FULL JOIN failed f ON f.account_id = m.account_id  -- (each f has its m)
+            )
+        SELECT x.account_id, x.account_id, NULL::text, x.diff,
+               format('account %s balance %s differs from its history (%s) by %s%s', x.account_id, x.balance,
+                      x.opening_balance + x.success_sum, x.diff,
                       CASE WHEN x.ids IS NOT NULL
                            THEN format(': failed transaction %s moved it', array_to_string(x.ids, ', ')) ELSE '' END),
-               jsonb_build_object('account_id', c.account_id, 'balance', c.balance,
-                                  'opening_balance', c.opening_balance,
-                                  'success_sum', c.settled + c.live,
-                                  'expected', c.opening_balance + c.settled + c.live,
-                                  'difference', d.diff, 'explained_by', to_jsonb(x.ids),
+               jsonb_build_object('account_id', x.account_id, 'balance', x.balance,
+                                  'opening_balance', x.opening_balance,
+                                  'success_sum', x.success_sum,
+                                  'expected', x.opening_balance + x.success_sum,
+                                  'difference', x.diff, 'explained_by', to_jsonb(x.ids),
                                   'tolerance', $3)
-          FROM checked c
-         CROSS JOIN LATERAL (SELECT c.balance - (c.opening_balance + c.settled + c.live) AS diff) d
-          LEFT JOIN LATERAL (SELECT array_agg(t.txn_id ORDER BY t.created_at, t.txn_id) AS ids
-                               FROM monitor.src_transactions t
-                              WHERE t.account_id = c.account_id AND t.status = 'failed' AND t.amount = d.diff) x
-            ON true
-         WHERE abs(d.diff) > $3 $r$;
+          FROM explained x $r$;
 BEGIN
     IF full_pass THEN
-        -- every account: one hash join of accounts, totals and the live rows after the horizon
+        -- every account: one hash join of accounts and the live rows after the horizon (on the
+        -- shards), then of its result and the totals
         RETURN QUERY EXECUTE $q$
             WITH live AS (
                 SELECT t.account_id, sum(t.amount) AS live FROM monitor.src_transactions t
                  WHERE t.status = 'success' AND t.created_at >= $1 GROUP BY t.account_id
-            ), checked AS MATERIALIZED (
-                SELECT a.account_id, a.balance, a.opening_balance,
-                       coalesce(tot.success_sum, 0) AS settled, coalesce(l.live, 0) AS live
-                  FROM monitor.src_accounts a
-                  LEFT JOIN monitor.account_totals tot ON tot.account_id = a.account_id
-                  LEFT JOIN live l ON l.account_id = a.account_id
+            ), per AS MATERIALIZED (
+                SELECT a.account_id, a.balance, a.opening_balance, coalesce(l.live, 0) AS live
+                  FROM monitor.src_accounts a LEFT JOIN live l ON l.account_id = a.account_id
+            ), checked AS (
+                SELECT p.account_id, p.balance, p.opening_balance, coalesce(tot.success_sum, 0) AS settled, p.live
+                  FROM per p LEFT JOIN monitor.account_totals tot ON tot.account_id = p.account_id
             )$q$ || report USING h, since, tolerance;
     ELSE
         -- only the accounts that may have changed since `since` and that the previous run did not
         -- see (params ->> 'seen'): the accounts updated since then, read by a range scan of
         -- updated_at (their new row versions sit together), the accounts with new or changed
         -- transactions (a row committed late, created after the horizon, included: the live rows
-        -- are read anyway), and those with an open event. One GROUP BY gathers them with their live
-        -- amounts (after the horizon $1); only the few not updated are then read by key. Every
-        -- join left has an index on its inner side: with the new rows not yet in the statistics,
-        -- the planner expects a handful of them, and a nested loop over a CTE would be quadratic.
+        -- are read anyway), and those with an open event. `per` gathers the first two with their
+        -- live amounts (after the horizon $1), one row per account (a full join of the updated
+        -- accounts and the transactions grouped by account); those with an open event and no row
+        -- read join them (their live amount is then 0: every live row is read). Only the few not
+        -- updated are then read by key.
         RETURN QUERY EXECUTE $q$
-            WITH src AS (
-                SELECT a.account_id, a.balance, a.opening_balance, NULL::numeric AS live,
-                       true AS moved, true AS cand
-                  FROM monitor.src_accounts a
-                 WHERE a.updated_at >= $2 AND (age(a.row_xmin) <= $4) IS NOT FALSE
-                UNION ALL
-                SELECT t.account_id, NULL, NULL,
-                       CASE WHEN t.status = 'success' AND t.created_at >= $1 THEN t.amount END, false,
-                       ((t.created_at >= least($1, $2) OR t.updated_at >= $2) AND (age(t.row_xmin) <= $4) IS NOT FALSE)
-                       OR ($5 AND t.created_at >= $1)
-                  FROM monitor.src_transactions t
-                 WHERE t.created_at >= least($1, $2) OR t.updated_at >= $2
-                UNION ALL
-                SELECT e.subject, NULL, NULL, NULL, false, true FROM monitor.events e
+            WITH open AS MATERIALIZED (
+                SELECT DISTINCT e.subject AS account_id FROM monitor.events e
                  WHERE e.detector = 'balance_mismatch' AND e.status <> 'resolved'
             ), per AS MATERIALIZED (
-                SELECT s.account_id, max(s.balance) AS balance, max(s.opening_balance) AS opening_balance,
-                       coalesce(sum(s.live), 0) AS live, bool_or(s.moved) AS moved
-                  FROM src s GROUP BY s.account_id HAVING bool_or(s.cand)
-            ), accounts AS (
-                SELECT p.account_id, p.balance, p.opening_balance, p.live FROM per p WHERE p.moved
-                UNION ALL
-                SELECT p.account_id, a.balance, a.opening_balance, p.live
-                  FROM per p JOIN monitor.src_accounts a ON a.account_id = p.account_id
-                 WHERE NOT p.moved
+                SELECT coalesce(a.account_id, t.account_id) AS account_id, a.balance, a.opening_balance,
+                       coalesce(t.live, 0) AS live, a.account_id IS NOT NULL AS moved
+                  FROM (SELECT a.account_id, a.balance, a.opening_balance FROM monitor.src_accounts a
+                         WHERE a.updated_at >= $2 AND (age(a.row_xmin) <= $4) IS NOT FALSE) a
+                  FULL JOIN (
+                        SELECT t.account_id,
+                               sum(CASE WHEN t.status = 'success' AND t.created_at >= $1 THEN t.amount END) AS live,
+                               bool_or(((t.created_at >= least($1, $2) OR t.updated_at >= $2)
+                                        AND (age(t.row_xmin) <= $4) IS NOT FALSE)
+                                       OR ($5 AND t.created_at >= $1)) AS cand
+                          FROM monitor.src_transactions t
+                         WHERE t.created_at >= least($1, $2) OR t.updated_at >= $2
+                         GROUP BY t.account_id) t ON t.account_id = a.account_id
+                 WHERE a.account_id IS NOT NULL OR t.cand OR t.account_id IN (SELECT o.account_id FROM open o)
+            ), todo AS MATERIALIZED (
+                SELECT coalesce(p.account_id, o.account_id) AS account_id, p.balance, p.opening_balance,
+                       coalesce(p.live, 0) AS live, coalesce(p.moved, false) AS moved
+                  FROM per p FULL JOIN open o ON o.account_id = p.account_id
+            ), looked_up AS MATERIALIZED (
+                SELECT a.account_id, a.balance, a.opening_balance FROM monitor.src_accounts a
+                 WHERE a.account_id = ANY (ARRAY(SELECT k.account_id FROM todo k WHERE NOT k.moved))
+            ), totals AS MATERIALIZED (
+                SELECT tot.account_id, tot.success_sum FROM monitor.account_totals tot
+                 WHERE tot.account_id = ANY (ARRAY(SELECT k.account_id FROM todo k))
             ), checked AS MATERIALIZED (
-                SELECT a.account_id, a.balance, a.opening_balance,
-                       coalesce(tot.success_sum, 0) AS settled, a.live
-                  FROM accounts a LEFT JOIN monitor.account_totals tot ON tot.account_id = a.account_id
+                -- (an account not found has no balance: no difference; MATERIALIZED: the difference
+                -- tested by `mismatched` would turn the full joins into left joins)
+                SELECT x.account_id, x.balance, x.opening_balance, coalesce(tot.success_sum, 0) AS settled, x.live
+                  FROM (SELECT k.account_id, k.balance, k.opening_balance, k.live FROM todo k WHERE k.moved
+                        UNION ALL
+                        SELECT k.account_id, l.balance, l.opening_balance, k.live
+                          FROM (SELECT * FROM todo k WHERE NOT k.moved) k
+                          FULL JOIN looked_up l ON l.account_id = k.account_id) x
+                  FULL JOIN totals tot ON tot.account_id = x.account_id  -- (each total has its account)
             )$q$ || report USING h, since, tolerance, monitor.seen_age(params), recheck_live;
     END IF;
 END
@@ -804,12 +849,13 @@ BEGIN
          WHERE ((t.created_at >= $2 AND t.created_at < $3) OR (t.updated_at >= $2 AND t.updated_at < $3))
            AND t.status = 'failed' AND t.is_primary
          GROUP BY t.account_id
-    ), start AS MATERIALIZED (     -- a run starts after the last success before that row
-        SELECT f.account_id,
-               (SELECT s.created_at FROM monitor.src_transactions s  -- backwards through (account_id, created_at)
-                 WHERE s.account_id = f.account_id AND s.created_at < f.t0 AND s.status = 'success'
-                   AND s.is_primary ORDER BY s.created_at DESC LIMIT 1) AS t
-          FROM fresh f
+    ), start AS (                  -- a run starts after the last success before that row, found
+        SELECT f.account_id, p.t   -- backwards through (account_id, created_at); a lateral join rather
+          FROM fresh f             -- than a scalar subquery, so that Citus runs it on each account's shard
+          LEFT JOIN LATERAL (
+              SELECT s.created_at AS t FROM monitor.src_transactions s
+               WHERE s.account_id = f.account_id AND s.created_at < f.t0 AND s.status = 'success'
+                 AND s.is_primary ORDER BY s.created_at DESC LIMIT 1) p ON true
     ), seq AS (                    -- each account's rows from there, read through (account_id, created_at)
         SELECT r.account_id, r.txn_id, r.created_at, r.status, r.amount, r.device_id,
                ((r.created_at >= $2 AND r.created_at < $3) OR (r.updated_at >= $2 AND r.updated_at < $3)) AS is_new,
@@ -953,22 +999,29 @@ BEGIN
           FROM monitor.src_transactions t
          WHERE ((t.created_at >= $2 AND t.created_at < $3) OR (t.updated_at >= $2 AND t.updated_at < $3))
            AND t.status = 'failed' AND t.is_primary
-    ), differences AS MATERIALIZED (  -- the balance evidence: each account once, and only when needed
-        SELECT a.account_id, monitor.account_difference(a.account_id) AS diff
-          FROM (SELECT DISTINCT f.account_id FROM failed f
-                 WHERE $4 = 'difference' AND f.fresh AND f.amount < 0
-                   AND NOT EXISTS (SELECT FROM monitor.events e
-                                    WHERE e.detector = 'failed_debit' AND e.subject = f.account_id
-                                      AND e.status <> 'resolved')) a
+    ), candidates AS MATERIALIZED (  -- the balance evidence: new failed debits, how many of each amount
+        SELECT f.txn_id, f.account_id, count(*) OVER (PARTITION BY f.account_id, f.amount) AS same_amount
+          FROM failed f
+         WHERE $4 = 'difference' AND f.fresh AND f.amount < 0
+           AND NOT EXISTS (SELECT FROM monitor.events e
+                            WHERE e.detector = 'failed_debit' AND e.dedup_key = f.txn_id)
+           AND NOT EXISTS (SELECT FROM monitor.events e
+                            WHERE e.detector = 'failed_debit' AND e.subject = f.account_id
+                              AND e.status <> 'resolved')
+    ), differences AS MATERIALIZED (  -- each candidate's account once, and only when needed
+        SELECT a.account_id, a.balance - a.opening_balance - coalesce(s.total, 0) AS diff
+          FROM monitor.src_accounts a
+          LEFT JOIN LATERAL (SELECT sum(t.amount) AS total FROM monitor.src_transactions t
+                              WHERE t.account_id = a.account_id AND t.status = 'success') s ON true
+         WHERE a.account_id = ANY (ARRAY(SELECT DISTINCT c.account_id FROM candidates c))
     ), judged AS (
         SELECT f.*,
                CASE $4 WHEN 'balances' THEN f.balance_before - f.balance_after
                        WHEN 'posted' THEN CASE WHEN f.posted AND f.amount < 0 THEN -f.amount END
-                       ELSE CASE WHEN f.fresh AND d.diff = f.amount
-                                  AND (SELECT count(*) FROM failed g
-                                        WHERE g.account_id = f.account_id AND g.fresh AND g.amount = f.amount) = 1
-                                 THEN -f.amount END END AS lost
-          FROM failed f LEFT JOIN differences d ON d.account_id = f.account_id
+                       ELSE CASE WHEN c.same_amount = 1 AND d.diff = f.amount THEN -f.amount END END AS lost
+          FROM failed f
+          LEFT JOIN candidates c ON c.txn_id = f.txn_id AND c.account_id = f.account_id
+          LEFT JOIN differences d ON d.account_id = f.account_id
     )
     SELECT t.account_id,
            t.txn_id,
@@ -999,35 +1052,37 @@ CREATE FUNCTION monitor.detect_failure_rate(params jsonb, since timestamp with t
     LANGUAGE plpgsql STABLE
     SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
     AS $_$
+DECLARE
+    head_ok bigint;      -- the rows of the window's partial first minute
+    head_failed bigint;
 BEGIN
     -- a one-shot plan per run: the planner sees the actual window (an index range scan)
-    RETURN QUERY EXECUTE $q$
-    WITH parts AS (
-        SELECT m.succeeded AS ok, m.failed FROM monitor.failure_minutes m
-         WHERE m.minute > date_trunc('minute', now() - ($1 ->> 'window')::interval)
-        UNION ALL
-        SELECT count(*) FILTER (WHERE t.status = 'success'), count(*) FILTER (WHERE t.status = 'failed')
-          FROM monitor.src_transactions t
-         WHERE t.created_at >= now() - ($1 ->> 'window')::interval
-           AND t.created_at < date_trunc('minute', now() - ($1 ->> 'window')::interval) + interval '1 minute'
-           AND t.created_at <= now() AND t.is_primary
-    ), c AS (
-        SELECT coalesce(sum(p.ok), 0) AS ok, coalesce(sum(p.failed), 0) AS failed FROM parts p
+    EXECUTE $q$
+    SELECT count(*) FILTER (WHERE t.status = 'success'), count(*) FILTER (WHERE t.status = 'failed')
+      FROM monitor.src_transactions t
+     WHERE t.created_at >= $1 - ($2 ->> 'window')::interval
+       AND t.created_at < date_trunc('minute', $1 - ($2 ->> 'window')::interval) + interval '1 minute'
+       AND t.created_at <= $1 AND t.is_primary $q$
+    INTO head_ok, head_failed USING now(), params;
+    RETURN QUERY
+    WITH c AS (
+        SELECT head_ok + coalesce(sum(m.succeeded), 0) AS ok, head_failed + coalesce(sum(m.failed), 0) AS failed
+          FROM monitor.failure_minutes m
+         WHERE m.minute > date_trunc('minute', now() - (params ->> 'window')::interval)
     )
     SELECT 'system', 'system', NULL::text, NULL::numeric,
            format('%s of %s transactions failed in the last %s (%s%%, threshold %s%%)', c.failed, c.ok + c.failed,
-                  $1 ->> 'window', round(100.0 * c.failed / (c.ok + c.failed), 1),
-                  round(100 * ($1 ->> 'threshold')::numeric, 1)),
+                  params ->> 'window', round(100.0 * c.failed / (c.ok + c.failed), 1),
+                  round(100 * (params ->> 'threshold')::numeric, 1)),
            jsonb_build_object('failed', c.failed, 'succeeded', c.ok, 'total', c.ok + c.failed,
                               'rate', round(c.failed::numeric / (c.ok + c.failed), 4),
-                              'window', $1 ->> 'window', 'threshold', $1 -> 'threshold',
-                              'min_volume', $1 -> 'min_volume', 'from', now() - ($1 ->> 'window')::interval,
+                              'window', params ->> 'window', 'threshold', params -> 'threshold',
+                              'min_volume', params -> 'min_volume', 'from', now() - (params ->> 'window')::interval,
                               'to', now())
       FROM c
-     WHERE c.ok + c.failed >= ($1 ->> 'min_volume')::numeric
+     WHERE c.ok + c.failed >= (params ->> 'min_volume')::numeric
        AND c.ok + c.failed > 0
-       AND c.failed::numeric / (c.ok + c.failed) > ($1 ->> 'threshold')::numeric
-    $q$ USING params, since;
+       AND c.failed::numeric / (c.ok + c.failed) > (params ->> 'threshold')::numeric;
 END
 $_$;
 
@@ -1056,11 +1111,12 @@ BEGIN
             SELECT t.account_id FROM monitor.src_transactions t
              WHERE NOT $2 AND (t.created_at >= $1 OR t.updated_at >= $1)
             UNION
-            SELECT e.subject FROM monitor.events e
-             WHERE e.detector = 'negative_balance' AND e.status <> 'resolved'
+            SELECT o.account_id FROM unnest($4::text[]) AS o(account_id)
         )$q$ || report || $q$ FROM cand c JOIN monitor.src_accounts a ON a.account_id = c.account_id
          WHERE a.balance < 0 AND NOT a.allow_negative $q$
-        USING since, monitor.accounts_have_updated_at(), monitor.seen_age(params);
+        USING since, monitor.accounts_have_updated_at(), monitor.seen_age(params),
+              ARRAY(SELECT e.subject FROM monitor.events e
+                     WHERE e.detector = 'negative_balance' AND e.status <> 'resolved');
     END IF;
 END
 $_$;
@@ -1075,31 +1131,32 @@ DECLARE
     report text := $r$
     SELECT t.account_id, t.txn_id, t.txn_id, t.amount,
            format('transaction %s on %s pending for %s', t.txn_id, t.account_id,
-                  date_trunc('second', now() - t.created_at)),
+                  date_trunc('second', $3 - t.created_at)),
            jsonb_build_object('txn_id', t.txn_id, 'account_id', t.account_id, 'amount', t.amount,
                               'status', t.status, 'created_at', t.created_at, 'device_id', t.device_id,
-                              'pending_for', (now() - t.created_at)::text, 'age', $1 ->> 'age') $r$;
+                              'pending_for', ($3 - t.created_at)::text, 'age', $1 ->> 'age') $r$;
 BEGIN
     IF NOT params ? 'seen' THEN
         -- a one-shot plan per run: the planner sees the actual time (an index range scan)
         RETURN QUERY EXECUTE report || $q$
           FROM monitor.src_transactions t
          WHERE t.status = 'pending' AND t.is_primary
-           AND t.created_at < now() - ($1 ->> 'age')::interval $q$ USING params, since;
+           AND t.created_at < $3 - ($1 ->> 'age')::interval $q$ USING params, since, now();
     ELSE
         RETURN QUERY EXECUTE report || $q$
           FROM (SELECT DISTINCT ON (c.txn_id) c.* FROM (
                     SELECT t.* FROM monitor.src_transactions t
                      WHERE t.created_at >= $2 - ($1 ->> 'age')::interval
-                       AND t.created_at < now() - ($1 ->> 'age')::interval
+                       AND t.created_at < $3 - ($1 ->> 'age')::interval
                     UNION ALL
-                    SELECT o.* FROM monitor.events e
-                     CROSS JOIN LATERAL (SELECT t.* FROM monitor.src_transactions t
-                                          WHERE t.txn_id = e.txn_id OFFSET 0) o
-                     WHERE e.detector = 'stuck_pending' AND e.status <> 'resolved') c
+                    SELECT t.* FROM monitor.src_transactions t
+                     WHERE t.txn_id = ANY ($4)) c
                  ORDER BY c.txn_id, c.is_primary DESC) t
          WHERE t.status = 'pending' AND t.is_primary
-           AND t.created_at < now() - ($1 ->> 'age')::interval $q$ USING params, since;
+           AND t.created_at < $3 - ($1 ->> 'age')::interval $q$
+        USING params, since, now(),
+              ARRAY(SELECT e.txn_id FROM monitor.events e
+                     WHERE e.detector = 'stuck_pending' AND e.status <> 'resolved' AND e.txn_id IS NOT NULL);
     END IF;
 END
 $_$;
@@ -1324,7 +1381,9 @@ DECLARE
     seen integer := coalesce(p_seen, 2147483647);
     first_new timestamptz;
     back_accounts text[] := '{}';
-    back_starts timestamptz[] := '{}';
+    more text[];
+    lookback interval := p_window * 64;
+    lo timestamptz;
 BEGIN
     IF p_source = 'scans' THEN
         rel := 'monitor.src_scans'; id_col := 'scan_id'; t_col := 'scanned_at';
@@ -1351,8 +1410,11 @@ BEGIN
     END IF;
     -- 1. One range scan from that row's time - window: it holds every row a burst reaching a fresh
     --    row can have, unless the burst started before it (then its earlier rows may lie further back).
+    --    The range is read twice (NOT MATERIALIZED), once to find the accounts with a fresh row and a
+    --    neighbour, once for their rows: no slower than writing it to a CTE and reading that back,
+    --    and a CTE read twice would be gathered on a Citus coordinator instead of staying on the shards.
     FOR b IN EXECUTE format($q$
-        WITH win AS (
+        WITH win AS NOT MATERIALIZED (
             SELECT r.account_id, r.%3$I AS id, r.%2$I AS t, r.device_id, %4$s,
                    r.%2$I >= $1 AND r.%2$I < $6 AND (age(r.row_xmin) <= $4) IS NOT FALSE AS fresh  -- not seen before
               FROM %1$s r WHERE r.%2$I >= $5 - $2 AND r.%2$I < $6 + $2  -- a backfill's slice ends at $6
@@ -1387,52 +1449,61 @@ BEGIN
             account_id := b.account_id; ids := b.ids; times := b.times; devices := b.devices;
             amounts := b.amounts; statuses := b.statuses;
             RETURN NEXT;
-        ELSE
-            back_accounts := back_accounts || b.account_id;
-            back_starts := back_starts || b.times[1];
+        ELSE  -- at most one such burst per account: a burst starting in [first_new - window, first_new)
+            back_accounts := back_accounts || b.account_id;  -- is the only one starting before first_new
         END IF;
     END LOOP;
-    IF cardinality(back_accounts) = 0 THEN
-        RETURN;
-    END IF;
-    -- 2. The few bursts that started before since: follow each backwards through the
-    --    (account_id, time) index to its first row, then number that account's rows again.
-    RETURN QUERY EXECUTE format($q$
-        WITH RECURSIVE back (account_id, t) AS (
-            SELECT s.a, s.t0 FROM unnest($4::text[], $5::timestamptz[]) AS s(a, t0)
-            UNION ALL
-            SELECT b.account_id, p.t
-              FROM back b
-              CROSS JOIN LATERAL (
-                  SELECT r.%2$I AS t FROM %1$s r
-                   WHERE r.account_id = b.account_id AND r.%2$I < b.t AND r.%2$I >= b.t - $2
-                   ORDER BY r.%2$I LIMIT 1) p
-        ), start AS (
-            SELECT b.account_id, min(b.t) AS t FROM back b GROUP BY b.account_id
-        ), marked AS (
-            SELECT r.account_id, r.%3$I AS id, r.%2$I AS t, r.device_id, %4$s,
-                   CASE WHEN lag(r.%2$I) OVER o IS NULL OR r.%2$I - lag(r.%2$I) OVER o > $2
-                        THEN 1 ELSE 0 END AS starts
-              FROM start s
-             CROSS JOIN LATERAL (  -- per account through (account_id, time); OFFSET 0 keeps it a lookup per
-                 SELECT r.* FROM %1$s r  -- account when the view joins (appended answers), never a hash join
-                  WHERE r.account_id = s.account_id AND r.%2$I >= s.t AND r.%2$I < $6 + $2 OFFSET 0) r
-            WINDOW o AS (PARTITION BY r.account_id ORDER BY r.%2$I, r.%3$I COLLATE "C")
-        ), numbered AS (
-            SELECT m.*, sum(m.starts) OVER (PARTITION BY m.account_id ORDER BY m.t, m.id COLLATE "C") AS burst
-              FROM marked m
-        )
-        SELECT n.account_id,
-               array_agg(n.id ORDER BY n.t, n.id COLLATE "C"),
-               array_agg(n.t ORDER BY n.t, n.id COLLATE "C"),
-               array_agg(n.device_id ORDER BY n.t, n.id COLLATE "C"),
-               array_agg(n.amount ORDER BY n.t, n.id COLLATE "C"),
-               array_agg(n.status ORDER BY n.t, n.id COLLATE "C")
-          FROM numbered n
-         GROUP BY n.account_id, n.burst
-        HAVING count(*) >= $3 AND max(n.t) >= $1
-    $q$, rel, t_col, id_col, extra)
-    USING p_since, p_window, p_min_count, back_accounts, back_starts, p_until;
+    -- 2. The few bursts that started before first_new: each is its account's earliest burst holding a
+    --    fresh row. Read those accounts from further back, the lookback doubling each round, until each
+    --    burst's first row has nothing within the window before it that the round could have missed
+    --    (a round reads each account through (account_id, time) from lo on; the bursts found early
+    --    are reported, the others read again from further back). No recursive query: on Citus one
+    --    runs on a single shard only.
+    lo := first_new - p_window;
+    WHILE cardinality(back_accounts) > 0 LOOP
+        lo := lo - lookback;
+        lookback := lookback * 2;
+        more := '{}';
+        FOR b IN EXECUTE format($q$
+            WITH marked AS (
+                SELECT r.account_id, r.%3$I AS id, r.%2$I AS t, r.device_id, %4$s,
+                       r.%2$I >= $1 AND r.%2$I < $6 AND (age(r.row_xmin) <= $7) IS NOT FALSE AS fresh,
+                       CASE WHEN lag(r.%2$I) OVER o IS NULL OR r.%2$I - lag(r.%2$I) OVER o > $2
+                            THEN 1 ELSE 0 END AS starts
+                  FROM %1$s r
+                 WHERE r.account_id = ANY ($4) AND r.%2$I >= $5 AND r.%2$I < $6 + $2
+                WINDOW o AS (PARTITION BY r.account_id ORDER BY r.%2$I, r.%3$I COLLATE "C")
+            ), numbered AS (
+                SELECT m.*, sum(m.starts) OVER (PARTITION BY m.account_id ORDER BY m.t, m.id COLLATE "C") AS burst
+                  FROM marked m
+            ), bursts AS (         -- the bursts holding a fresh row, and which is each account's earliest
+                SELECT n.account_id,
+                       array_agg(n.id ORDER BY n.t, n.id COLLATE "C") AS ids,
+                       array_agg(n.t ORDER BY n.t, n.id COLLATE "C") AS times,
+                       array_agg(n.device_id ORDER BY n.t, n.id COLLATE "C") AS devices,
+                       array_agg(n.amount ORDER BY n.t, n.id COLLATE "C") AS amounts,
+                       array_agg(n.status ORDER BY n.t, n.id COLLATE "C") AS statuses,
+                       n.burst = min(n.burst) OVER (PARTITION BY n.account_id) AS earliest
+                  FROM numbered n
+                 GROUP BY n.account_id, n.burst
+                HAVING bool_or(n.fresh)
+            )
+            SELECT b.*, b.times[1] - $2 >= $5 OR NOT isfinite(b.times[1]) AS complete
+              FROM bursts b
+             WHERE b.earliest
+        $q$, rel, t_col, id_col, extra)
+        USING p_since, p_window, p_min_count, back_accounts, lo, p_until, seen
+        LOOP
+            IF NOT b.complete THEN
+                more := more || b.account_id;
+            ELSIF cardinality(b.ids) >= p_min_count THEN
+                account_id := b.account_id; ids := b.ids; times := b.times; devices := b.devices;
+                amounts := b.amounts; statuses := b.statuses;
+                RETURN NEXT;
+            END IF;
+        END LOOP;
+        back_accounts := more;
+    END LOOP;
 END
 $_$;
 
@@ -1720,9 +1791,11 @@ BEGIN
        OR NOT EXISTS (SELECT FROM monitor.account_totals) THEN  -- empty: a crash emptied the unlogged cache
         -- full pass: recompute every total in one sequential pass with an in-memory hash aggregate
         -- (not in (account_id, created_at) index order, which visits the heap at random), and write
-        -- only the totals that differ from the stored ones
+        -- only the totals that differ from the stored ones. The sums are a query of their own
+        -- (MATERIALIZED): on a distributed ledger the shards compute them, and only the per-account
+        -- results meet the totals, which stay on the coordinator.
         PERFORM set_config('work_mem', '256MB', true);
-        EXECUTE 'WITH fresh AS (
+        EXECUTE 'WITH fresh AS MATERIALIZED (
                      SELECT t.account_id, sum(t.amount) AS success_sum FROM monitor.src_transactions t
                       WHERE t.status = ''success'' AND t.created_at < $1
                       GROUP BY t.account_id
@@ -1749,16 +1822,18 @@ BEGIN
             new_h := old_h;
         END IF;
         -- rows created before the old horizon and changed since (pending -> success, say): recount
-        -- those accounts from their rows
-        EXECUTE 'WITH changed AS (
-                     SELECT DISTINCT t.account_id FROM monitor.src_transactions t
-                      WHERE t.updated_at >= $1 AND t.created_at < $2)
-                 INSERT INTO monitor.account_totals AS a (account_id, success_sum)
-                 SELECT c.account_id,
-                        coalesce((SELECT sum(t.amount) FROM monitor.src_transactions t
-                                   WHERE t.account_id = c.account_id AND t.status = ''success''
-                                     AND t.created_at < $3), 0)
-                   FROM changed c
+        -- those accounts from their rows. One query over the source alone, joined on account_id, so
+        -- that on a distributed ledger each shard recounts its own accounts; its few rows are then
+        -- written here.
+        EXECUTE 'INSERT INTO monitor.account_totals AS a (account_id, success_sum)
+                 SELECT c.account_id, coalesce(s.success_sum, 0)
+                   FROM (SELECT DISTINCT t.account_id FROM monitor.src_transactions t
+                          WHERE t.updated_at >= $1 AND t.created_at < $2) c
+                   LEFT JOIN LATERAL (SELECT t.account_id, sum(t.amount) AS success_sum
+                                        FROM monitor.src_transactions t
+                                       WHERE t.account_id = c.account_id AND t.status = ''success''
+                                         AND t.created_at < $3
+                                       GROUP BY t.account_id) s ON true
                  ON CONFLICT (account_id) DO UPDATE SET success_sum = excluded.success_sum'
             USING since - monitor.balance_horizon_lag(), old_h, new_h;
     END IF;
@@ -1775,6 +1850,11 @@ CREATE FUNCTION monitor.prepare_failure_rate(params jsonb, since timestamp with 
     AS $_$
 DECLARE
     lo timestamptz := date_trunc('minute', now() - (params ->> 'window')::interval);
+    changed timestamptz[];
+    touched timestamptz[];
+    run_lo timestamptz[];
+    run_hi timestamptz[];
+    i integer;
 BEGIN
     DELETE FROM monitor.failure_minutes m WHERE m.minute < lo;
     IF NOT params ? 'seen' OR NOT monitor.transactions_have_updated_at()
@@ -1786,33 +1866,39 @@ BEGIN
         SELECT date_trunc('minute', t.created_at), count(*) FILTER (WHERE t.status = 'success'),
                count(*) FILTER (WHERE t.status = 'failed')
           FROM monitor.src_transactions t
-         WHERE t.created_at >= $1 AND t.created_at <= now() AND t.is_primary
-         GROUP BY 1 $q$ USING lo;
+         WHERE t.created_at >= $1 AND t.created_at <= $2 AND t.is_primary
+         GROUP BY 1 $q$ USING lo, now();
     ELSE
+        -- the older minutes of the rows changed since `since`
         EXECUTE $q$
-        WITH touched AS (
-            SELECT m.minute FROM generate_series(date_trunc('minute', greatest($1, $2)),
-                                                  date_trunc('minute', now()), interval '1 minute') m(minute)
-            UNION
-            SELECT date_trunc('minute', t.created_at) FROM monitor.src_transactions t
-             WHERE t.updated_at >= $1 AND t.created_at >= $2 AND t.created_at < $1
-        ), counted AS (
-            SELECT m.minute, c.succeeded, c.failed
-              FROM touched m
-             CROSS JOIN LATERAL (
-                   SELECT count(*) FILTER (WHERE t.status = 'success') AS succeeded,
-                          count(*) FILTER (WHERE t.status = 'failed') AS failed
-                     FROM monitor.src_transactions t
-                    WHERE t.created_at >= m.minute AND t.created_at < m.minute + interval '1 minute'
-                      AND t.created_at <= now() AND t.is_primary) c
-        ), gone AS (
-            DELETE FROM monitor.failure_minutes f USING counted c
-             WHERE f.minute = c.minute AND c.succeeded + c.failed = 0
-        )
-        INSERT INTO monitor.failure_minutes AS f (minute, succeeded, failed)
-        SELECT c.minute, c.succeeded, c.failed FROM counted c WHERE c.succeeded + c.failed > 0
-        ON CONFLICT (minute) DO UPDATE SET succeeded = excluded.succeeded, failed = excluded.failed
-        $q$ USING since, lo;
+        SELECT coalesce(array_agg(c.minute), '{}') FROM (
+            SELECT DISTINCT date_trunc('minute', t.created_at) AS minute FROM monitor.src_transactions t
+             WHERE t.updated_at >= $1 AND t.created_at >= $2 AND t.created_at < $1) c $q$
+        INTO changed USING since, lo;
+        touched := ARRAY(SELECT c.minute FROM unnest(changed) AS c(minute)
+                         UNION  -- (each minute once: it is counted once)
+                         SELECT generate_series(date_trunc('minute', greatest(since, lo)), date_trunc('minute', now()),
+                                                interval '1 minute'));
+        DELETE FROM monitor.failure_minutes f WHERE f.minute = ANY (touched);
+        -- the touched minutes as runs of consecutive minutes [run_lo, run_hi) (the late window's is one),
+        -- each counted by a statement of its own: an index range scan over a known range, whatever the
+        -- statistics say (a join with the list of runs may be planned as a scan of the whole table)
+        SELECT coalesce(array_agg(r.lo), '{}'), coalesce(array_agg(r.hi), '{}') INTO run_lo, run_hi
+          FROM (SELECT min(x.minute) AS lo, max(x.minute) + interval '1 minute' AS hi
+                  FROM (SELECT c.minute, c.minute - make_interval(mins => (row_number() OVER (ORDER BY c.minute))::integer)
+                                   AS island
+                          FROM unnest(touched) AS c(minute)) x
+                 GROUP BY x.island) r;
+        FOR i IN 1 .. cardinality(run_lo) LOOP
+            EXECUTE $q$
+            INSERT INTO monitor.failure_minutes (minute, succeeded, failed)
+            SELECT date_trunc('minute', t.created_at), count(*) FILTER (WHERE t.status = 'success'),
+                   count(*) FILTER (WHERE t.status = 'failed')
+              FROM monitor.src_transactions t
+             WHERE t.created_at >= $1 AND t.created_at < $2 AND t.created_at <= $3 AND t.is_primary
+             GROUP BY 1
+            HAVING count(*) FILTER (WHERE t.status IN ('success', 'failed')) > 0 $q$ USING run_lo[i], run_hi[i], now();
+        END LOOP;
     END IF;
 END
 $_$;
@@ -2603,15 +2689,20 @@ $_$;
 COMMENT ON FUNCTION monitor.validate_params(p_detector text, p_defaults jsonb, p_params jsonb) IS 'Refuses unknown parameter keys, values of the wrong kind and values out of range; returns the parameters.';
 
 CREATE FUNCTION monitor.volume_anomaly_at(params jsonb, p_hour timestamp without time zone) RETURNS SETOF monitor.finding
-    LANGUAGE sql STABLE
+    LANGUAGE plpgsql STABLE
     SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
-    AS $$
+    AS $_$
+DECLARE
+    v_observed bigint;  -- the hour's count
+BEGIN
+    -- a one-shot plan: the planner sees the actual hour (an index range scan)
+    EXECUTE $q$
+    SELECT count(*) FROM monitor.src_transactions t
+     WHERE t.created_at >= $1 AND t.created_at < $2 AND t.is_primary $q$
+    INTO v_observed USING p_hour AT TIME ZONE 'UTC', (p_hour + interval '1 hour') AT TIME ZONE 'UTC';
+    RETURN QUERY
     WITH first_hour AS (
-        SELECT min(hour_utc) AS h FROM monitor.volume_hourly
-    ), cur AS (
-        SELECT count(*) AS n FROM monitor.src_transactions t
-         WHERE t.created_at >= p_hour AT TIME ZONE 'UTC' AND t.created_at < (p_hour + interval '1 hour') AT TIME ZONE 'UTC'
-           AND t.is_primary
+        SELECT min(v.hour_utc) AS h FROM monitor.volume_hourly v
     ), samples AS (
         SELECT p_hour - make_interval(days => 7 * k) AS hour_utc,
                coalesce((SELECT v.txns FROM monitor.volume_hourly v
@@ -2619,16 +2710,16 @@ CREATE FUNCTION monitor.volume_anomaly_at(params jsonb, p_hour timestamp without
           FROM generate_series(1, (params ->> 'baseline_days')::integer / 7) k, first_hour f
          WHERE p_hour - make_interval(days => 7 * k) >= f.h
     ), stats AS (
-        SELECT count(*) AS n, avg(txns) AS mean, coalesce(stddev_samp(txns), 0) AS sd,
-               jsonb_agg(jsonb_build_object('hour', hour_utc, 'txns', txns) ORDER BY hour_utc) AS rows
-          FROM samples
+        SELECT count(*) AS n, avg(s.txns) AS mean, coalesce(stddev_samp(s.txns), 0) AS sd,
+               jsonb_agg(jsonb_build_object('hour', s.hour_utc, 'txns', s.txns) ORDER BY s.hour_utc) AS rows
+          FROM samples s
     ), judged AS (
-        SELECT cur.n AS observed, s.*,
+        SELECT v_observed AS observed, s.*,
                -- sqrt(1 + 1/n): a new hour deviates from a mean of n samples by more than one hour
                -- deviates from the true mean (a prediction interval), see CHANGELOG.md
                (params ->> 'sigma')::numeric * greatest(s.sd, sqrt(s.mean), 1)
                    * sqrt(1 + 1.0 / greatest(s.n, 1)) AS allowed
-          FROM cur, stats s
+          FROM stats s
     )
     SELECT 'system', 'system', NULL::text, NULL::numeric,
            format('%s transactions in the hour from %s UTC, expected about %s (allowed deviation %s)',
@@ -2639,8 +2730,9 @@ CREATE FUNCTION monitor.volume_anomaly_at(params jsonb, p_hour timestamp without
                               'baseline_days', params -> 'baseline_days', 'min_samples', params -> 'min_samples')
       FROM judged j
      WHERE j.n >= (params ->> 'min_samples')::integer
-       AND abs(j.observed - j.mean) > j.allowed
-$$;
+       AND abs(j.observed - j.mean) > j.allowed;
+END
+$_$;
 
 CREATE TABLE ledger.accounts (
     account_id text NOT NULL,
