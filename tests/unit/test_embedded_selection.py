@@ -93,7 +93,7 @@ def test_monitor_test_backend_asks_for_one(monkeypatch, starters):
     monkeypatch.setenv("MONITOR_TEST_BACKEND", "local")
     assert embedded.choose_backend()[0] == "local"
     monkeypatch.setenv("MONITOR_TEST_BACKEND", "podman")
-    with pytest.raises(embedded.EmbeddedError, match="use local, docker or dsn"):
+    with pytest.raises(embedded.EmbeddedError, match="use local, docker, dsn or citus"):
         embedded.choose_backend()
     monkeypatch.setenv("MONITOR_TEST_DSN", "host=db.example dbname=t")  # asked for: docker, even with a DSN
     monkeypatch.setenv("MONITOR_TEST_BACKEND", "docker")
