@@ -41,7 +41,9 @@ from monitorctl.install import install  # noqa: E402
 from . import measure  # noqa: E402
 from .common import SCALES, connect, ratio, say, timed  # noqa: E402
 
-SETTINGS = {"shared_buffers": "2GB", "work_mem": "64MB", "max_parallel_workers_per_gather": "0"}
+# the same memory in all: the single server gets what the cluster's three servers get together
+SETTINGS = {"work_mem": "64MB", "max_parallel_workers_per_gather": "0"}
+SHARED_BUFFERS = {"single": "6GB", "node": "2GB"}
 
 
 def deployment(server: embedded.Server, scale, distributed: bool) -> dict:
@@ -59,6 +61,9 @@ def deployment(server: embedded.Server, scale, distributed: bool) -> dict:
         out["distribute_s"] = round(time.perf_counter() - t0, 1)
         say(f"{name}: distributed in {out['distribute_s']} s")
     with connect(dsn) as conn:
+        if distributed:
+            out["shards"] = conn.execute("select shard_count from citus_tables"
+                                         " where table_name = 'ledger.transactions'::regclass").fetchone()[0]
         conn.execute("ANALYZE")
         fr = measure.first_run(conn)
         out["first_run_ms"] = fr["first"]["ms"]
@@ -107,11 +112,13 @@ def main(argv: list[str] | None = None) -> int:
         say("Citus is not installed for this PostgreSQL (docs/scaling.md)")
         return 2
     result: dict = {"meta": {"started_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-                             "scale": scale.name, "settings": SETTINGS, "workers": embedded.CITUS_WORKERS}}
+                             "scale": scale.name, "settings": SETTINGS,
+                             "shared_buffers": SHARED_BUFFERS, "workers": embedded.CITUS_WORKERS}}
     started = time.perf_counter()
     for key, distributed in (("single", False), ("citus", True)):
-        server = (embedded.start_citus(say, settings=SETTINGS) if distributed
-                  else embedded.start_local(say, settings=SETTINGS))
+        server = (embedded.start_citus(say, settings={**SETTINGS, "shared_buffers": SHARED_BUFFERS["node"]})
+                  if distributed else
+                  embedded.start_local(say, settings={**SETTINGS, "shared_buffers": SHARED_BUFFERS["single"]}))
         try:
             result[key] = deployment(server, scale, distributed)
         finally:

@@ -111,11 +111,13 @@ BEGIN
 END
 $$;
 
--- Enabling a detector restarts its overdue clock (detector_health counts from enabled_at).
+-- Enabling a detector restarts its overdue clock (detector_health counts from enabled_at), and so
+-- does giving it a pg_cron job: a detector installed with --no-schedule and scheduled an hour later
+-- is not overdue before its first tick.
 CREATE OR REPLACE FUNCTION monitor.detectors_touch() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, monitor, pg_temp AS $$
 BEGIN
-    IF NEW.enabled AND NOT OLD.enabled THEN
+    IF (NEW.enabled AND NOT OLD.enabled) OR (NEW.scheduled AND NOT coalesce(OLD.scheduled, false)) THEN
         NEW.enabled_at := now();
     END IF;
     NEW.updated_at := now();

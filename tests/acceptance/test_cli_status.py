@@ -13,6 +13,8 @@ def test_status_reports_pg_cron_detectors_events_and_migrations(monitor, pg_serv
     monitor.detector("crit")
     doc = monitor.json("status")
     assert doc["pg_cron"]["in_sync"] is False  # a detector registered in SQL has no job yet
+    # installed --no-schedule an hour ago: scheduling starts the overdue clock, nothing is overdue yet
+    monitor.conn.execute("update monitor.detectors set enabled_at = now() - interval '1 hour'")
     monitor.ok("install")  # schedules the jobs
     monitor.find("crit", "a")
     monitor.run("crit")

@@ -1237,7 +1237,7 @@ CREATE FUNCTION monitor.detectors_touch() RETURNS trigger
     SET search_path TO 'pg_catalog', 'monitor', 'pg_temp'
     AS $$
 BEGIN
-    IF NEW.enabled AND NOT OLD.enabled THEN
+    IF (NEW.enabled AND NOT OLD.enabled) OR (NEW.scheduled AND NOT coalesce(OLD.scheduled, false)) THEN
         NEW.enabled_at := now();
     END IF;
     NEW.updated_at := now();
