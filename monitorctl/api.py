@@ -171,8 +171,8 @@ class Monitor(Notifications, Observation):
         ``schedule_jobs`` is false) bring pg_cron's jobs in line. ``config`` is a mapping (a dict as
         read from TOML) or the path of its TOML file; ``distributed`` (with ``with_ledger``, on a Citus
         coordinator) distributes the reference ledger by account (docs/scaling.md). Commits: each
-        migration with its record; then the distribution; then the sql/ files, mapping, parameters
-        and install mark together; then each pg_cron change."""
+        migration with its record; then the distribution, the sql/ files, mapping, parameters and
+        install mark together; then each pg_cron change."""
         cfg = mapping.load(config) if isinstance(config, (str, Path)) else config
         report = inst.install(self.dsn, with_ledger=with_ledger, config=cfg, do_schedule=schedule_jobs,
                               say=self.say, conn=self.connection, distributed=distributed)

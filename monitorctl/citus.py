@@ -40,18 +40,26 @@ def table(conn, oid: int) -> Table | None:
     return Table(**found) if found else None
 
 
-def require_coordinator(conn) -> None:
-    """Refuse (naming the fix) a database that is not the coordinator of a Citus cluster."""
+def require_coordinator(conn, what: str = "--distributed") -> None:
+    """Refuse (naming the fix) a database that is not the coordinator of a Citus cluster with workers."""
     if version(conn) is None:
-        raise UsageError("--distributed needs Citus: CREATE EXTENSION citus in this database and add its workers "
+        raise UsageError(f"{what} needs Citus: CREATE EXTENSION citus in this database and add its workers "
                          "first (docs/scaling.md)")
-    if not db.value(conn, "citus_is_coordinator"):
-        raise UsageError("--distributed runs on the Citus coordinator: connect to the coordinator, not a worker")
+    refuse_worker(conn)
+    if not db.row(conn, "citus_node")["workers"]:
+        raise UsageError(f"{what}: this Citus coordinator has no workers: SELECT citus_set_coordinator_host(...) "
+                         "and citus_add_node(...) for each worker first (docs/scaling.md)")
+
+
+def refuse_worker(conn) -> None:
+    """Refuse a Citus worker: monitorctl is installed, and connected to, on the coordinator."""
+    if version(conn) is not None and not db.row(conn, "citus_node")["coordinator"]:
+        raise UsageError("this database is on a Citus worker: install and run monitorctl on the coordinator "
+                         "(docs/scaling.md)")
 
 
 def distribute_ledger(conn) -> None:
     """The reference ledger as distributed tables co-located by account_id (sql/citus/distribute_ledger.sql),
-    in one transaction; refused, naming the fix, where this is not a Citus coordinator."""
-    require_coordinator(conn)
-    with conn.transaction():
-        conn.execute((resources.sql_dir() / "citus" / "distribute_ledger.sql").read_text())
+    in the caller's transaction (install's, which then renders the source views over the distributed
+    tables); require_coordinator first."""
+    conn.execute((resources.sql_dir() / "citus" / "distribute_ledger.sql").read_text())

@@ -97,8 +97,9 @@ DISTRIBUTION_NEED = "every detector's per-account work on the shards"
 
 
 def distribution_advice(conn, mapping: dict) -> list[Advice]:
-    """On a Citus coordinator: whether each mapped table is distributed by its account column, and the
-    tables co-located with the transactions (nothing where Citus is not installed)."""
+    """On a Citus coordinator: whether each mapped table is distributed by its account column, the
+    tables co-located with the first of them, and the source views made after the distribution
+    (nothing where Citus is not installed)."""
     if citus.version(conn) is None:
         return []
     out, groups = [], {}
@@ -118,31 +119,40 @@ def distribution_advice(conn, mapping: dict) -> list[Advice]:
         table = citus.table(conn, found[0])
         account = accounts[0] or "<account column>"
         if table is None or table.kind == "local":
+            first = next(iter(groups), None)
+            call = (sql.SQL("SELECT create_distributed_table({}, {}").format(sql.Literal(found[1]), sql.Literal(account))
+                    + (sql.SQL(", colocate_with => {}").format(sql.Literal(first)) if first else sql.SQL(""))
+                    + sql.SQL(")"))
+            keys = db.value(conn, "unique_keys_without", {"relid": found[0], "column": account})
+            first_step = (f"make its unique keys ({keys}) include {account} (docs/scaling.md), then " if keys else "")
             out.append(Advice(found[1], ("distribution",), DISTRIBUTION_NEED, "missing",
-                              f"SELECT create_distributed_table('{found[1]}', '{account}')"
-                              + (f" (co-located with {groups_first(groups)})" if groups else "")))
-        elif table.kind == "reference":
+                              f"{first_step}{call.as_string(conn)}, then `monitorctl install` (the source views)"))
+            continue
+        if table.kind == "reference":
             out.append(Advice(found[1], ("reference table",), DISTRIBUTION_NEED, "ok",
                               "a copy on every node: joins with it run on the shards"))
         elif table.column not in accounts:
-            out.append(Advice(found[1], (f"distributed by {table.column}",), DISTRIBUTION_NEED, "missing",
-                              f"SELECT alter_distributed_table('{found[1]}', distribution_column := '{account}')"))
+            shown = f"distributed by {table.column}" if table.column else "a single shard, no distribution column"
+            call = sql.SQL("SELECT alter_distributed_table({}, distribution_column := {})").format(
+                sql.Literal(found[1]), sql.Literal(account))
+            out.append(Advice(found[1], (shown,), DISTRIBUTION_NEED, "missing", call.as_string(conn)))
         else:
             groups[found[1]] = table.colocation
             note = ("the credit legs of an account are on the shards of other accounts: per-account work on them "
                     "gathers rows across nodes" if len(accounts) == 2 else "")
             out.append(Advice(found[1], (f"distributed by {table.column}", f"{table.shards} shards"),
                               DISTRIBUTION_NEED, "ok", note))
-    first = groups_first(groups)
+        if db.value(conn, "view_reads_xmin", (f"monitor.src_{rel}",)):
+            out.append(Advice(found[1], ("source view",), "the late-window skip (docs/scaling.md)", "missing",
+                              f"monitor.src_{rel} was made before {found[1]} was distributed and reads its rows' "
+                              "xmin, a worker's: run `monitorctl install` to make it again"))
+    first = next(iter(groups), None)
     for name, group in groups.items():
         if group != groups[first]:
-            out.append(Advice(name, ("co-location",), DISTRIBUTION_NEED, "missing",
-                              f"SELECT alter_distributed_table('{name}', colocate_with := '{first}')"))
+            call = sql.SQL("SELECT alter_distributed_table({}, colocate_with := {})").format(
+                sql.Literal(name), sql.Literal(first))
+            out.append(Advice(name, ("co-location",), DISTRIBUTION_NEED, "missing", call.as_string(conn)))
     return out
-
-
-def groups_first(groups: dict) -> str:
-    return next(iter(groups))
 
 
 def _advise(conn, relation: str, values: list, logical: tuple[str, ...], who: str) -> Advice:
@@ -242,22 +252,23 @@ def partial_index_serves(conn, probe: str) -> bool | None:
     not ask, e.g. monitor_reader, which cannot read the source views)."""
     try:
         with conn.transaction(force_rollback=True):
-            db.value(conn, "planner_no_seqscan")
+            if citus.version(conn) is not None:
+                db.run(conn, "citus_set_local")
+            db.run(conn, "planner_no_seqscan")
             plan = db.value(conn, probe)
     except psycopg.errors.InsufficientPrivilege:
         return None
     names = set()
 
-    def walk(node):
-        if "Index Name" in node:
-            names.add(node["Index Name"])
-            names.add(re.sub(r"_[0-9]+$", "", node["Index Name"]))  # a Citus shard's index: <index>_<shard id>
+    def walk(node, shard=False):
+        if "Index Name" in node:  # a Citus shard's index is named <index>_<shard id>
+            names.add(re.sub(r"_[0-9]+$", "", node["Index Name"]) if shard else node["Index Name"])
         for child in node.get("Plans", []):
-            walk(child)
+            walk(child, shard)
         for task in node.get("Distributed Query", {}).get("Job", {}).get("Tasks", []):  # Citus: each shard's plan
             for remote in task.get("Remote Plan", []):
                 for plan in remote:
-                    walk(plan["Plan"])
+                    walk(plan["Plan"], True)
 
     walk(plan[0]["Plan"])
     return bool(names) and conn.execute(query("partial_indexes"), (sorted(names),)).fetchone()[0]

@@ -161,10 +161,9 @@ def install(dsn: str, with_ledger: bool = False, config: dict | None = None, do_
     """Install or upgrade, on ``conn`` (an autocommit connection to ``dsn``) or a connection of its own.
 
     Migrations are applied by yoyo on its own connection, each in one transaction with its record;
-    ``distributed`` (with ``with_ledger``, on a Citus coordinator) then distributes the reference
-    ledger by account in one transaction; the re-runnable sql/ files, the mapping, the parameters of
-    ``config`` and the install mark are committed together in one transaction; pg_cron's jobs are
-    synchronised afterwards."""
+    the distribution of the reference ledger (``distributed``, with ``with_ledger``, on a Citus
+    coordinator), the re-runnable sql/ files, the mapping, the parameters of ``config`` and the install
+    mark are committed together in one transaction; pg_cron's jobs are synchronised afterwards."""
     if distributed and not with_ledger:
         raise UsageError("--distributed distributes the reference ledger: pass --with-ledger too (your own tables "
                          "you distribute yourself, docs/scaling.md)")
@@ -180,8 +179,9 @@ def _install(conn, dsn, with_ledger, config, do_schedule, say, report, distribut
     """install() under the install lock."""
     check_not_newer(conn)
     citus_version = citus.version(conn)
+    citus.refuse_worker(conn)  # before anything changes
     if distributed:
-        citus.require_coordinator(conn)  # before anything changes
+        citus.require_coordinator(conn)
     # the mapping is checked before anything changes, unless its tables come with the install (the
     # reference ledger of a first --with-ledger)
     mapping = warnings = None
@@ -199,10 +199,6 @@ def _install(conn, dsn, with_ledger, config, do_schedule, say, report, distribut
             report.applied += apply_migrations(dsn, "ledger")
         for mid in report.applied:
             say(f"applied migration {mid}")
-        if distributed:
-            citus.distribute_ledger(conn)
-            say("the reference ledger is distributed by account_id (ledger.accounts, ledger.transactions and "
-                "ledger.scans co-located)")
         if mapping is None:
             mapping = resolve_mapping(conn, with_ledger, config)
             warnings = mapping_mod.check_database(conn, mapping)
@@ -210,6 +206,8 @@ def _install(conn, dsn, with_ledger, config, do_schedule, say, report, distribut
             say(f"warning: config: {warning}")
         before = stored_mapping(conn)
         with conn.transaction():
+            if distributed:  # in this transaction: the source views below are made over the distributed tables
+                citus.distribute_ledger(conn)
             if before is not None and before != mapping:
                 # what the detectors cached was read through the old mapping (its units, filters,
                 # legs, words): made again from the new one by their next run, a full pass
@@ -239,6 +237,9 @@ def _install(conn, dsn, with_ledger, config, do_schedule, say, report, distribut
             if with_ledger and not ledger_existed:
                 db.run(conn, "drop_ledger_schema")
         raise
+    if distributed:
+        say("the reference ledger is distributed by account_id (ledger.accounts, ledger.transactions and "
+            "ledger.scans co-located)")
     say(f"installed monitor schema {resources.schema_version()} and {len(render_sql_names())} SQL files")
     if citus_version:
         say(f"Citus {citus_version}: monitor's tables and pg_cron's jobs are on this coordinator; `monitorctl doctor` "

@@ -413,8 +413,13 @@ select cron.unschedule(%(jobid)s::bigint)
 select pg_get_userbyid(nspowner) from pg_namespace where nspname = 'monitor'
 
 -- name: planner_no_seqscan
--- for doctor's probes, in a transaction that is rolled back: does an index serve the filter?
-select set_config('enable_seqscan', 'off', true)
+-- for doctor's probes, in a transaction that is rolled back: does an index serve the filter? (a SET
+-- LOCAL statement: Citus passes it on to the shards' plans when asked to, citus_set_local)
+SET LOCAL enable_seqscan = off
+
+-- name: citus_set_local
+-- on a Citus coordinator: SET LOCAL statements of this transaction apply on the workers too
+SET LOCAL citus.propagate_set_commands = 'local'
 
 -- Commands (monitorctl/api.py).
 
@@ -578,16 +583,34 @@ select s.taken_at, s.txn_last_hour, s.successes, s.failures, s.success_rate, s.o
 -- the citus extension's version in this database
 select e.extversion from pg_catalog.pg_extension e where e.extname = 'citus'
 
--- name: citus_is_coordinator
--- this node is the coordinator of its cluster (only asked where the citus extension is installed)
-select pg_catalog.citus_is_coordinator()
+-- name: citus_node
+-- this node's place in its cluster (only asked where the citus extension is installed): whether it is
+-- the coordinator (group 0), and how many workers the cluster has
+select (select groupid = 0 from pg_catalog.pg_dist_local_group) as coordinator,
+       (select count(*) from pg_catalog.pg_dist_node where groupid <> 0 and noderole = 'primary') as workers
+
+-- name: unique_keys_without
+-- the unique indexes of a relation that do not include a column (Citus distributes a table only when
+-- every unique key includes its distribution column)
+select coalesce(string_agg(c.relname::text, ', ' order by c.relname), '')
+from pg_catalog.pg_index i join pg_catalog.pg_class c on c.oid = i.indexrelid
+where i.indrelid = %(relid)s and i.indisunique
+  and not exists (select from pg_catalog.pg_attribute a
+                   where a.attrelid = i.indrelid and a.attname = %(column)s and a.attnum = any (i.indkey))
+
+-- name: view_reads_xmin
+-- whether a source view was made reading its relation's xmin (rendered before the relation was
+-- distributed, it still does)
+select pg_catalog.pg_get_viewdef(pg_catalog.to_regclass(%s)) ~ '\mxmin\M'
 
 -- name: citus_table
 -- how Citus stores a relation (only asked where the citus extension is installed): its kind
 -- (distributed, reference, local: a Citus local table on the coordinator), distribution column and
 -- co-location group; no row for a plain PostgreSQL table
-select case when p.partmethod <> 'n' then 'distributed' when p.repmodel = 't' then 'reference' else 'local' end
-           as kind,
+-- (as Citus's own citus_tables says: a table without a distribution column in a co-location group of
+-- its own is a single-shard distributed table, its rows on a worker; only group 0 is a local table)
+select case when p.partmethod <> 'n' then 'distributed' when p.repmodel = 't' then 'reference'
+            when p.colocationid = 0 then 'local' else 'distributed' end as kind,
        case when p.partmethod <> 'n' then pg_catalog.column_to_column_name(p.logicalrelid, p.partkey) end
            as column,
        p.colocationid as colocation,

@@ -189,19 +189,18 @@ BEGIN
             ), looked_up AS MATERIALIZED (
                 SELECT a.account_id, a.balance, a.opening_balance FROM monitor.src_accounts a
                  WHERE a.account_id = ANY (ARRAY(SELECT k.account_id FROM todo k WHERE NOT k.moved))
-            ), totals AS MATERIALIZED (
-                SELECT tot.account_id, tot.success_sum FROM monitor.account_totals tot
-                 WHERE tot.account_id = ANY (ARRAY(SELECT k.account_id FROM todo k))
             ), checked AS MATERIALIZED (
                 -- (an account not found has no balance: no difference; MATERIALIZED: the difference
-                -- tested by `mismatched` would turn the full joins into left joins)
+                -- tested by `mismatched` would turn the full join into a left join.) The totals, on the
+                -- coordinator, are joined by key through their hash index: a lookup per account, where
+                -- `= ANY` of thousands of keys would be rechecked against the whole array at each row
                 SELECT x.account_id, x.balance, x.opening_balance, coalesce(tot.success_sum, 0) AS settled, x.live
                   FROM (SELECT k.account_id, k.balance, k.opening_balance, k.live FROM todo k WHERE k.moved
                         UNION ALL
                         SELECT k.account_id, l.balance, l.opening_balance, k.live
                           FROM (SELECT * FROM todo k WHERE NOT k.moved) k
                           FULL JOIN looked_up l ON l.account_id = k.account_id) x
-                  FULL JOIN totals tot ON tot.account_id = x.account_id  -- (each total has its account)
+                  LEFT JOIN monitor.account_totals tot ON tot.account_id = x.account_id
             )$q$ || report USING h, since, tolerance, monitor.seen_age(params), recheck_live;
     END IF;
 END

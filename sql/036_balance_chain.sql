@@ -8,15 +8,15 @@
 --
 -- Incremental like the other finding detectors: the accounts with rows not seen before read their
 -- rows from the earliest such row on, with the one row before it as the first link's other end, and
--- per account the first break among the rows read that no event of this detector names yet is
--- reported, both rows as evidence (key: the row that breaks it). A first run (or a rescan) sees
--- every row as new: one finding per account, its first break.
+-- every break among the rows read that no event of this detector names yet is reported, both rows
+-- as evidence (key: the row that breaks it). The rows after a break follow it as written, so a break
+-- is one finding, not one per later row.
 --
 -- Whether a break was reported is asked of monitor.events, not of row_xmin: the rows read from the
 -- earliest new row on include older ones (a row changed late starts the read before breaks already
 -- reported), and where row_xmin is unknown (a source mapped onto a view, a distributed ledger) every
--- row of the late window looks new. Taking the first break of the rows read would then report the
--- recorded one again, which the runner drops, and hide a later one.
+-- row of the late window looks new. So the breaks reported are the same however often a row is read:
+-- on one server and on a cluster, in a run and in a rescan.
 CREATE OR REPLACE FUNCTION monitor.detect_balance_chain(params jsonb, since timestamptz)
 RETURNS SETOF monitor.finding
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, monitor, pg_temp AS $$
@@ -61,14 +61,13 @@ BEGIN
            AND ((c.prev_id IS NOT NULL AND c.balance_before <> c.prev_after)
                 OR (c.status = 'success' AND c.balance_after <> c.balance_before + c.amount))
     ), broken AS (
-        -- the first break per account that no event names yet (resolved ones included: a finding is
-        -- recorded once), each looked up by its key
-        SELECT DISTINCT ON (b.account_id) b.*
+        -- every break that no event names yet (resolved ones included: a finding is recorded once),
+        -- each looked up by its key: what is reported does not depend on how often a row is read
+        SELECT b.*
           FROM breaks b
           LEFT JOIN LATERAL (SELECT true AS recorded FROM monitor.events e
                               WHERE e.detector = 'balance_chain' AND e.dedup_key = b.txn_id LIMIT 1) e ON true
          WHERE e.recorded IS NULL
-         ORDER BY b.account_id, b.created_at, b.sequence NULLS LAST, b.txn_id COLLATE "C"
     )
     SELECT b.account_id,
            b.txn_id,

@@ -9,12 +9,17 @@
 -- The ledger's trigger (touch_updated_at) sets its own row's updated_at and nothing else: it is safe
 -- to run on the workers, which Citus asks to be said with citus.enable_unsafe_triggers.
 SET LOCAL citus.enable_unsafe_triggers = on;
+-- install makes the source views (and monitor's functions) in the same transaction, over the
+-- distributed tables: Citus allows that after distributing only when the work on the shards went
+-- over one connection per worker
+SET LOCAL citus.multi_shard_modify_mode = 'sequential';
 
 DO $$
 DECLARE
     t text;
     how record;
     key text[];
+    pkey name;
 BEGIN
     FOREACH t IN ARRAY ARRAY['accounts', 'transactions', 'scans'] LOOP
         SELECT p.partmethod, column_to_column_name(p.logicalrelid, p.partkey) AS column
@@ -27,12 +32,13 @@ BEGIN
             END IF;
             CONTINUE;
         END IF;
-        SELECT array_agg(a.attname::text ORDER BY a.attnum) INTO key
+        SELECT c.conname, array_agg(a.attname::text ORDER BY a.attnum) INTO pkey, key
           FROM pg_constraint c JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = ANY (c.conkey)
-         WHERE c.conrelid = format('ledger.%I', t)::regclass AND c.contype = 'p';
+         WHERE c.conrelid = format('ledger.%I', t)::regclass AND c.contype = 'p'
+         GROUP BY c.conname;
         IF NOT 'account_id' = ANY (key) THEN
-            EXECUTE format('ALTER TABLE ledger.%1$I DROP CONSTRAINT %1$I_pkey, ADD PRIMARY KEY (account_id, %2$I)',
-                           t, key[1]);
+            EXECUTE format('ALTER TABLE ledger.%I DROP CONSTRAINT %I, ADD PRIMARY KEY (account_id, %s)',
+                           t, pkey, (SELECT string_agg(format('%I', k), ', ') FROM unnest(key) AS k));
         END IF;
         IF t = 'accounts' THEN
             PERFORM create_distributed_table('ledger.accounts', 'account_id');

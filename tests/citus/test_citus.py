@@ -7,6 +7,8 @@ festival giving the same events on the cluster as on a single node."""
 
 from __future__ import annotations
 
+import json
+
 import psycopg
 import pytest
 
@@ -36,7 +38,7 @@ def primary_key(conn, table: str) -> list[str]:
 def test_install_distributed_moves_the_rows_to_the_shards_and_changes_nothing_when_run_again(fresh_db):
     first = monitorctl(fresh_db, "install", "--with-ledger", "--no-schedule")
     assert first.returncode == 0, first.stderr
-    assert "Citus 13" in first.stdout + first.stderr
+    assert "Citus " in first.stdout + first.stderr and "on this coordinator" in first.stdout + first.stderr
     with psycopg.connect(fresh_db, autocommit=True) as conn:
         assert citus_tables(conn) == {}
         conn.execute("insert into ledger.accounts (account_id, balance) values ('a1', 10), ('a2', 5)")
@@ -171,3 +173,68 @@ def test_the_festival_gives_the_same_events_on_the_cluster_as_on_a_single_node(p
     assert {e[0] for e in alone} >= {"failed_debit", "balance_mismatch", "duplicate_scan", "concurrent_txn",
                                      "negative_balance", "stuck_pending", "consecutive_failures"}
     assert cluster == alone
+
+
+def test_doctor_on_a_ledger_not_distributed_says_what_to_do_first_and_a_view_made_before_distribution(fresh_db):
+    done = monitorctl(fresh_db, "install", "--with-ledger", "--no-schedule")
+    assert done.returncode == 0, done.stderr
+    doc = monitorctl(fresh_db, "doctor", "--format", "json")
+    assert doc.returncode == 1, doc.stdout + doc.stderr
+    rows = {(r["relation"], r["columns"]): r for r in json.loads(doc.stdout)}
+    txns = rows[("ledger.transactions", "distribution")]
+    assert txns["status"] == "missing"
+    assert "unique keys (transactions_pkey) include account_id" in txns["suggestion"]
+    assert "SELECT create_distributed_table('ledger.transactions', 'account_id')" in txns["suggestion"]
+    assert "monitorctl install" in txns["suggestion"]
+    assert "unique keys" not in rows[("ledger.accounts", "distribution")]["suggestion"]  # its key is account_id
+
+    # distributed by hand after install: the view still reads the rows' xmin, and doctor says so
+    with psycopg.connect(fresh_db, autocommit=True) as conn:
+        conn.execute("set citus.enable_unsafe_triggers = on")  # ledger.touch_updated_at: its own row only
+        conn.execute("select create_distributed_table('ledger.accounts', 'account_id')")
+    doc = json.loads(monitorctl(fresh_db, "doctor", "--format", "json").stdout)
+    stale = [r for r in doc if r["columns"] == "source view"]
+    assert [r["relation"] for r in stale] == ["ledger.accounts"] and "monitorctl install" in stale[0]["suggestion"]
+    assert monitorctl(fresh_db, "install", "--no-schedule").returncode == 0
+    doc = json.loads(monitorctl(fresh_db, "doctor", "--format", "json").stdout)
+    assert not [r for r in doc if r["columns"] == "source view"]
+
+
+def test_a_single_shard_table_is_distributed_for_the_skip_and_named_by_doctor(fresh_db):
+    with psycopg.connect(fresh_db, autocommit=True) as conn:
+        conn.execute("create schema pay")
+        conn.execute("create table pay.wallets (account text primary key, balance numeric,"
+                     " updated_at timestamptz default now())")
+        conn.execute("create table pay.txns (id text, account text, amount numeric, status text,"
+                     " created_at timestamptz default now(), updated_at timestamptz default now())")
+        conn.execute("select create_distributed_table('pay.wallets', null)")  # one shard, on a worker
+    config = {"sources": {
+        "transactions": {"relation": "pay.txns", "columns": {
+            "txn_id": "id", "account_id": "account", "amount": "amount", "status": "status",
+            "created_at": "created_at", "updated_at": "updated_at"}},
+        "accounts": {"relation": "pay.wallets", "columns": {
+            "account_id": "account", "balance": "balance", "updated_at": "updated_at"}}}}
+    with Monitor(fresh_db) as monitor:
+        monitor.install(config=config, schedule_jobs=False)
+        view = monitor.connection.execute("select pg_get_viewdef('monitor.src_accounts'::regclass)").fetchone()[0]
+        rows = monitor.doctor()
+    assert "NULL::xid AS row_xmin" in view  # its rows are a worker's
+    wallets = next(r for r in rows if r["relation"] == "pay.wallets" and "shard" in r["columns"])
+    assert wallets["status"] == "missing" and "distribution_column := 'account'" in wallets["suggestion"]
+
+
+def test_install_on_a_worker_and_distributed_without_workers_are_refused(pg_server, fresh_db):
+    worker = pg_server.workers[0]
+    done = monitorctl(worker.dsn(embedded.dsn_dbname(fresh_db)), "install", "--with-ledger", "--no-schedule")
+    assert done.returncode == 2 and "on a Citus worker: install and run monitorctl on the coordinator" in done.stderr
+    name = "t_citus_alone"
+    with psycopg.connect(pg_server.dsn(), autocommit=True) as conn:  # citus, but no worker added
+        conn.execute(f"drop database if exists {name} with (force)")
+        conn.execute(f"create database {name}")
+    try:
+        with psycopg.connect(pg_server.dsn(name), autocommit=True) as conn:
+            conn.execute("create extension citus")
+        done = monitorctl(pg_server.dsn(name), "install", "--with-ledger", "--distributed", "--no-schedule")
+        assert done.returncode == 2 and "has no workers: SELECT citus_set_coordinator_host" in done.stderr, done.stderr
+    finally:
+        pg_server.drop_database(name)

@@ -642,14 +642,13 @@ BEGIN
            AND ((c.prev_id IS NOT NULL AND c.balance_before <> c.prev_after)
                 OR (c.status = 'success' AND c.balance_after <> c.balance_before + c.amount))
     ), broken AS (
-        -- the first break per account that no event names yet (resolved ones included: a finding is
-        -- recorded once), each looked up by its key
-        SELECT DISTINCT ON (b.account_id) b.*
+        -- every break that no event names yet (resolved ones included: a finding is recorded once),
+        -- each looked up by its key: what is reported does not depend on how often a row is read
+        SELECT b.*
           FROM breaks b
           LEFT JOIN LATERAL (SELECT true AS recorded FROM monitor.events e
                               WHERE e.detector = 'balance_chain' AND e.dedup_key = b.txn_id LIMIT 1) e ON true
          WHERE e.recorded IS NULL
-         ORDER BY b.account_id, b.created_at, b.sequence NULLS LAST, b.txn_id COLLATE "C"
     )
     SELECT b.account_id,
            b.txn_id,
@@ -786,19 +785,18 @@ BEGIN
             ), looked_up AS MATERIALIZED (
                 SELECT a.account_id, a.balance, a.opening_balance FROM monitor.src_accounts a
                  WHERE a.account_id = ANY (ARRAY(SELECT k.account_id FROM todo k WHERE NOT k.moved))
-            ), totals AS MATERIALIZED (
-                SELECT tot.account_id, tot.success_sum FROM monitor.account_totals tot
-                 WHERE tot.account_id = ANY (ARRAY(SELECT k.account_id FROM todo k))
             ), checked AS MATERIALIZED (
                 -- (an account not found has no balance: no difference; MATERIALIZED: the difference
-                -- tested by `mismatched` would turn the full joins into left joins)
+                -- tested by `mismatched` would turn the full join into a left join.) The totals, on the
+                -- coordinator, are joined by key through their hash index: a lookup per account, where
+                -- `= ANY` of thousands of keys would be rechecked against the whole array at each row
                 SELECT x.account_id, x.balance, x.opening_balance, coalesce(tot.success_sum, 0) AS settled, x.live
                   FROM (SELECT k.account_id, k.balance, k.opening_balance, k.live FROM todo k WHERE k.moved
                         UNION ALL
                         SELECT k.account_id, l.balance, l.opening_balance, k.live
                           FROM (SELECT * FROM todo k WHERE NOT k.moved) k
                           FULL JOIN looked_up l ON l.account_id = k.account_id) x
-                  FULL JOIN totals tot ON tot.account_id = x.account_id  -- (each total has its account)
+                  LEFT JOIN monitor.account_totals tot ON tot.account_id = x.account_id
             )$q$ || report USING h, since, tolerance, monitor.seen_age(params), recheck_live;
     END IF;
 END

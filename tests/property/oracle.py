@@ -112,20 +112,19 @@ def expected_events(accounts, transactions, scans, now: datetime, params=DEFAULT
                 event("concurrent_txn", burst[0]["txn_id"], account, burst[0]["txn_id"],
                       sum((t["amount"] for t in burst), Decimal(0)))
 
-    # balance_chain: in each account's rows with both balances, ordered by time then id, the first
+    # balance_chain: in each account's rows with both balances, ordered by time then id, every row
     # whose balance_before is not the previous row's balance_after (a link), or, for a success,
-    # whose balance_after is not balance_before + amount (a sum).
+    # whose balance_after is not balance_before + amount (a sum); the next row is judged against the
+    # row as written.
     for account, rows in by_account.items():
         prev = None
         for t in sorted((t for t in rows if t["balance_before"] is not None and t["balance_after"] is not None),
                         key=lambda t: (t["created_at"], t["txn_id"])):
             if prev is not None and t["balance_before"] != prev["balance_after"]:
                 event("balance_chain", t["txn_id"], account, t["txn_id"], t["balance_before"] - prev["balance_after"])
-                break
-            if t["status"] == "success" and t["balance_after"] != t["balance_before"] + t["amount"]:
+            elif t["status"] == "success" and t["balance_after"] != t["balance_before"] + t["amount"]:
                 event("balance_chain", t["txn_id"], account, t["txn_id"],
                       t["balance_after"] - (t["balance_before"] + t["amount"]))
-                break
             prev = t
 
     # duplicate_scan: bursts of one account's scans.
