@@ -442,8 +442,13 @@ def citus_present(bindir: Path | None = None) -> bool:
         bindir = bindir or pg_bindir()
     except EmbeddedError:
         return False
-    share = Path("/usr/share/postgresql") / bindir.parent.name / "extension"
-    return (bindir.parent / "lib" / "citus.so").exists() and (share / "citus.control").exists()
+    found = subprocess.run([str(bindir / "pg_config"), "--pkglibdir", "--sharedir"], capture_output=True,
+                           text=True) if (bindir / "pg_config").exists() else None
+    if found is not None and found.returncode == 0:
+        lib, share = (Path(line) for line in found.stdout.split())
+    else:  # Debian's layout
+        lib, share = bindir.parent / "lib", Path("/usr/share/postgresql") / bindir.parent.name
+    return (lib / "citus.so").exists() and (share / "extension" / "citus.control").exists()
 
 
 def start_citus(say=lambda msg: None, settings: dict[str, str] | None = None,
