@@ -32,9 +32,10 @@ def version(conn) -> str | None:
     return found[0] if found else None
 
 
-def table(conn, oid: int) -> Table | None:
-    """How Citus stores relation ``oid``; None for a plain PostgreSQL relation (or no Citus here)."""
-    if version(conn) is None:
+def table(conn, oid: int, installed: bool | None = None) -> Table | None:
+    """How Citus stores relation ``oid``; None for a plain PostgreSQL relation (or no Citus here).
+    ``installed``: whether the citus extension is here, when the caller already asked."""
+    if not (version(conn) is not None if installed is None else installed):
         return None
     found = db.row(conn, "citus_table", (oid,))
     return Table(**found) if found else None

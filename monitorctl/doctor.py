@@ -90,17 +90,18 @@ def index_advice(conn, mapping: dict) -> list[Advice]:
     if answers:
         out.append(_advise(conn, answers["relation"], [answers["key"], answers["order_by"]],
                            ("answers.key", "answers.order_by"), "the latest answer of every transaction"))
-    return out + partial_advice(conn, mapping) + distribution_advice(conn, mapping)
+    on_citus = citus.version(conn) is not None
+    return out + partial_advice(conn, mapping, on_citus) + distribution_advice(conn, mapping, on_citus)
 
 
 DISTRIBUTION_NEED = "every detector's per-account work on the shards"
 
 
-def distribution_advice(conn, mapping: dict) -> list[Advice]:
+def distribution_advice(conn, mapping: dict, on_citus: bool) -> list[Advice]:
     """On a Citus coordinator: whether each mapped table is distributed by its account column, the
     tables co-located with the first of them, and the source views made after the distribution
     (nothing where Citus is not installed)."""
-    if citus.version(conn) is None:
+    if not on_citus:
         return []
     out, groups = [], {}
     for rel in ("transactions", "accounts", "scans"):
@@ -116,7 +117,7 @@ def distribution_advice(conn, mapping: dict) -> list[Advice]:
                               f"{spec['relation']} is not a table: distribute the tables it reads by their account "
                               "column, co-located"))
             continue
-        table = citus.table(conn, found[0])
+        table = citus.table(conn, found[0], installed=True)
         account = accounts[0] or "<account column>"
         if table is None or table.kind == "local":
             first = next(iter(groups), None)
@@ -207,7 +208,7 @@ def _zoneless(relation: str, shown, who: str, column: str) -> Advice:
                   f"({column} AT TIME ZONE 'UTC') (docs/mapping.md)")
 
 
-def partial_advice(conn, mapping: dict) -> list[Advice]:
+def partial_advice(conn, mapping: dict, on_citus: bool = False) -> list[Advice]:
     out = []
     for rel, logical, status, who, probe in PARTIAL_NEEDS:
         spec = mapping["sources"][rel]
@@ -239,7 +240,7 @@ def partial_advice(conn, mapping: dict) -> list[Advice]:
             sql.SQL(re.sub(r"\bs\.", "", mapping_mod.status_expression(status_map, ""))), sql.Literal(status))
         suggestion = sql.SQL("CREATE INDEX ON {} ({}) WHERE {}").format(
             sql.SQL(found[1]), sql.SQL(key[1]), predicate).as_string(conn)
-        served = partial_index_serves(conn, probe)
+        served = partial_index_serves(conn, probe, on_citus)
         out.append(Advice(spec["relation"], (f"{key[1]} where status = {status}",), who,
                           {True: "ok", False: "missing", None: "unknown"}[served],
                           "" if served else suggestion if served is False else
@@ -247,12 +248,12 @@ def partial_advice(conn, mapping: dict) -> list[Advice]:
     return out
 
 
-def partial_index_serves(conn, probe: str) -> bool | None:
+def partial_index_serves(conn, probe: str, on_citus: bool = False) -> bool | None:
     """Whether the planner reads the detector's filter (the named query ``probe``, its EXPLAIN) through a partial index (None: this role may
     not ask, e.g. monitor_reader, which cannot read the source views)."""
     try:
         with conn.transaction(force_rollback=True):
-            if citus.version(conn) is not None:
+            if on_citus:
                 db.run(conn, "citus_set_local")
             db.run(conn, "planner_no_seqscan")
             plan = db.value(conn, probe)

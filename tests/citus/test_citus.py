@@ -11,6 +11,7 @@ import json
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from monitorctl import embedded
 from monitorctl.api import Monitor
@@ -33,6 +34,35 @@ def primary_key(conn, table: str) -> list[str]:
         "select a.attname::text from pg_constraint c join pg_attribute a"
         " on a.attrelid = c.conrelid and a.attnum = any (c.conkey)"
         " where c.conrelid = %s::regclass and c.contype = 'p' order by a.attname", (table,))]
+
+
+# a payments schema of the user's own: wallets and their transactions, mapped by PAY_CONFIG
+PAY_CONFIG = {"sources": {
+    "transactions": {"relation": "pay.txns", "columns": {
+        "txn_id": "id", "account_id": "account", "amount": "amount", "status": "status",
+        "created_at": "created_at", "updated_at": "updated_at"}},
+    "accounts": {"relation": "pay.wallets", "columns": {
+        "account_id": "account", "balance": "balance", "updated_at": "updated_at"}}}}
+
+
+def pay_tables(dsn: str, *distribute: str) -> None:
+    """Create pay.txns and pay.wallets, then run each of ``distribute`` (Citus calls) on them."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("create schema pay")
+        conn.execute("create table pay.txns (id text, account text, amount numeric, status text,"
+                     " created_at timestamptz default now(), updated_at timestamptz default now())")
+        conn.execute("create table pay.wallets (account text primary key, balance numeric,"
+                     " updated_at timestamptz default now())")
+        for call in distribute:
+            conn.execute(call)
+
+
+def coordinator_database(server, name: str) -> str:
+    """A database of the coordinator alone (no worker knows it); its DSN."""
+    with psycopg.connect(server.dsn(), autocommit=True) as conn:
+        conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+    return server.dsn(name)
 
 
 def test_install_distributed_moves_the_rows_to_the_shards_and_changes_nothing_when_run_again(fresh_db):
@@ -74,9 +104,7 @@ def test_distributed_without_the_ledger_or_without_citus_is_refused_before_anyth
     alone = monitorctl(fresh_db, "install", "--distributed", "--no-schedule")
     assert alone.returncode == 2 and "pass --with-ledger too" in alone.stderr, alone.stderr
     name = "t_citus_plain"
-    with psycopg.connect(pg_server.dsn(), autocommit=True) as conn:  # a database of the coordinator alone
-        conn.execute(f"drop database if exists {name} with (force)")
-        conn.execute(f"create database {name}")
+    coordinator_database(pg_server, name)
     try:
         plain = monitorctl(pg_server.dsn(name), "install", "--with-ledger", "--distributed", "--no-schedule")
         assert plain.returncode == 2, plain.stderr
@@ -89,21 +117,9 @@ def test_distributed_without_the_ledger_or_without_citus_is_refused_before_anyth
 
 
 def test_late_window_skip_is_off_for_distributed_tables_and_on_for_the_coordinators_own(fresh_db):
-    with psycopg.connect(fresh_db, autocommit=True) as conn:
-        conn.execute("create schema pay")
-        conn.execute("create table pay.txns (id text, account text, amount numeric, status text,"
-                     " created_at timestamptz default now(), updated_at timestamptz default now())")
-        conn.execute("create table pay.wallets (account text primary key, balance numeric,"
-                     " updated_at timestamptz default now())")
-        conn.execute("select create_distributed_table('pay.wallets', 'account')")
-    config = {"sources": {
-        "transactions": {"relation": "pay.txns", "columns": {
-            "txn_id": "id", "account_id": "account", "amount": "amount", "status": "status",
-            "created_at": "created_at", "updated_at": "updated_at"}},
-        "accounts": {"relation": "pay.wallets", "columns": {
-            "account_id": "account", "balance": "balance", "updated_at": "updated_at"}}}}
+    pay_tables(fresh_db, "select create_distributed_table('pay.wallets', 'account')")
     with Monitor(fresh_db) as monitor:
-        monitor.install(config=config, schedule_jobs=False)
+        monitor.install(config=PAY_CONFIG, schedule_jobs=False)
         conn = monitor.connection
         views = {v: conn.execute("select pg_get_viewdef(%s::regclass)", (v,)).fetchone()[0]
                  for v in ("monitor.src_transactions", "monitor.src_accounts")}
@@ -117,22 +133,10 @@ def test_late_window_skip_is_off_for_distributed_tables_and_on_for_the_coordinat
 
 
 def test_doctor_names_a_table_distributed_by_another_column_and_tables_not_co_located(fresh_db):
-    with psycopg.connect(fresh_db, autocommit=True) as conn:
-        conn.execute("create schema pay")
-        conn.execute("create table pay.txns (id text, account text, amount numeric, status text,"
-                     " created_at timestamptz default now(), updated_at timestamptz default now())")
-        conn.execute("create table pay.wallets (account text primary key, balance numeric,"
-                     " updated_at timestamptz default now())")
-        conn.execute("select create_distributed_table('pay.txns', 'id')")
-        conn.execute("select create_distributed_table('pay.wallets', 'account', colocate_with => 'none')")
-    config = {"sources": {
-        "transactions": {"relation": "pay.txns", "columns": {
-            "txn_id": "id", "account_id": "account", "amount": "amount", "status": "status",
-            "created_at": "created_at", "updated_at": "updated_at"}},
-        "accounts": {"relation": "pay.wallets", "columns": {
-            "account_id": "account", "balance": "balance", "updated_at": "updated_at"}}}}
+    pay_tables(fresh_db, "select create_distributed_table('pay.txns', 'id')",
+               "select create_distributed_table('pay.wallets', 'account', colocate_with => 'none')")
     with Monitor(fresh_db) as monitor:
-        monitor.install(config=config, schedule_jobs=False)
+        monitor.install(config=PAY_CONFIG, schedule_jobs=False)
     done = monitorctl(fresh_db, "doctor")
     assert done.returncode == 1, done.stdout + done.stderr
     assert "distributed by id" in done.stdout
@@ -201,21 +205,9 @@ def test_doctor_on_a_ledger_not_distributed_says_what_to_do_first_and_a_view_mad
 
 
 def test_a_single_shard_table_is_distributed_for_the_skip_and_named_by_doctor(fresh_db):
-    with psycopg.connect(fresh_db, autocommit=True) as conn:
-        conn.execute("create schema pay")
-        conn.execute("create table pay.wallets (account text primary key, balance numeric,"
-                     " updated_at timestamptz default now())")
-        conn.execute("create table pay.txns (id text, account text, amount numeric, status text,"
-                     " created_at timestamptz default now(), updated_at timestamptz default now())")
-        conn.execute("select create_distributed_table('pay.wallets', null)")  # one shard, on a worker
-    config = {"sources": {
-        "transactions": {"relation": "pay.txns", "columns": {
-            "txn_id": "id", "account_id": "account", "amount": "amount", "status": "status",
-            "created_at": "created_at", "updated_at": "updated_at"}},
-        "accounts": {"relation": "pay.wallets", "columns": {
-            "account_id": "account", "balance": "balance", "updated_at": "updated_at"}}}}
+    pay_tables(fresh_db, "select create_distributed_table('pay.wallets', null)")
     with Monitor(fresh_db) as monitor:
-        monitor.install(config=config, schedule_jobs=False)
+        monitor.install(config=PAY_CONFIG, schedule_jobs=False)
         view = monitor.connection.execute("select pg_get_viewdef('monitor.src_accounts'::regclass)").fetchone()[0]
         rows = monitor.doctor()
     assert "NULL::xid AS row_xmin" in view  # its rows are a worker's
@@ -228,9 +220,7 @@ def test_install_on_a_worker_and_distributed_without_workers_are_refused(pg_serv
     done = monitorctl(worker.dsn(embedded.dsn_dbname(fresh_db)), "install", "--with-ledger", "--no-schedule")
     assert done.returncode == 2 and "on a Citus worker: install and run monitorctl on the coordinator" in done.stderr
     name = "t_citus_alone"
-    with psycopg.connect(pg_server.dsn(), autocommit=True) as conn:  # citus, but no worker added
-        conn.execute(f"drop database if exists {name} with (force)")
-        conn.execute(f"create database {name}")
+    coordinator_database(pg_server, name)  # citus below, but no worker added
     try:
         with psycopg.connect(pg_server.dsn(name), autocommit=True) as conn:
             conn.execute("create extension citus")
